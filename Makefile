@@ -1,0 +1,53 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: install test-deps demo test dev seed bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	printf 'telemetry:\n  enabled: false\n' > $@
+
+# What the tests need beyond pip: Azurite (npm), Chromium and PostgreSQL (Debian), pigz (bench).
+test-deps: install
+	@if [ ! -x node_modules/.bin/azurite-blob ]; then npm install --no-audit --no-fund --silent; fi
+	@missing=""; \
+	 command -v chromium >/dev/null || missing="$$missing chromium"; \
+	 command -v pigz >/dev/null || missing="$$missing pigz"; \
+	 command -v gpg >/dev/null || missing="$$missing gnupg"; \
+	 ( command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ) || missing="$$missing postgresql"; \
+	 if [ -n "$$missing" ]; then \
+	   echo "installing with apt-get:$$missing"; \
+	   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	 fi
+
+seed: install
+	$(PY) -m delivery_platform.warehouse seed --days 30 --scale 1
+
+demo: install
+	$(PY) -m delivery_platform.warehouse seed --days 30 --scale 1
+	$(PY) -m delivery_platform.demo
+
+test: test-deps
+	$(PY) -m pytest
+
+dev: install
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: install
+	$(PY) -m bench.run
+
+clean:
+	rm -rf data/staging data/outbox data/returns data/ledger.sqlite data/warehouse.duckdb
