@@ -113,3 +113,9 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
             logger.info(f"published {published.uri} ({published.size:,} bytes, md5 {published.md5})")
             sent.append({"name": p.name, "uri": published.uri, "bytes": published.size, "md5": published.md5, "rows": p.rows})
         return DeliveryOutcome(plan.action, sent, destination.kind, time.monotonic() - started)
+
+
+class DeliveryConfig(dg.Config):
+    """Run configuration of every `_delivery` asset."""
+
+    redeliver: bool = False  # send again even if the partition was delivered with other bytes
