@@ -117,4 +117,20 @@ def validate_frame_with_pandera(df: pd.DataFrame, schema: pa.DataFrameSchema | t
                 check=str(check), column=column, count=len(group), schema_context=str(context),
                 samples=[{"index": i, "failure_case": v} for i, v in zip(group["index"].head(sample), group["failure_case"].head(sample))],
             ))
+        # pandera reports a failing dataframe-wide check once per column of each failing row;
+        # the platform counts it once per row, with no column, as the SQL evaluation does.
+        frame_checks = {c.name for c in schema.checks}
+        merged: dict[str, RuleFailure] = {}
+        kept = []
+        for failure in failures:
+            name = failure.check.split("(")[0]
+            if name in frame_checks and failure.column in schema.columns:
+                rows = merged.setdefault(name, RuleFailure(check=failure.check, column=None, count=0,
+                                                           schema_context="DataFrameSchema", samples=[]))
+                seen = {s["index"] for s in rows.samples}
+                rows.samples.extend(s for s in failure.samples if s["index"] not in seen)
+                rows.count = max(rows.count, failure.count)
+            else:
+                kept.append(failure)
+        failures = kept + list(merged.values())
         return ValidationReport(schema.name or "schema", len(df), 0, failures)

@@ -34,7 +34,7 @@ def _family(dtype) -> str | None:
     return None
 
 
-def _structure_failures(schema: pa.DataFrameSchema, columns: dict[str, str]) -> list[RuleFailure]:
+def _structure_failures(schema: pa.DataFrameSchema, columns: dict[str, str], non_null) -> list[RuleFailure]:
     out = []
     names = list(columns)
     for name, column in schema.columns.items():
@@ -44,7 +44,8 @@ def _structure_failures(schema: pa.DataFrameSchema, columns: dict[str, str]) -> 
                                        schema_context="DataFrameSchema"))
             continue
         family = _family(column.dtype) if column.dtype is not None else None
-        if family and not columns[name].split("(")[0] in _TYPE_FAMILIES.get(family, ()):
+        # an all-NULL column carries no type information (pandera accepts it too)
+        if family and columns[name].split("(")[0] not in _TYPE_FAMILIES.get(family, ()) and non_null(name):
             out.append(RuleFailure(check=f"dtype('{column.dtype}')", column=name, count=1,
                                    samples=[{"failure_case": columns[name]}]))
     if schema.strict:
@@ -76,7 +77,10 @@ def validate_relation(con: duckdb.DuckDBPyConnection, relation_sql: str, schema:
     described = con.execute(f"DESCRIBE {rel}").fetchall()
     columns = {row[0]: row[1] for row in described if row[0] != ROW}
     has_row = any(row[0] == ROW for row in described)
-    failures = _structure_failures(schema, columns)
+    def non_null(column: str) -> bool:
+        return con.execute(f"SELECT count({quote_ident(column)}) FROM ({rel})").fetchone()[0] > 0
+
+    failures = _structure_failures(schema, columns, non_null)
     rules = [r for r in compile_schema(schema)
              if (r.column is None or r.column in columns) and all(c in columns for c in r.columns)
              and _columns_in_sql_present(r, schema, columns)]
@@ -98,15 +102,17 @@ def validate_relation(con: duckdb.DuckDBPyConnection, relation_sql: str, schema:
                                         schema_context=rule.schema_context))
     for rule in (r for r in rules if r.kind == "unique"):
         key = ", ".join(quote_ident(c) for c in rule.columns)
+        # pandera's field uniqueness ignores nulls; multi-column uniqueness compares them as values
+        where = f"WHERE {quote_ident(rule.columns[0])} IS NOT NULL" if rule.column else ""
         dup = con.execute(
-            f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT {key}, count(*) AS n FROM ({rel}) "
+            f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT {key}, count(*) AS n FROM ({rel}) {where} "
             f"GROUP BY ALL HAVING count(*) > 1)"
         ).fetchone()
         if dup[0]:
             match = " AND ".join(f"t.{quote_ident(c)} IS NOT DISTINCT FROM d.{quote_ident(c)}" for c in rule.columns)
             rows = con.execute(
                 f"SELECT {('t.' + ROW) if has_row else 'NULL'} AS __index, {', '.join('t.' + quote_ident(c) for c in rule.columns)} "
-                f"FROM ({rel}) t JOIN (SELECT {key} FROM ({rel}) GROUP BY ALL HAVING count(*) > 1 "
+                f"FROM ({rel}) t JOIN (SELECT {key} FROM ({rel}) {where} GROUP BY ALL HAVING count(*) > 1 "
                 f"ORDER BY ALL LIMIT {int(sample)}) d ON {match} ORDER BY 2, 1 LIMIT {int(sample) * 2}"
             ).fetchall()
             samples = [_sample(list(rule.columns), r, rule.column, redact) for r in rows]

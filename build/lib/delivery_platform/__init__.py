@@ -1,0 +1,1 @@
+"""delivery_platform: spec-checked daily vendor deliveries from a DuckDB warehouse."""

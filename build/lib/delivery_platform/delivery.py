@@ -1,0 +1,121 @@
+"""Publishing a partition's files: the one place that talks to destinations and the ledger.
+
+`deliver_files` is what every vendor's `_delivery` asset calls:
+1. ask the ledger what to do (send / skip: same bytes already delivered / refuse: different
+   bytes without `redeliver`), holding the partition's claim so two runs never deliver the
+   same partition at once;
+2. publish each file atomically, in the given order (a vendor's completion marker goes last),
+   reading back size and MD5, recording every attempt (publishing -> delivered / failed);
+3. return Dagster metadata (files, URIs, bytes, MD5s, rows) for the asset.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import dagster as dg
+
+from .destinations import AlreadyExists, Destination, DestinationError
+from .ledger import Ledger, PlannedFile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutgoingFile:
+    path: Path  # local file
+    name: str  # name at the destination (relative; may include folders)
+    rows: int | None = None
+    md5: str | None = None
+    bytes: int | None = None
+
+
+@dataclass
+class DeliveryOutcome:
+    action: str
+    files: list[dict]
+    destination: str
+    seconds: float
+
+    def metadata(self) -> dict:
+        total = sum(f["bytes"] for f in self.files)
+        return {
+            "delivery_action": dg.MetadataValue.text(self.action),
+            "destination": dg.MetadataValue.text(self.destination),
+            "file_count": dg.MetadataValue.int(len(self.files)),
+            "bytes": dg.MetadataValue.int(total),
+            "rows": dg.MetadataValue.int(sum(f.get("rows") or 0 for f in self.files)),
+            "seconds": dg.MetadataValue.float(round(self.seconds, 3)),
+            "files": dg.MetadataValue.md(
+                "| file | uri | bytes | md5 | rows |\n|---|---|---:|---|---:|\n" + "\n".join(
+                    f"| {f['name']} | {f['uri']} | {f['bytes']:,} | `{f['md5']}` | {f.get('rows') if f.get('rows') is not None else ''} |"
+                    for f in self.files)),
+            "uris": dg.MetadataValue.json([f["uri"] for f in self.files]),
+        }
+
+
+def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: Sequence[OutgoingFile],
+                  destination: Destination, ledger: Ledger, run_id: str, redeliver: bool = False,
+                  logger: logging.Logger | None = None) -> DeliveryOutcome:
+    logger = logger or log
+    started = time.monotonic()
+    from .destinations.base import file_md5
+
+    planned = []
+    for f in files:
+        md5 = f.md5 or file_md5(f.path)
+        size = f.bytes if f.bytes is not None else f.path.stat().st_size
+        planned.append((f, PlannedFile(name=f.name, md5=md5, bytes=size, rows=f.rows)))
+    with ledger.claimed(vendor, deliverable, partition_key, run_id):
+        plan = ledger.plan_delivery(vendor, deliverable, partition_key, [p for _, p in planned], redeliver=redeliver)
+        logger.info(f"{vendor}/{deliverable} {partition_key}: {plan.action} ({plan.reason})")
+        if plan.action == "skip":
+            done = [{"name": d.file_name, "uri": d.remote_uri, "bytes": d.bytes or 0, "md5": d.md5, "rows": d.rows}
+                    for d in plan.already]
+            return DeliveryOutcome("skipped: already delivered with the same bytes", done, destination.kind,
+                                   time.monotonic() - started)
+        to_send = {p.name for p in plan.send}
+        sent = []
+        for f, p in planned:
+            if p.name not in to_send:
+                prior = next(d for d in plan.already if d.file_name == p.name)
+                sent.append({"name": p.name, "uri": prior.remote_uri, "bytes": p.bytes, "md5": p.md5, "rows": p.rows})
+                continue
+            attempt = ledger.begin(vendor, deliverable, partition_key, p.name, bytes=p.bytes, md5=p.md5, rows=p.rows,
+                                   remote_uri=destination.uri(p.name), run_id=run_id)
+            try:
+                if plan.action == "redeliver" and destination.exists(p.name):
+                    raise AlreadyExists(
+                        f"[{vendor}] {destination.uri(p.name)} exists; re-delivery of different bytes needs a new "
+                        "file name or the old file removed at the vendor first")
+                published = destination.publish(f.path, p.name)
+            except AlreadyExists as exc:
+                # The same bytes may already be there from an attempt whose ledger write was lost.
+                try:
+                    same = destination.verify(p.name, size=p.bytes, md5=p.md5)
+                except DestinationError:
+                    same = None
+                if same is None:
+                    ledger.finish(attempt, "failed", error=str(exc))
+                    raise
+                ledger.finish(attempt, "delivered", remote_uri=destination.uri(p.name))
+                logger.info(f"{p.name}: already at the destination with the same bytes; recorded as delivered")
+                sent.append({"name": p.name, "uri": destination.uri(p.name), "bytes": p.bytes, "md5": p.md5, "rows": p.rows})
+                continue
+            except BaseException as exc:
+                ledger.finish(attempt, "failed", error=f"{type(exc).__name__}: {exc}")
+                raise
+            ledger.finish(attempt, "delivered", remote_uri=published.uri)
+            logger.info(f"published {published.uri} ({published.size:,} bytes, md5 {published.md5})")
+            sent.append({"name": p.name, "uri": published.uri, "bytes": published.size, "md5": published.md5, "rows": p.rows})
+        return DeliveryOutcome(plan.action, sent, destination.kind, time.monotonic() - started)
+
+
+class DeliveryConfig(dg.Config):
+    """Run configuration of every `_delivery` asset."""
+
+    redeliver: bool = False  # send again even if the partition was delivered with other bytes

@@ -1,0 +1,170 @@
+"""The one interface every destination implements.
+
+A destination is a place files are published to (or, for vendor return folders, read from):
+a local folder, an S3/GCS/Azure Blob prefix, or an SFTP folder. Names are always relative,
+`/`-separated paths below the destination's root.
+
+Atomic publish: a receiver polling the destination never sees a partial file under its
+final name. Stores with rename (local, SFTP) write a temporary name and rename it; object
+stores upload in one request (or one multipart upload) that only becomes visible when
+complete, with a no-overwrite precondition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+CHUNK = 1 << 20
+
+
+class DestinationError(Exception):
+    """A destination operation failed. Messages name the vendor and the file, never a secret."""
+
+
+class AlreadyExists(DestinationError):
+    """Publishing refused: the final name already exists and overwrite was not asked for."""
+
+
+class DestinationConfigError(DestinationError):
+    """The destination for a vendor is missing configuration (names the environment variable)."""
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One entry of a listing, or the result of `stat`."""
+
+    name: str  # relative to the destination root
+    size: int
+    mtime: float | None = None  # seconds since the epoch, when the store reports it
+    md5: str | None = None  # lowercase hex, when the store can report it without a download
+
+
+@dataclass(frozen=True)
+class Published:
+    """What `publish` returns: where the file went and the read-back that proves it."""
+
+    name: str
+    uri: str
+    size: int
+    md5: str
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def stream_md5(stream: BinaryIO) -> tuple[int, str]:
+    digest = hashlib.md5()
+    size = 0
+    for chunk in iter(lambda: stream.read(CHUNK), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def clean_name(name: str) -> str:
+    """Reject names that could escape the destination root (absolute, `..`, empty parts)."""
+    if not name or name.startswith("/") or "\\" in name:
+        raise DestinationError(f"refusing file name {name!r}: names must be relative '/' paths")
+    normal = posixpath.normpath(name)
+    if normal.startswith("..") or normal != name or any(p in ("", ".", "..") for p in name.split("/")):
+        raise DestinationError(f"refusing file name {name!r}: it must not contain '.', '..' or '//' parts")
+    return name
+
+
+class Destination(ABC):
+    """Publish, list, read and stat files below one root."""
+
+    #: short kind name shown in metadata: local, s3, gcs, azure, sftp
+    kind: str = "abstract"
+
+    def __init__(self, vendor: str):
+        self.vendor = vendor
+
+    # --- writing -------------------------------------------------------------------------
+    @abstractmethod
+    def _publish(self, local_path: Path, name: str) -> None:
+        """Make `local_path` visible as `name`, atomically, refusing an existing name
+        (raise AlreadyExists)."""
+
+    def publish(self, local_path: Path, name: str, *, verify: bool = True) -> Published:
+        """Publish atomically and read back size and checksum."""
+        name = clean_name(name)
+        local_path = Path(local_path)
+        size = local_path.stat().st_size
+        md5 = file_md5(local_path)
+        self._publish(local_path, name)
+        if verify:
+            self.verify(name, size=size, md5=md5)
+        return Published(name=name, uri=self.uri(name), size=size, md5=md5)
+
+    def verify(self, name: str, *, size: int, md5: str) -> FileInfo:
+        """Read back what the store holds under `name`; raise unless size and MD5 match."""
+        info = self.stat(name)
+        remote_md5 = info.md5
+        if remote_md5 is None:  # the store does not report a checksum: download and hash
+            with self.open(name) as stream:
+                _, remote_md5 = stream_md5(stream)
+        if info.size != size or remote_md5 != md5:
+            raise DestinationError(
+                f"[{self.vendor}] read-back of {self.uri(name)} does not match: "
+                f"expected {size} bytes md5 {md5}, found {info.size} bytes md5 {remote_md5}"
+            )
+        return FileInfo(name=name, size=info.size, mtime=info.mtime, md5=remote_md5)
+
+    # --- reading -------------------------------------------------------------------------
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[FileInfo]:
+        """Files (not folders) whose name starts with `prefix`, recursively."""
+
+    @abstractmethod
+    def stat(self, name: str) -> FileInfo:
+        """Size (and mtime/MD5 where known) of one file; FileNotFoundError if absent."""
+
+    @abstractmethod
+    def open(self, name: str) -> BinaryIO:
+        """A binary stream of the file's bytes (a context manager)."""
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.stat(clean_name(name))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def download(self, name: str, target: Path) -> Path:
+        """Copy a remote file to a local path (written to a temporary name, then renamed)."""
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        with self.open(name) as src, open(partial, "wb") as dst:
+            for chunk in iter(lambda: src.read(CHUNK), b""):
+                dst.write(chunk)
+        partial.replace(target)
+        return target
+
+    @abstractmethod
+    def uri(self, name: str) -> str:
+        """A URI for humans and metadata (never carries a credential)."""
+
+    def iter_names(self, prefix: str = "") -> Iterator[str]:
+        for info in self.list(prefix):
+            yield info.name
+
+    def close(self) -> None:  # pragma: no cover - overridden where connections are held
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

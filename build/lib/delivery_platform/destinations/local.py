@@ -1,0 +1,74 @@
+"""A folder on this machine: the embedded default (`data/outbox/<vendor>/`)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from .base import CHUNK, AlreadyExists, Destination, DestinationError, FileInfo, clean_name, file_md5
+
+
+class LocalDestination(Destination):
+    kind = "local"
+
+    def __init__(self, vendor: str, root: Path | str):
+        super().__init__(vendor)
+        self.root = Path(root)
+
+    def _path(self, name: str) -> Path:
+        return self.root / clean_name(name)
+
+    def _publish(self, local_path: Path, name: str) -> None:
+        final = self._path(name)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.partial")
+        try:
+            with open(local_path, "rb") as src, open(partial, "wb") as dst:
+                for chunk in iter(lambda: src.read(CHUNK), b""):
+                    dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+            # link() fails if the final name exists: an atomic no-overwrite rename.
+            try:
+                os.link(partial, final)
+            except FileExistsError:
+                raise AlreadyExists(f"[{self.vendor}] {self.uri(name)} already exists; refusing to overwrite")
+        except OSError as exc:
+            if isinstance(exc, AlreadyExists):
+                raise
+            raise DestinationError(f"[{self.vendor}] writing {self.uri(name)} failed: {exc}") from exc
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def list(self, prefix: str = "") -> list[FileInfo]:
+        if not self.root.exists():
+            return []
+        out = []
+        for dirpath, _dirs, files in os.walk(self.root):
+            for file in files:
+                if file.endswith(".partial"):
+                    continue
+                full = Path(dirpath) / file
+                rel = full.relative_to(self.root).as_posix()
+                if rel.startswith(prefix):
+                    st = full.stat()
+                    out.append(FileInfo(name=rel, size=st.st_size, mtime=st.st_mtime))
+        return sorted(out, key=lambda f: f.name)
+
+    def stat(self, name: str) -> FileInfo:
+        path = self._path(name)
+        if not path.is_file():
+            raise FileNotFoundError(self.uri(name))
+        st = path.stat()
+        return FileInfo(name=name, size=st.st_size, mtime=st.st_mtime, md5=file_md5(path))
+
+    def open(self, name: str) -> BinaryIO:
+        path = self._path(name)
+        if not path.is_file():
+            raise FileNotFoundError(self.uri(name))
+        return open(path, "rb")
+
+    def uri(self, name: str) -> str:
+        return (self.root / name).resolve().as_uri()

@@ -1,0 +1,183 @@
+"""Choosing a vendor's destination from environment variables.
+
+Each vendor has one `DestinationResource` (resource key `<vendor>_destination`). Which kind it
+is and its settings come from variables named `DELIVERY_<VENDOR>_<SETTING>`; secrets are
+passed as Dagster `EnvVar`s so the UI shows the variable's name, never its value. With
+nothing set, a vendor publishes to the local folder `data/outbox/<vendor>/`.
+
+| setting            | variable suffix         | kinds         |
+|--------------------|-------------------------|---------------|
+| kind               | `DESTINATION`           | local (default), s3, gcs, azure, sftp |
+| path prefix        | `PREFIX`                | all           |
+| bucket             | `S3_BUCKET` / `GCS_BUCKET` | s3 / gcs   |
+| S3 endpoint/region | `S3_ENDPOINT_URL`, `S3_REGION` | s3     |
+| AWS keys (secret)  | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` | s3 (else the default AWS chain) |
+| GCS project        | `GCS_PROJECT`           | gcs           |
+| Azure              | `AZURE_ACCOUNT_URL`, `AZURE_CONTAINER`, `AZURE_SAS_TOKEN` or `AZURE_ACCOUNT_KEY` (secret) | azure |
+| SFTP               | `SFTP_HOST`, `SFTP_PORT`, `SFTP_USERNAME`, `SFTP_PASSWORD` (secret), `SFTP_PRIVATE_KEY_FILE`, `SFTP_HOST_KEY` (pinned `type base64` key) or `SFTP_KNOWN_HOSTS_FILE` | sftp |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+
+from .. import settings
+from .base import Destination, DestinationConfigError
+
+KINDS = ("local", "s3", "gcs", "azure", "sftp")
+SECRET_SETTINGS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AZURE_SAS_TOKEN", "AZURE_ACCOUNT_KEY", "SFTP_PASSWORD")
+PLAIN_SETTINGS = (
+    "DESTINATION", "PREFIX", "LOCAL_ROOT", "S3_BUCKET", "S3_ENDPOINT_URL", "S3_REGION", "GCS_BUCKET",
+    "GCS_PROJECT", "AZURE_ACCOUNT_URL", "AZURE_CONTAINER", "SFTP_HOST", "SFTP_PORT", "SFTP_USERNAME",
+    "SFTP_PRIVATE_KEY_FILE", "SFTP_HOST_KEY", "SFTP_KNOWN_HOSTS_FILE", "SFTP_TIMEOUT",
+)
+
+
+def env_name(vendor: str, setting: str) -> str:
+    return f"DELIVERY_{vendor.upper()}_{setting}"
+
+
+class DestinationResource(dg.ConfigurableResource):
+    """Where one vendor's files go. Build it with `destination_from_env(vendor)`."""
+
+    vendor: str
+    kind: str = "local"
+    prefix: str = ""
+    local_root: Optional[str] = None
+    s3_bucket: Optional[str] = None
+    s3_endpoint_url: Optional[str] = None
+    s3_region: Optional[str] = None
+    aws_access_key_id: Optional[str] = None
+    aws_secret_access_key: Optional[str] = None
+    gcs_bucket: Optional[str] = None
+    gcs_project: Optional[str] = None
+    azure_account_url: Optional[str] = None
+    azure_container: Optional[str] = None
+    azure_sas_token: Optional[str] = None
+    azure_account_key: Optional[str] = None
+    sftp_host: Optional[str] = None
+    sftp_port: Optional[int] = None
+    sftp_username: Optional[str] = None
+    sftp_password: Optional[str] = None
+    sftp_private_key_file: Optional[str] = None
+    sftp_host_key: Optional[str] = None
+    sftp_known_hosts_file: Optional[str] = None
+    sftp_timeout: float = 30.0
+
+    def _require(self, **fields) -> None:
+        missing = [name for name, value in fields.items() if not value]
+        if missing:
+            names = ", ".join(env_name(self.vendor, m.upper()) for m in missing)
+            raise DestinationConfigError(
+                f"vendor {self.vendor!r}: destination kind {self.kind!r} needs {names} to be set"
+            )
+
+    def get(self) -> Destination:
+        """Open the configured destination (call `close()` or use it as a context manager)."""
+        kind = (self.kind or "local").lower()
+        if kind == "local":
+            from .local import LocalDestination
+
+            root = Path(self.local_root) if self.local_root else settings.outbox_dir() / self.vendor
+            return LocalDestination(self.vendor, root / self.prefix if self.prefix else root)
+        if kind == "s3":
+            self._require(s3_bucket=self.s3_bucket)
+            from .s3 import S3Destination
+
+            return S3Destination(
+                self.vendor,
+                bucket=self.s3_bucket,
+                prefix=self.prefix,
+                endpoint_url=self.s3_endpoint_url,
+                region_name=self.s3_region or "us-east-1",
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=self.aws_secret_access_key,
+            )
+        if kind == "gcs":
+            self._require(gcs_bucket=self.gcs_bucket)
+            from .gcs import GCSDestination
+
+            return GCSDestination(self.vendor, bucket=self.gcs_bucket, prefix=self.prefix, project=self.gcs_project)
+        if kind == "azure":
+            self._require(azure_account_url=self.azure_account_url, azure_container=self.azure_container)
+            if not (self.azure_sas_token or self.azure_account_key):
+                raise DestinationConfigError(
+                    f"vendor {self.vendor!r}: destination kind 'azure' needs "
+                    f"{env_name(self.vendor, 'AZURE_SAS_TOKEN')} or {env_name(self.vendor, 'AZURE_ACCOUNT_KEY')}"
+                )
+            from .azure_blob import AzureBlobDestination
+
+            return AzureBlobDestination(
+                self.vendor,
+                account_url=self.azure_account_url,
+                container=self.azure_container,
+                prefix=self.prefix,
+                sas_token=self.azure_sas_token,
+                account_key=self.azure_account_key,
+            )
+        if kind == "sftp":
+            self._require(sftp_host=self.sftp_host, sftp_username=self.sftp_username)
+            if not (self.sftp_password or self.sftp_private_key_file):
+                raise DestinationConfigError(
+                    f"vendor {self.vendor!r}: destination kind 'sftp' needs "
+                    f"{env_name(self.vendor, 'SFTP_PASSWORD')} or {env_name(self.vendor, 'SFTP_PRIVATE_KEY_FILE')}"
+                )
+            from .sftp import SFTPDestination
+
+            return SFTPDestination(
+                self.vendor,
+                host=self.sftp_host,
+                port=self.sftp_port or 22,
+                username=self.sftp_username,
+                password=self.sftp_password,
+                private_key_file=self.sftp_private_key_file,
+                host_key=self.sftp_host_key,
+                known_hosts_file=self.sftp_known_hosts_file,
+                root=self.prefix,
+                timeout=self.sftp_timeout,
+            )
+        raise DestinationConfigError(
+            f"vendor {self.vendor!r}: unknown destination kind {self.kind!r} in "
+            f"{env_name(self.vendor, 'DESTINATION')}; expected one of {', '.join(KINDS)}"
+        )
+
+    def describe(self) -> str:
+        """Human summary for metadata: kind and place, never a credential."""
+        place = {
+            "local": self.local_root or str(settings.outbox_dir() / self.vendor),
+            "s3": f"s3://{self.s3_bucket}",
+            "gcs": f"gs://{self.gcs_bucket}",
+            "azure": f"{self.azure_account_url}/{self.azure_container}",
+            "sftp": f"sftp://{self.sftp_username}@{self.sftp_host}:{self.sftp_port or 22}",
+        }.get(self.kind, "?")
+        return f"{self.kind} {place}/{self.prefix}".rstrip("/")
+
+
+def destination_from_env(vendor: str, environ: Optional[dict] = None) -> DestinationResource:
+    """The vendor's destination as the environment configures it (local when unset).
+
+    Secrets become `EnvVar`s, so their values are read when a run starts and never stored in
+    the definitions; plain settings are read now.
+    """
+    environ = os.environ if environ is None else environ
+    kwargs: dict = {"vendor": vendor}
+    for setting in PLAIN_SETTINGS:
+        value = environ.get(env_name(vendor, setting))
+        if value:
+            field = "kind" if setting == "DESTINATION" else setting.lower()
+            kwargs[field] = int(value) if setting == "SFTP_PORT" else float(value) if setting == "SFTP_TIMEOUT" else value
+    for setting in SECRET_SETTINGS:
+        if environ.get(env_name(vendor, setting)):
+            kwargs[setting.lower()] = dg.EnvVar(env_name(vendor, setting))
+    kind = kwargs.get("kind", "local").lower()
+    if kind not in KINDS:
+        raise DestinationConfigError(
+            f"vendor {vendor!r}: unknown destination kind {kind!r} in {env_name(vendor, 'DESTINATION')}; "
+            f"expected one of {', '.join(KINDS)}"
+        )
+    kwargs["kind"] = kind
+    return DestinationResource(**kwargs)

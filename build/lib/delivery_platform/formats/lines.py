@@ -1,0 +1,59 @@
+"""SQL expressions that render one output line per row, exactly as a vendor wants it."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def csv_line_sql(columns: Sequence[str], *, quoting: str = "minimal", delimiter: str = ",",
+                 line_end: str = "\n", quote_char: str = '"') -> str:
+    """A VARCHAR expression rendering the row's `columns` as one delimited line.
+
+    quoting: "all" (every value in quotes, as iSpot wants), "minimal" (RFC 4180: only values
+    holding the delimiter, a quote, CR or LF), or "none" (refused if a value would need quotes:
+    the caller validates first). NULL becomes an empty field. Quotes inside values are doubled.
+    """
+    q = quote_char
+    parts = []
+    for col in columns:
+        value = f"coalesce(CAST({quote_ident(col)} AS VARCHAR), '')"
+        escaped = f"replace({value}, {_lit(q)}, {_lit(q + q)})"
+        if quoting == "all":
+            parts.append(f"{_lit(q)} || {escaped} || {_lit(q)}")
+        elif quoting == "minimal":
+            needs = f"(strpos({value}, {_lit(delimiter)}) > 0 OR strpos({value}, {_lit(q)}) > 0 " \
+                    f"OR strpos({value}, chr(10)) > 0 OR strpos({value}, chr(13)) > 0)"
+            parts.append(f"CASE WHEN {needs} THEN {_lit(q)} || {escaped} || {_lit(q)} ELSE {value} END")
+        elif quoting == "none":
+            parts.append(value)
+        else:
+            raise ValueError(f"unknown quoting {quoting!r}")
+    return f" || {_lit(delimiter)} || ".join(parts) + f" || {_lit(line_end)}"
+
+
+def csv_header(columns: Sequence[str], *, delimiter: str = ",", line_end: str = "\n", quoting: str = "none") -> str:
+    """The header line. Vendors here want it unquoted (iSpot says so explicitly)."""
+    if quoting == "all":
+        return delimiter.join('"' + c.replace('"', '""') + '"' for c in columns) + line_end
+    return delimiter.join(columns) + line_end
+
+
+def json_line_sql(columns: Sequence[str] | None = None, *, expression: str | None = None, line_end: str = "\n") -> str:
+    """A VARCHAR expression rendering the row as one JSON object and a newline.
+
+    Either name `columns` (keys in that order, NULL as null) or pass a STRUCT `expression`
+    for nested records (Lotame's segments).
+    """
+    if expression is None:
+        if not columns:
+            raise ValueError("json_line_sql needs columns or an expression")
+        expression = "struct_pack(" + ", ".join(f"{quote_ident(c)} := {quote_ident(c)}" for c in columns) + ")"
+    return f"to_json({expression})::VARCHAR || {_lit(line_end)}"

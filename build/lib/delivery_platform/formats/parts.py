@@ -1,0 +1,173 @@
+"""Streaming rendered lines from DuckDB into size-limited part files."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from .compress import ParallelGzip
+
+BATCH_ROWS = 200_000
+SUB_BATCH_ROWS = 50_000  # how often a compressed part re-checks its size
+
+
+@dataclass(frozen=True)
+class Part:
+    path: Path
+    name: str
+    rows: int
+    bytes: int  # bytes on disk (compressed when compressed)
+    md5: str
+    raw_bytes: int  # bytes before compression
+
+
+class _HashingSink:
+    def __init__(self, handle: BinaryIO):
+        self.handle = handle
+        self.md5 = hashlib.md5()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.handle.write(data)
+        self.md5.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+def stream_line_batches(con: duckdb.DuckDBPyConnection, sql: str, batch_rows: int = BATCH_ROWS) -> Iterator[pa.Array]:
+    """Run `sql` (a SELECT whose first column is the rendered line) and yield Arrow string arrays."""
+    reader = con.sql(sql).to_arrow_reader(batch_rows)
+    for batch in reader:
+        if batch.num_rows:
+            yield batch.column(0)
+
+
+def _buffers(array: pa.Array) -> tuple[np.ndarray, memoryview]:
+    """Offsets (relative to the array) and the data buffer of a (large_)string array."""
+    if array.null_count:
+        raise ValueError("a rendered line is NULL: the line SQL must coalesce every value")
+    kind = np.int64 if pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type) else np.int32
+    _, offsets_buf, data_buf = array.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=kind)[array.offset: array.offset + len(array) + 1]
+    return offsets.astype(np.int64), memoryview(data_buf)
+
+
+class PartWriter:
+    """Writes lines into numbered parts, each under `max_bytes` (compressed size when gzipped).
+
+    `name_for(n)` gives the file name of part n (1-based). Every part starts with `header`.
+    Lines are never split across parts. Parts are written to `folder` as they are produced.
+    """
+
+    def __init__(self, folder: Path, name_for: Callable[[int], str], *, header: bytes = b"",
+                 max_bytes: int | None = None, gzip_level: int | None = None, threads: int | None = None,
+                 encode: Callable[[str], bytes] | None = None, single_part: bool = False):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.name_for = name_for
+        self.header = header
+        self.max_bytes = max_bytes
+        self.gzip_level = gzip_level
+        self.threads = threads
+        self.encode = encode
+        self.single_part = single_part
+        self.parts: list[Part] = []
+        self._handle = None
+        self._sink: _HashingSink | None = None
+        self._gz: ParallelGzip | None = None
+        self._rows = 0
+        self._raw = 0
+
+    # --- part lifecycle -----------------------------------------------------------------------
+    def _open(self) -> None:
+        number = len(self.parts) + 1
+        path = self.folder / self.name_for(number)
+        self._handle = open(path, "wb")
+        self._sink = _HashingSink(self._handle)
+        # smaller blocks for small targets, so a part overshoots its target by little
+        block = max(64 << 10, min(8 << 20, (self.max_bytes or 1 << 40) // 4))
+        self._gz = (ParallelGzip(self._sink, level=self.gzip_level, threads=self.threads, block_size=block)
+                    if self.gzip_level is not None else None)
+        self._rows = 0
+        self._raw = 0
+        self._path = path
+        if self.header:
+            self._write(self.header)
+
+    def _write(self, data) -> None:
+        (self._gz or self._sink).write(data)
+        self._raw += len(data)
+
+    def _size(self) -> int:
+        return self._gz.estimated_size() if self._gz else self._raw
+
+    def _close(self) -> None:
+        if self._handle is None:
+            return
+        if self._gz:
+            self._gz.close()
+        self._handle.close()
+        self.parts.append(Part(path=self._path, name=self._path.name, rows=self._rows, bytes=self._sink.size,
+                               md5=self._sink.md5.hexdigest(), raw_bytes=self._raw))
+        self._handle = None
+
+    # --- writing ------------------------------------------------------------------------------
+    def write_array(self, array: pa.Array) -> None:
+        if self.encode is not None:  # transcoding path (e.g. Windows-1252): small files only
+            for line in array.to_pylist():
+                self.write_bytes_line(self.encode(line))
+            return
+        offsets, data = _buffers(array)
+        start, n = 0, len(array)
+        while start < n:
+            if self._handle is None:
+                self._open()
+            if self.max_bytes is None or self.single_part:
+                take = n - start if self._gz is None else min(SUB_BATCH_ROWS, n - start)
+            elif self._gz is None:
+                room = self.max_bytes - self._raw
+                fits = int(np.searchsorted(offsets[start:] - offsets[start], room, side="right")) - 1
+                take = min(fits, n - start)
+                if take <= 0:
+                    if self._rows == 0:
+                        raise ValueError(f"one line of {offsets[start + 1] - offsets[start]} bytes does not fit in a "
+                                         f"part of at most {self.max_bytes} bytes")
+                    self._close()
+                    continue
+            else:
+                take = min(SUB_BATCH_ROWS if not self.max_bytes or self.max_bytes > (64 << 20) else 2_000, n - start)
+            self._write(data[offsets[start]: offsets[start + take]])
+            self._rows += take
+            start += take
+            if self._gz is not None and self.max_bytes and not self.single_part and self._size() >= self.max_bytes * 0.97:
+                self._gz.settle()  # the estimate ran high: measure before cutting the part
+                if self._size() >= self.max_bytes * 0.97:
+                    self._close()
+
+    def write_bytes_line(self, line: bytes) -> None:
+        if self._handle is None:
+            self._open()
+        if self.max_bytes and not self.single_part and self._gz is None and self._rows and self._raw + len(line) > self.max_bytes:
+            self._close()
+            self._open()
+        self._write(line)
+        self._rows += 1
+
+    def finish(self) -> list[Part]:
+        """Close the last part; a day with no rows still yields one part (header only)."""
+        if self._handle is None and not self.parts:
+            self._open()
+        self._close()
+        return self.parts
+
+
+def write_lines(con: duckdb.DuckDBPyConnection, sql: str, writer: PartWriter, batch_rows: int = BATCH_ROWS) -> list[Part]:
+    for array in stream_line_batches(con, sql, batch_rows):
+        writer.write_array(array)
+    return writer.finish()

@@ -1,0 +1,1 @@
+"""The embedded DuckDB warehouse: source table specs, the seed generator and read access."""

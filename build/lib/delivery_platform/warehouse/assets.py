@@ -1,0 +1,29 @@
+"""The warehouse's source tables as Dagster assets (group `warehouse`) with column schemas."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from .schema import TABLES, SourceTable
+
+
+def source_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(["warehouse", table])
+
+
+def _spec(table: SourceTable) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=source_key(table.name),
+        group_name="warehouse",
+        description=table.description,
+        kinds={"duckdb"},
+        metadata={
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(c.name, c.type, description=c.description) for c in table.columns]),
+            "dagster/table_name": f"warehouse.main.{table.name}",
+            "feeds_vendor": table.vendor,
+        },
+    )
+
+
+SOURCE_SPECS = [_spec(t) for t in TABLES]

@@ -1,0 +1,101 @@
+"""Read access to the warehouse, and the staging area between pipeline steps.
+
+The pipeline never writes the DuckDB warehouse file: every step opens it read-only, so any
+number of steps and backfill runs read it at once without DuckDB's single-writer lock.
+What a step produces is staged as Parquet under `data/staging/` (written to a temporary name
+and renamed), and what vendors send back is kept under `data/returns/` as Parquet, one file
+per received file; `connect()` exposes those as views (`returns_<table>`), so the warehouse
+and the returns are queried together.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import dagster as dg
+import duckdb
+
+from .. import settings
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The embedded DuckDB warehouse (read-only) plus staging and returns folders."""
+
+    path: Optional[str] = None
+    staging_dir: Optional[str] = None
+    returns_dir: Optional[str] = None
+    threads: Optional[int] = None
+    memory_limit: str = "1GB"
+
+    @property
+    def warehouse_file(self) -> Path:
+        return Path(self.path) if self.path else settings.warehouse_path()
+
+    @property
+    def staging_root(self) -> Path:
+        return Path(self.staging_dir) if self.staging_dir else settings.staging_dir()
+
+    @property
+    def returns_root(self) -> Path:
+        return Path(self.returns_dir) if self.returns_dir else settings.returns_dir()
+
+    @contextmanager
+    def connect(self, *, attach_warehouse: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB session with the warehouse attached read-only as `wh` (and the
+        default schema), bounded memory, and `returns_<table>` views over received files."""
+        con = duckdb.connect(config={"memory_limit": self.memory_limit,
+                                     **({"threads": self.threads} if self.threads else {})})
+        try:
+            con.execute("SET preserve_insertion_order = true")
+            tmp = self.staging_root / "_duckdb_tmp"
+            tmp.mkdir(parents=True, exist_ok=True)
+            con.execute(f"SET temp_directory = {_lit(str(tmp))}")
+            if attach_warehouse:
+                if not self.warehouse_file.exists():
+                    raise FileNotFoundError(
+                        f"warehouse {self.warehouse_file} does not exist: build it with "
+                        "`python -m delivery_platform.warehouse seed` (or `make demo`)")
+                con.execute(f"ATTACH {_lit(str(self.warehouse_file))} AS wh (READ_ONLY)")
+                con.execute("USE wh")
+            for table_dir in sorted(self.returns_root.glob("*")) if self.returns_root.exists() else []:
+                if table_dir.is_dir() and any(table_dir.glob("*.parquet")):
+                    con.execute(f"CREATE OR REPLACE TEMP VIEW returns_{table_dir.name} AS SELECT * FROM "
+                                f"read_parquet({_lit(str(table_dir / '*.parquet'))}, union_by_name = true)")
+            yield con
+        finally:
+            con.close()
+
+    # --- staging ------------------------------------------------------------------------------
+    def stage_dir(self, vendor: str, deliverable: str, partition_key: str) -> Path:
+        return self.staging_root / vendor / deliverable / partition_key
+
+    def staged_table(self, vendor: str, deliverable: str, partition_key: str) -> Path:
+        """Where the shaped rows of a partition are staged (Parquet)."""
+        return self.stage_dir(vendor, deliverable, partition_key) / "rows.parquet"
+
+    def files_dir(self, vendor: str, deliverable: str, partition_key: str) -> Path:
+        """Where the files of a partition are built before delivery."""
+        return self.stage_dir(vendor, deliverable, partition_key) / "files"
+
+
+def copy_to_parquet(con: duckdb.DuckDBPyConnection, select_sql: str, target: Path, *,
+                    row_group_size: int = 122_880) -> int:
+    """Write a query's rows to `target` atomically (temp name, then rename). Returns the row count."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        con.execute(f"COPY ({select_sql}) TO {_lit(str(partial))} (FORMAT parquet, COMPRESSION zstd, "
+                    f"ROW_GROUP_SIZE {row_group_size})")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return con.execute(f"SELECT count(*) FROM read_parquet({_lit(str(target))})").fetchone()[0]

@@ -1,0 +1,1 @@
+pytest_plugins = ["delivery_platform_tests.fixtures"]
