@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: install test-deps demo test dev seed bench clean
+.PHONY: install test-deps demo test dev seed bench readme fault-report clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ dev: install
 
 bench: install
 	$(PY) -m bench.run
+
+# README sections generated from the code: spec tables from the pandera models, the fault table from the last test run
+readme: install
+	$(PY) -m delivery_platform.spec_docs
+
+fault-report: install
+	$(PY) -m delivery_platform_tests.fault_report
 
 clean:
 	rm -rf data/staging data/outbox data/returns data/ledger.sqlite data/warehouse.duckdb

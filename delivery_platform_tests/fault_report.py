@@ -57,3 +57,24 @@ def pytest_sessionfinish(session):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "fault-report.json").write_text(json.dumps(ran, indent=1))
     (ARTIFACTS / "fault-report.md").write_text(render(ran))
+
+
+def main() -> int:
+    """Copy the last run's table into the README (`make fault-report`)."""
+    from delivery_platform.spec_docs import README, splice
+
+    table = ARTIFACTS / "fault-report.md"
+    if not table.exists():
+        print(f"{table} does not exist: run `make test` first")
+        return 1
+    cases = json.loads((ARTIFACTS / "fault-report.json").read_text())
+    failed = sum(1 for c in cases if c["result"] != "pass")
+    summary = f"{len(cases)} cases, {len(cases) - failed} passed, {failed} not passed.\n\n"
+    README.write_text(splice(README.read_text(), summary + table.read_text(), "<!-- faults:start -->",
+                             "<!-- faults:end -->"))
+    print(f"README: {summary.strip()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
