@@ -1,1 +1,0 @@
-"""delivery_platform: spec-checked daily vendor deliveries from a DuckDB warehouse."""

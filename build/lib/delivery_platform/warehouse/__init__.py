@@ -1,1 +1,0 @@
-"""The embedded DuckDB warehouse: source table specs, the seed generator and read access."""

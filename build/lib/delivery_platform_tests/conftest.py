@@ -1,1 +1,0 @@
-pytest_plugins = ["delivery_platform_tests.fixtures"]
