@@ -1,0 +1,63 @@
+"""The list of files a `_files` asset produced for a partition, handed to its `_delivery` asset.
+
+Written as `files.json` beside the files (temp name, then rename) so the delivery step, a file
+check or a person can see exactly what will be sent, in the order it must be sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+import dagster as dg
+
+from .delivery import OutgoingFile
+
+MANIFEST = "files.json"
+
+
+def write_manifest(folder: Path, files: Iterable[OutgoingFile], **extra) -> Path:
+    folder = Path(folder)
+    entries = [{"name": f.name, "path": str(Path(f.path).relative_to(folder)), "rows": f.rows, "bytes": f.bytes,
+                "md5": f.md5} for f in files]
+    target = folder / MANIFEST
+    partial = folder / f".{MANIFEST}.{os.getpid()}"
+    partial.write_text(json.dumps({"files": entries, **extra}, indent=1))
+    os.replace(partial, target)
+    return target
+
+
+def read_manifest(folder: Path) -> tuple[list[OutgoingFile], dict]:
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: materialize the partition's files asset first")
+    data = json.loads(path.read_text())
+    files = [OutgoingFile(folder / e["path"], e["name"], rows=e.get("rows"), md5=e.get("md5"), bytes=e.get("bytes"))
+             for e in data.pop("files")]
+    return files, data
+
+
+def files_metadata(files: list[OutgoingFile]) -> dict:
+    """Metadata the UI shows (and plots over partitions) for a set of produced files."""
+    return {
+        "file_count": dg.MetadataValue.int(len(files)),
+        "bytes": dg.MetadataValue.int(sum(f.bytes or 0 for f in files)),
+        "rows": dg.MetadataValue.int(sum(f.rows or 0 for f in files)),
+        "largest_file_bytes": dg.MetadataValue.int(max((f.bytes or 0 for f in files), default=0)),
+        "files": dg.MetadataValue.md("| file | bytes | rows | md5 |\n|---|---:|---:|---|\n" + "\n".join(
+            f"| {f.name} | {f.bytes or 0:,} | {f.rows if f.rows is not None else ''} | `{f.md5}` |" for f in files)),
+    }
+
+
+def reset_folder(folder: Path) -> Path:
+    """Empty a partition's files folder before producing it again (it is ours alone)."""
+    folder = Path(folder)
+    if folder.exists():
+        for child in folder.iterdir():
+            if child.is_file() or child.is_symlink():
+                child.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

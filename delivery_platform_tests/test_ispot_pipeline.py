@@ -1,0 +1,132 @@
+"""iSpot conversions through Dagster: exact bytes, splitting, bad input, and uploads to the API double."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from delivery_platform.definitions import build_defs
+from delivery_platform.ledger import Ledger
+from delivery_platform_tests.ispot_api_double import ISpotApiServer
+from delivery_platform_tests.ispot_helpers import event, events_warehouse
+
+DAY = "2026-11-19"
+
+
+def run(partition=DAY, resources=None, raise_on_error=False):
+    defs = build_defs("local")
+    job = defs.resolve_job_def("ispot_daily_delivery")
+    config = {"resources": {"ispot_settings": {"config": resources}}} if resources else None
+    return job.execute_in_process(partition_key=partition, instance=dg.DagsterInstance.ephemeral(),
+                                  raise_on_error=raise_on_error, run_config=config)
+
+
+def checks(result):
+    return {c.check_name: c for c in result.get_asset_check_evaluations()}
+
+
+@pytest.fixture
+def tiny(tmp_path, data_dir, monkeypatch):
+    """Point the pipeline at a warehouse of hand-written events."""
+    def make(rows):
+        path = events_warehouse(tmp_path / "events.duckdb", rows)
+        monkeypatch.setenv("DELIVERY_WAREHOUSE_PATH", str(path))
+        return path
+    return make
+
+
+def test_golden_bytes_of_a_small_day(tiny, data_dir):
+    tiny([
+        event("2026-11-19 17:30:56"),
+        event("2026-11-19 00:00:00", ip="10.1.2.3", site=" TC-1234-2 ", platform="APP", kind="signup", custom=None,
+              ua='Dalvik/2.1.0 (Linux; U; "quoted")'),
+        event("2026-11-19 23:59:59", ip="2001:db8::1"),  # IPv6: filtered and counted
+        event("2026-11-20 00:00:00"),  # next day: not in this file
+        event("2026-11-18 23:59:59"),  # previous day: not in this file
+    ])
+    result = run()
+    assert result.success
+    produced = (data_dir / "outbox" / "ispot" / "conversions_20261119_001.csv").read_bytes()
+    assert produced == (
+        b'ip,datetime,siteid,app,type,customdata,useragent\n'
+        b'"10.1.2.3","2026-11-19 00:00:00","TC-1234-2","app","signup","","Dalvik/2.1.0 (Linux; U; ""quoted"")"\n'
+        b'"66.87.152.32","2026-11-19 17:30:56","TC-1234-1","web","purchase","customer_new,channel_paid-search",'
+        b'"Mozilla/5.0 (Macintosh; Intel) AppleWebKit/537.36"\n')
+    staged = result.asset_materializations_for_node("ispot__conversions")[0].metadata
+    assert staged["rows"].value == 2 and staged["filtered_ipv6"].value == 1
+    assert checks(result)["minimum_size"].passed is False  # a warning, the run still succeeds
+
+
+def test_onboarding_mode_adds_passthru(tiny, data_dir):
+    tiny([event("2026-11-19 17:30:56")])
+    assert run(resources={"onboarding": True}).success
+    lines = (data_dir / "outbox" / "ispot" / "conversions_20261119_001.csv").read_text().splitlines()
+    assert lines[0] == "ip,datetime,siteid,app,type,customdata,passthru,useragent"
+    assert lines[1].split('","')[6] == "1"
+
+
+def test_a_tiny_split_limit_gives_parts_with_a_header_each_and_no_split_row(tiny, data_dir):
+    tiny([event(f"2026-11-19 10:{m:02d}:00", ip=f"10.0.0.{m}") for m in range(40)])
+    assert run(resources={"split_bytes": 700}).success
+    parts = sorted((data_dir / "outbox" / "ispot").glob("conversions_20261119_*.csv"))
+    assert len(parts) > 3
+    rows = []
+    for part in parts:
+        data = part.read_bytes()
+        assert len(data) <= 700
+        lines = data.decode().split("\n")
+        assert lines[0] == "ip,datetime,siteid,app,type,customdata,useragent" and lines[-1] == ""
+        rows += lines[1:-1]
+    assert len(rows) == 40 and all(r.startswith('"10.0.0.') and r.endswith('"') for r in rows)
+    assert [p.name for p in parts][:2] == ["conversions_20261119_001.csv", "conversions_20261119_002.csv"]
+
+
+@pytest.mark.parametrize("bad,rule,column", [
+    (event("2026-11-19 10:00:00", ip="256.1.1.1"), "is_ipv4", "ip"),
+    (event("2026-11-19 10:00:00", site="TC-9999-1"), "isin", "siteid"),
+    (event("2026-11-19 10:00:00", site="\ufeffTC-1234-1"), "str_matches", "siteid"),
+    (event("2026-11-19 10:00:00", platform="tv"), "isin", "app"),
+    (event("2026-11-19 10:00:00", kind="Achat été"), "is_ascii", "type"),
+    (event("2026-11-19 10:00:00", ua="   "), "not_blank", "useragent"),
+])
+def test_bad_rows_fail_the_spec_check_and_nothing_is_delivered(tiny, data_dir, bad, rule, column):
+    tiny([event("2026-11-19 09:00:00"), bad])
+    result = run()
+    assert not result.success
+    spec = checks(result)["spec"]
+    assert spec.passed is False
+    failures = spec.metadata["sample_rows"].value
+    failed = [f for f in failures if f["column"] == column and f["rule"].startswith(rule)]
+    assert failed and failed[0]["count"] == 1 and failed[0]["samples"][0]["index"] == 1
+    assert not (data_dir / "outbox" / "ispot").exists()
+    assert Ledger().history("ispot") == []
+
+
+def test_an_empty_day_delivers_nothing_and_says_so(tiny, data_dir):
+    tiny([event("2026-11-18 10:00:00")])
+    result = run()
+    assert result.success
+    files = result.asset_materializations_for_node("ispot__conversion_files")[0].metadata
+    assert files["file_count"].value == 0
+    assert not list((data_dir / "outbox").rglob("*.csv"))
+
+
+def test_end_to_end_upload_through_the_api_and_no_second_upload(data_dir, monkeypatch):
+    with ISpotApiServer() as api:
+        monkeypatch.setenv("ISPOT_API_BASE_URL", api.url)
+        monkeypatch.setenv("ISPOT_CLIENT_ID", api.state.client_id)
+        monkeypatch.setenv("ISPOT_CLIENT_SECRET", api.state.client_secret)
+        first = run(partition="2026-11-15")
+        assert first.success
+        assert list(api.state.received) == ["conversions_20261115_001.csv"]
+        body = api.state.received["conversions_20261115_001.csv"].body
+        assert body.startswith(b"ip,datetime,siteid,app,type,customdata,useragent\n\"")
+        uploads = api.state.upload_requests
+        again = run(partition="2026-11-15")
+        assert again.success and api.state.upload_requests == uploads  # nothing uploaded twice
+        meta = again.asset_materializations_for_node("ispot__conversions_delivery")[0].metadata
+        assert meta["delivery_action"].value.startswith("skipped") and meta["target"].value == "iSpot API"
+        assert api.state.token_requests == 1  # the token file is shared by both runs
+        logs = "\n".join(str(e) for e in first.all_events + again.all_events)
+        assert api.state.client_secret not in logs
+        assert not any(token in logs for token in api.state.tokens)
