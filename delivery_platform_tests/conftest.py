@@ -1,1 +1,1 @@
-pytest_plugins = ["delivery_platform_tests.fixtures", "delivery_platform_tests.fault_report"]
+pytest_plugins = ["delivery_platform_tests.fixtures", "delivery_platform_tests.servers", "delivery_platform_tests.fault_report"]

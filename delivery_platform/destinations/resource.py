@@ -86,6 +86,10 @@ class DestinationResource(dg.ConfigurableResource):
             return LocalDestination(self.vendor, root / self.prefix if self.prefix else root)
         if kind == "s3":
             self._require(s3_bucket=self.s3_bucket)
+            if bool(self.aws_access_key_id) != bool(self.aws_secret_access_key):
+                raise DestinationConfigError(
+                    f"vendor {self.vendor!r}: set both {env_name(self.vendor, 'AWS_ACCESS_KEY_ID')} and "
+                    f"{env_name(self.vendor, 'AWS_SECRET_ACCESS_KEY')}, or neither (to use the default AWS chain)")
             from .s3 import S3Destination
 
             return S3Destination(

