@@ -119,3 +119,16 @@ class DeliveryConfig(dg.Config):
     """Run configuration of every `_delivery` asset."""
 
     redeliver: bool = False  # send again even if the partition was delivered with other bytes
+
+
+def delivery_retry_policy() -> dg.RetryPolicy:
+    """The retry policy of every `_delivery` asset: bounded, exponential backoff.
+
+    `DELIVERY_RETRY_MAX` (default 3) and `DELIVERY_RETRY_DELAY_SECONDS` (default 30; the test
+    suite sets 0) are read when the definitions load.
+    """
+    import os
+
+    return dg.RetryPolicy(max_retries=int(os.environ.get("DELIVERY_RETRY_MAX", "3")),
+                          delay=float(os.environ.get("DELIVERY_RETRY_DELAY_SECONDS", "30")),
+                          backoff=dg.Backoff.EXPONENTIAL)

@@ -28,8 +28,10 @@ _TYPE_FAMILIES = {
 
 def _family(dtype) -> str | None:
     text = str(dtype).lower()
+    if text == "object":  # pandas object columns hold anything: lists and structs of JSON records too
+        return None
     for key in ("datetime", "date", "bool", "float", "int", "str"):
-        if text.startswith(key) or (key == "str" and text in ("object", "string")):
+        if text.startswith(key) or (key == "str" and text == "string"):
             return key
     return None
 

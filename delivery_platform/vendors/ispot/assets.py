@@ -15,7 +15,7 @@ from typing import List
 import dagster as dg
 
 from ... import settings as paths
-from ...delivery import DeliveryConfig, OutgoingFile, deliver_files
+from ...delivery import DeliveryConfig, OutgoingFile, deliver_files, delivery_retry_policy
 from ...destinations.ispot_api import ISpotApiDestination, ISpotApiResource, ISpotRejected
 from ...destinations.resource import DestinationResource
 from ...formats.compress import zip_file
@@ -271,7 +271,7 @@ def conversion_files_minimum_size(context: dg.AssetCheckExecutionContext, wareho
 @dg.asset(
     key=[VENDOR, "conversions_delivery"], group_name=VENDOR, partitions_def=daily, deps=[conversion_files],
     kinds={"api"},
-    retry_policy=dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=delivery_retry_policy(),
     description=f"Uploads the files through iSpot's API ({DOC}: 'Making an API call', status table) when "
                 "ISPOT_CLIENT_ID is set, otherwise publishes them to the `ispot_destination` (the local outbox by "
                 "default). The ledger makes re-runs send nothing twice. Refuses data older than 12 days (paid "
