@@ -67,6 +67,11 @@ class ParallelGzip:
         while self._pending:
             self._drain_one()
 
+    def ratio(self) -> float:
+        """Compressed/raw bytes so far (0.35, typical for CSV and JSON lines, before any block is done)."""
+        done_raw = self.raw_bytes - self.pending_raw - len(self._buffer)
+        return self.compressed_bytes / done_raw if self.compressed_bytes and done_raw > 0 else 0.35
+
     def estimated_size(self) -> int:
         """Compressed bytes written plus an estimate for what is still in flight."""
         ratio = self.compressed_bytes / max(1, self.raw_bytes - self.pending_raw - len(self._buffer)) if self.compressed_bytes else 0.35

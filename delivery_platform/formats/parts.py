@@ -141,7 +141,16 @@ class PartWriter:
                     self._close()
                     continue
             else:
-                take = min(SUB_BATCH_ROWS if not self.max_bytes or self.max_bytes > (64 << 20) else 2_000, n - start)
+                # as many lines as the compressed room left should hold, judged by the ratio so far
+                room = max(0.0, self.max_bytes * 0.97 - self._size()) / max(self._gz.ratio(), 0.01)
+                fits = int(np.searchsorted(offsets[start:] - offsets[start], room, side="right")) - 1
+                take = min(max(fits, 0), SUB_BATCH_ROWS, n - start)
+                if take <= 0:
+                    if self._rows == 0:
+                        take = 1  # one line larger than the room: it still goes, alone
+                    else:
+                        self._close()
+                        continue
             self._write(data[offsets[start]: offsets[start + take]])
             self._rows += take
             start += take

@@ -1,0 +1,45 @@
+"""Parquet parts of a staged table: row ranges written by DuckDB, each under a byte target."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+
+from ..destinations.base import file_md5
+from .parts import Part
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def write_parquet_parts(con: duckdb.DuckDBPyConnection, source_sql: str, folder: Path, name_for: Callable[[int], str],
+                        *, target_bytes: int, compression: str = "snappy") -> list[Part]:
+    """Write `source_sql` (ordered) as numbered Parquet files of about `target_bytes` each.
+
+    Rows per part come from the size of a first trial part, so parts land near the target without
+    holding the table in memory; a day with no rows still gives one (empty) file with the schema.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _parquet_source AS {source_sql}")
+    total = con.execute("SELECT count(*) FROM _parquet_source").fetchone()[0]
+    parts: list[Part] = []
+    offset, per_part, number = 0, max(1, min(total, 200_000)), 1
+    while offset < total or not parts:
+        path = folder / name_for(number)
+        partial = folder / f".{path.name}.{uuid.uuid4().hex[:8]}"
+        con.execute(f"COPY (SELECT * FROM _parquet_source LIMIT {per_part} OFFSET {offset}) TO {_lit(str(partial))} "
+                    f"(FORMAT parquet, COMPRESSION {compression})")
+        os.replace(partial, path)
+        rows = min(per_part, max(total - offset, 0))
+        size = path.stat().st_size
+        parts.append(Part(path=path, name=path.name, rows=rows, bytes=size, md5=file_md5(path), raw_bytes=size))
+        if number == 1 and rows and total > rows:  # calibrate rows per part on the first part
+            per_part = max(1, int(rows * target_bytes * 0.9 / max(size, 1)))
+        offset += rows
+        number += 1
+    return parts

@@ -1,0 +1,237 @@
+"""Optimove: each table's rows changed in the day (by `LastUpdated`) -> spec checks -> gzip CSV /
+JSON lines or Parquet files, size-split -> S3, GCS, Azure Blob or SFTP.
+
+Read beside `optimove-data-delivery.txt` and DIGEST section 3. One factory builds the same chain
+for every table; a table is its SQL and its pandera model.
+"""
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pandera.pandas as pa
+
+from ...delivery import DeliveryConfig, OutgoingFile, deliver_files, delivery_retry_policy
+from ...destinations.resource import DestinationResource
+from ...formats.lines import csv_header, csv_line_sql, json_line_sql
+from ...formats.parquet import write_parquet_parts
+from ...formats.parts import PartWriter, write_lines
+from ...manifest import files_metadata, read_manifest, reset_folder, write_manifest
+from ...partitions import daily, day_bounds
+from ...resources import LedgerResource
+from ...validation import check_result, validate_parquet
+from ...validation.sql_checks import sql_literal
+from ...warehouse.assets import source_key
+from ...warehouse.resource import WarehouseResource, copy_to_parquet
+from . import spec
+
+VENDOR = "optimove"
+DOC = "optimove-data-delivery.txt"
+
+
+class OptimoveSettings(dg.ConfigurableResource):
+    """What was agreed in Optimove's ETL form (resource `optimove_settings`; env `OPTIMOVE_FORMAT`,
+    `OPTIMOVE_DATA_READY_UTC`, `OPTIMOVE_TARGET_FILE_BYTES`, `OPTIMOVE_COMPRESSION`)."""
+
+    format: str = "csv"  # csv | json | parquet
+    compression: str = "gzip"  # Optimove accepts gzip only; anything else is refused clearly
+    gzip_level: int = 6
+    target_file_bytes: int = spec.DEFAULT_TARGET_BYTES
+    data_ready_utc: str = "08:00"  # the agreed daily readiness time: every file is there by then
+    settle_minutes: int = 30  # a window is extracted only this long after it closed (late writes)
+
+
+def settings_from_env(environ: dict | None = None) -> OptimoveSettings:
+    environ = os.environ if environ is None else environ
+    kwargs: dict = {}
+    for var, field, cast in (("OPTIMOVE_FORMAT", "format", str.lower), ("OPTIMOVE_DATA_READY_UTC", "data_ready_utc", str),
+                             ("OPTIMOVE_TARGET_FILE_BYTES", "target_file_bytes", int),
+                             ("OPTIMOVE_COMPRESSION", "compression", str.lower)):
+        if environ.get(var):
+            kwargs[field] = cast(environ[var])
+    return OptimoveSettings(**kwargs)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str  # Optimove table name, also the folder and file prefix
+    source: str  # warehouse table
+    model: type[pa.DataFrameModel]
+    select: str  # the columns in Optimove's names and formats
+
+
+def _ts(col: str) -> str:
+    return f"strftime({col}, '%Y-%m-%d %H:%M:%S')"
+
+
+def _date(col: str) -> str:
+    # sentinel dates become blank (DIGEST 3.1 "Date")
+    return f"CASE WHEN {col} IN ({', '.join(f'DATE {sql_literal(d)}' for d in spec.SENTINEL_DATES)}) THEN NULL " \
+           f"ELSE strftime({col}, '%Y-%m-%d') END"
+
+
+TABLES = (
+    Table("customers", "optimove_customers", spec.Customers, f"""
+        trim(customer_id) AS CustomerID, nullif(trim(email), '') AS Email, nullif(trim(first_name), '') AS FirstName,
+        nullif(trim(last_name), '') AS LastName, nullif(upper(trim(country)), '') AS Country,
+        {_date('registration_date')} AS RegistrationDate, {_date('birth_date')} AS BirthDate,
+        CASE WHEN opt_in_email THEN 'true' WHEN NOT opt_in_email THEN 'false' END AS OptInEmail,
+        {_ts('last_updated')} AS LastUpdated"""),
+    Table("transactions", "optimove_transactions", spec.Transactions, f"""
+        trim(transaction_id) AS TransactionID, trim(customer_id) AS CustomerID,
+        {_ts('transaction_ts')} AS TransactionDate, amount AS Amount, upper(trim(currency)) AS Currency,
+        nullif(trim(product_id), '') AS ProductID, lower(trim(status)) AS Status, {_ts('last_updated')} AS LastUpdated"""),
+)
+
+
+def window_sql(table: Table, partition_key: str) -> str:
+    """Rows whose `last_updated` falls in the partition's half-open UTC day [start, end): a row
+    changed exactly at midnight belongs to the new day only, so each change is sent once."""
+    start, end = (sql_literal(t.isoformat(sep=" ")) for t in day_bounds(partition_key))
+    key = table.model.to_schema().columns
+    first = next(iter(key))
+    return (f"SELECT {table.select} FROM {table.source} WHERE last_updated >= {start} AND last_updated < {end} "
+            f"ORDER BY {first}")
+
+
+def ready_to_extract(partition_key: str, now: dt.datetime, settle_minutes: int) -> tuple[bool, str]:
+    end = day_bounds(partition_key)[1].replace(tzinfo=dt.timezone.utc) + dt.timedelta(minutes=settle_minutes)
+    if now < end:
+        return False, f"the window of {partition_key} closes at {end:%Y-%m-%d %H:%M} UTC (incl. {settle_minutes} min settle)"
+    return True, "window closed"
+
+
+def file_name(table: str, partition_key: str, number: int, fmt: str) -> str:
+    ext = {"csv": "csv.gz", "json": "json.gz", "parquet": "parquet"}[fmt]
+    return f"{table}_{partition_key.replace('-', '')}_{number:03d}.{ext}"
+
+
+def build_table_assets(table: Table) -> tuple[list, list]:
+    """The rows, files and delivery assets of one Optimove table, with their checks."""
+    group, rows_key = VENDOR, [VENDOR, table.name]
+
+    @dg.asset(key=rows_key, group_name=group, partitions_def=daily, deps=[source_key(table.source)], kinds={"duckdb"},
+              description=f"{table.name}: rows whose LastUpdated falls in the partition's UTC day ({DOC}: incremental "
+                          "by LastUpdated), in Optimove's formats (DIGEST 3.1: dates, datetimes, decimals, blanks).")
+    def rows(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+             optimove_settings: OptimoveSettings) -> dg.MaterializeResult:
+        key = context.partition_key
+        ready, why = ready_to_extract(key, dt.datetime.now(dt.timezone.utc), optimove_settings.settle_minutes)
+        if not ready:
+            raise dg.Failure(f"optimove/{table.name} {key}: not ready: {why}", allow_retries=False)
+        target = warehouse.staged_table(VENDOR, table.name, key)
+        with warehouse.connect() as con:
+            count = copy_to_parquet(con, window_sql(table, key), target)
+        context.log.info(f"{table.name} {key}: {count:,} changed rows")
+        return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(count),
+                                              "window": dg.MetadataValue.text(f"[{key} 00:00:00, next day 00:00:00) UTC")})
+
+    @dg.asset_check(asset=rows, name="spec", blocking=True, partitions_def=daily,
+                    description=f"The pandera model `{table.model.__name__}` (vendors/optimove/spec.py).")
+    def rows_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        key = context.partition_key
+        report = validate_parquet(warehouse.staged_table(VENDOR, table.name, key), table.model,
+                                  name=f"optimove {table.name} {key}")
+        if not report.passed:
+            context.log.error(report.error_text(f"optimove/{table.name} {key}"))
+        return check_result(report)
+
+    @dg.asset(key=[VENDOR, f"{table.name}_files"], group_name=group, partitions_def=daily, deps=[rows],
+              description=f"{table.name} as `{table.name}/{table.name}_YYYYMMDD_NNN.<csv.gz|json.gz|parquet>`: gzip only "
+                          "(ZIP is not supported), split near the target size (100 MB default), never above 1 GB.")
+    def files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+              optimove_settings: OptimoveSettings) -> dg.MaterializeResult:
+        key, fmt = context.partition_key, optimove_settings.format
+        if optimove_settings.compression != "gzip":
+            raise dg.Failure(f"optimove_settings.compression={optimove_settings.compression!r}: Optimove accepts gzip only "
+                             "(ZIP is not supported, DIGEST 3.1)", allow_retries=False)
+        if fmt not in spec.FORMATS:
+            raise dg.Failure(f"optimove_settings.format={fmt!r}: expected one of {', '.join(spec.FORMATS)}",
+                             allow_retries=False)
+        if optimove_settings.target_file_bytes >= spec.MAX_FILE_BYTES:
+            raise dg.Failure("optimove_settings.target_file_bytes must stay under Optimove's 1 GB per file",
+                             allow_retries=False)
+        folder = reset_folder(warehouse.files_dir(VENDOR, table.name, key))
+        staged = sql_literal(str(warehouse.staged_table(VENDOR, table.name, key)))
+        columns = list(table.model.to_schema().columns)
+        with warehouse.connect(attach_warehouse=False) as con:
+            name_for = lambda n: file_name(table.name, key, n, fmt)  # noqa: E731
+            if fmt == "parquet":
+                parts = write_parquet_parts(con, f"SELECT * FROM read_parquet({staged})", folder, name_for,
+                                            target_bytes=optimove_settings.target_file_bytes)
+            else:
+                # JSON values as strings, as in the document's example ({"Id":"30515240","SubscriptionId":null})
+                as_text = "struct_pack(" + ", ".join(f'"{c}" := CAST("{c}" AS VARCHAR)' for c in columns) + ")"
+                line = csv_line_sql(columns) if fmt == "csv" else json_line_sql(expression=as_text)
+                writer = PartWriter(folder, name_for, header=csv_header(columns).encode() if fmt == "csv" else b"",
+                                    max_bytes=optimove_settings.target_file_bytes, gzip_level=optimove_settings.gzip_level)
+                parts = write_lines(con, f"SELECT {line} AS line FROM read_parquet({staged})", writer)
+        outgoing = [OutgoingFile(p.path, f"{table.name}/{p.name}", rows=p.rows, md5=p.md5, bytes=p.bytes) for p in parts]
+        write_manifest(folder, outgoing, format=fmt, columns=columns, partition=key)
+        return dg.MaterializeResult(metadata={**files_metadata(outgoing), "format": dg.MetadataValue.text(fmt)})
+
+    @dg.asset_check(asset=files, name="files_match_spec", blocking=True, partitions_def=daily,
+                    description="Reads every file back with DuckDB: the same rows and values as the checked data, "
+                                "each file under 1 GB, gzip or Parquet as configured.")
+    def files_match(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        key = context.partition_key
+        outgoing, info = read_manifest(warehouse.files_dir(VENDOR, table.name, key))
+        problems = [f"{f.name}: {f.bytes:,} bytes, over 1 GB" for f in outgoing if (f.bytes or 0) >= spec.MAX_FILE_BYTES]
+        staged = sql_literal(str(warehouse.staged_table(VENDOR, table.name, key)))
+        with warehouse.connect(attach_warehouse=False) as con:
+            back = read_back_sql([str(f.path) for f in outgoing], info["format"], info["columns"])
+            cast = ", ".join(f'CAST("{c}" AS VARCHAR)' for c in info["columns"])
+            diff = con.execute(f"SELECT count(*) FROM ((SELECT {cast} FROM read_parquet({staged}) EXCEPT ALL "
+                               f"SELECT {cast} FROM ({back})) UNION ALL (SELECT {cast} FROM ({back}) EXCEPT ALL "
+                               f"SELECT {cast} FROM read_parquet({staged})))").fetchone()[0]
+            rows = con.execute(f"SELECT count(*) FROM ({back})").fetchone()[0]
+        if diff:
+            problems.append(f"{diff:,} rows differ between the files and the checked data")
+        return dg.AssetCheckResult(passed=not problems, description="; ".join(problems) or
+                                   f"{len(outgoing)} file(s), {rows:,} rows read back identical",
+                                   metadata={"rows_read_back": rows, "files_checked": len(outgoing)})
+
+    @dg.asset(key=[VENDOR, f"{table.name}_delivery"], group_name=group, partitions_def=daily, deps=[files],
+              retry_policy=delivery_retry_policy(),
+              description="Publishes the files to `optimove_destination` (S3, GCS, Azure Blob or SFTP; local outbox by "
+                          "default) before the agreed data-ready time; the ledger makes re-runs send nothing twice.")
+    def delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, warehouse: WarehouseResource,
+                 ledger: LedgerResource, optimove_destination: DestinationResource,
+                 optimove_settings: OptimoveSettings) -> dg.MaterializeResult:
+        key = context.partition_key
+        outgoing, _ = read_manifest(warehouse.files_dir(VENDOR, table.name, key))
+        with optimove_destination.get() as destination:
+            outcome = deliver_files(vendor=VENDOR, deliverable=table.name, partition_key=key, files=outgoing,
+                                    destination=destination, ledger=ledger.get(), run_id=context.run_id,
+                                    redeliver=config.redeliver, logger=context.log)
+        ready_at = dt.datetime.combine(dt.date.fromisoformat(key) + dt.timedelta(days=1),
+                                       dt.time.fromisoformat(optimove_settings.data_ready_utc), tzinfo=dt.timezone.utc)
+        late = dt.datetime.now(dt.timezone.utc) > ready_at
+        if late:
+            context.log.warning(f"optimove/{table.name} {key}: delivered after the data-ready time {ready_at:%Y-%m-%d %H:%M} UTC")
+        return dg.MaterializeResult(metadata={**outcome.metadata(), "after_data_ready_time": dg.MetadataValue.bool(late),
+                                              "target": dg.MetadataValue.text(optimove_destination.describe())})
+
+    return [rows, files, delivery], [rows_spec, files_match]
+
+
+def read_back_sql(paths: list[str], fmt: str, columns: list[str]) -> str:
+    listed = "[" + ", ".join(sql_literal(p) for p in paths) + "]"
+    if not paths:
+        return "SELECT " + ", ".join(f"NULL::VARCHAR AS \"{c}\"" for c in columns) + " WHERE false"
+    if fmt == "parquet":
+        return f"SELECT * FROM read_parquet({listed})"
+    types = "{" + ", ".join(f"{sql_literal(c)}: 'VARCHAR'" for c in columns) + "}"
+    if fmt == "csv":
+        return (f"SELECT * FROM read_csv({listed}, header = true, columns = {types}, compression = 'gzip', "
+                "quote = '\"', escape = '\"', auto_detect = false)")
+    return f"SELECT * FROM read_json({listed}, format = 'newline_delimited', compression = 'gzip', columns = {types})"
+
+
+ASSETS, CHECKS = [], []
+for _table in TABLES:
+    _assets, _checks = build_table_assets(_table)
+    ASSETS += _assets
+    CHECKS += _checks
