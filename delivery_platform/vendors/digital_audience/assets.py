@@ -1,0 +1,249 @@
+"""digitalAudience: CRM contacts -> normalised and hashed in SQL -> onboarding file, then daily
+update and opt-out files against what was delivered -> dA's storage (SFTP/S3); and the nightly
+match export back, ingested once per file.
+
+Read beside `digitalaudience-dmp-integration.txt` ("CRM Onboarding", "Ongoing CRM data update",
+"Daily DA match export") and DIGEST section 4.
+"""
+
+import csv
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import dagster as dg
+
+from ... import settings as paths
+from ...delivery import DeliveryConfig, OutgoingFile, deliver_files, delivery_retry_policy
+from ...destinations.base import file_md5
+from ...destinations.resource import DestinationResource
+from ...formats.lines import csv_header, csv_line_sql
+from ...formats.parts import PartWriter, write_lines
+from ...ledger import Ledger
+from ...manifest import files_metadata, read_manifest, reset_folder, write_manifest
+from ...partitions import daily, day_bounds
+from ...resources import LedgerResource
+from ...validation import check_result, validate_parquet
+from ...validation.sql_checks import EMAIL_LIKE_RE, PHONE_LIKE_RE, sql_literal
+from ...warehouse.assets import source_key
+from ...warehouse.resource import WarehouseResource, copy_to_parquet
+from . import spec
+from .normalise import email_sql, phone_sql, sha256_upper_sql
+
+VENDOR, DELIVERABLE = "digital_audience", "crm"
+DOC = "digitalaudience-dmp-integration.txt"
+
+
+class DigitalAudienceSettings(dg.ConfigurableResource):
+    """Resource `digital_audience_settings` (env `DA_CLIENT`)."""
+
+    client: str = "acme"  # file name prefix agreed with dA (DIGEST 4.4: `<client>_crm_<YYYYMMDD>.csv`)
+
+
+def settings_from_env(environ: dict | None = None) -> DigitalAudienceSettings:
+    environ = os.environ if environ is None else environ
+    return DigitalAudienceSettings(**({"client": environ["DA_CLIENT"]} if environ.get("DA_CLIENT") else {}))
+
+
+def state_dir() -> Path:
+    return paths.data_dir() / "state" / VENDOR
+
+
+def last_delivered_state(ledger: Ledger, before: str) -> tuple[str, Path] | None:
+    keys = sorted({d.partition_key for d in ledger.history(VENDOR, DELIVERABLE, status="delivered") if d.partition_key < before})
+    for key in reversed(keys):
+        path = state_dir() / f"{key}.parquet"
+        if path.exists():
+            return key, path
+    return None
+
+
+def eligible_sql(partition_key: str) -> str:
+    """Contacts opted in (and not out) at the end of the day, identifiers normalised and hashed.
+    Raw emails and phones stop here: only their hashes leave this query."""
+    end = sql_literal(day_bounds(partition_key)[1].isoformat(sep=" "))
+    email, phone = email_sql("email_raw"), phone_sql("phone_raw", "country")
+    return f"""
+        WITH c AS (
+            SELECT contact_id, {email} AS email, {phone} AS phone,
+                   nullif(upper(trim(postal_code)), '') AS postal_code, nullif(trim(house_number), '') AS house_number,
+                   nullif(trim(house_number_ext), '') AS extension,
+                   CASE WHEN regexp_full_match(lower(trim(aaid)), '[0-9a-f]{{8}}(-[0-9a-f]{{4}}){{3}}-[0-9a-f]{{12}}')
+                        THEN lower(trim(aaid)) END AS aaid,
+                   CASE WHEN regexp_full_match(upper(trim(idfa)), '[0-9A-F]{{8}}(-[0-9A-F]{{4}}){{3}}-[0-9A-F]{{12}}')
+                        THEN upper(trim(idfa)) END AS idfa
+            FROM crm_contacts
+            WHERE opted_in_at < {end} AND (opted_out_at IS NULL OR opted_out_at >= {end}))
+        SELECT {sha256_upper_sql('email')} AS email_sha256, {sha256_upper_sql('phone')} AS phone_sha256,
+               postal_code AS "postal code", CASE WHEN postal_code IS NOT NULL THEN house_number END AS "house number",
+               CASE WHEN postal_code IS NOT NULL THEN extension END AS extension, aaid, idfa, contact_id AS custom
+        FROM c
+        WHERE coalesce(email, phone, postal_code, aaid, idfa) IS NOT NULL
+        ORDER BY contact_id"""
+
+
+def counts_sql(partition_key: str) -> str:
+    end = sql_literal(day_bounds(partition_key)[1].isoformat(sep=" "))
+    return f"""
+        SELECT count(*) FILTER (WHERE email_raw IS NOT NULL AND {email_sql('email_raw')} IS NULL) AS bad_email,
+               count(*) FILTER (WHERE phone_raw IS NOT NULL AND {phone_sql('phone_raw', 'country')} IS NULL) AS bad_phone
+        FROM crm_contacts WHERE opted_in_at < {end} AND (opted_out_at IS NULL OR opted_out_at >= {end})"""
+
+
+def _stage(warehouse: WarehouseResource, key: str) -> dict[str, Path]:
+    folder = warehouse.stage_dir(VENDOR, DELIVERABLE, key)
+    return {"records": folder / "rows.parquet", "optouts": folder / "optouts.parquet", "state": folder / "state.parquet",
+            "plan": folder / "plan.json"}
+
+
+@dg.asset(
+    key=[VENDOR, "crm_records"], group_name=VENDOR, partitions_def=daily, deps=[source_key("crm_contacts")],
+    kinds={"duckdb"},
+    description=f"CRM records for dA ({DOC}: 'CRM Onboarding', 'Ongoing CRM data update'; DIGEST 4.2-4.3). The first "
+                "delivery is the full onboarding file; after that the day's update: contacts opted in since the last "
+                "DELIVERED file, and opt-outs. Emails and phones are normalised and SHA-256 hashed in SQL; raw values "
+                "never reach a file.",
+)
+def crm_records(context: dg.AssetExecutionContext, warehouse: WarehouseResource, ledger: LedgerResource) -> dg.MaterializeResult:
+    key = context.partition_key
+    staged = _stage(warehouse, key)
+    previous = last_delivered_state(ledger.get(), key)
+    with warehouse.connect() as con:
+        bad_email, bad_phone = con.execute(counts_sql(key)).fetchone()
+        eligible = copy_to_parquet(con, eligible_sql(key), staged["state"])
+        state = sql_literal(str(staged["state"]))
+        if previous is None:
+            mode = "onboarding"
+            rows = copy_to_parquet(con, f"SELECT * FROM read_parquet({state})", staged["records"])
+            optouts = copy_to_parquet(con, f"SELECT * FROM read_parquet({state}) WHERE false", staged["optouts"])
+        else:
+            mode, prev = "update", sql_literal(str(previous[1]))
+            rows = copy_to_parquet(con, f"SELECT * FROM read_parquet({state}) c WHERE NOT EXISTS (SELECT 1 FROM "
+                                        f"read_parquet({prev}) p WHERE p.custom = c.custom) ORDER BY custom", staged["records"])
+            optouts = copy_to_parquet(con, f"SELECT * FROM read_parquet({prev}) p WHERE NOT EXISTS (SELECT 1 FROM "
+                                           f"read_parquet({state}) c WHERE p.custom = c.custom) ORDER BY custom", staged["optouts"])
+    staged["plan"].write_text(json.dumps({"mode": mode, "previous": previous[0] if previous else None}))
+    context.log.info(f"{key}: {mode}: {rows:,} records, {optouts:,} opt-outs")
+    return dg.MaterializeResult(metadata={
+        "mode": dg.MetadataValue.text(mode), "rows": dg.MetadataValue.int(rows), "opt_outs": dg.MetadataValue.int(optouts),
+        "eligible_contacts": dg.MetadataValue.int(eligible), "unusable_emails": dg.MetadataValue.int(bad_email),
+        "unusable_phones": dg.MetadataValue.int(bad_phone),
+        "previous_delivery": dg.MetadataValue.text(previous[0] if previous else "none")})
+
+
+@dg.asset_check(asset=crm_records, name="spec", blocking=True, partitions_def=daily,
+                description="The pandera model `CrmRecords`: upper-case SHA-256 hashes, UUID ad ids, a unique CRM id, "
+                            "at least one identifier, postal code with any address part, and no email or phone in a raw "
+                            "column. Sample values are redacted (PII).")
+def crm_records_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    key = context.partition_key
+    staged = _stage(warehouse, key)
+    reports = [validate_parquet(staged[part], spec.CrmRecords, redact=True, name=f"dA {part} {key}")
+               for part in ("records", "optouts")]
+    failed = [r for r in reports if not r.passed]
+    for report in failed:
+        context.log.error(report.error_text(f"digital_audience/crm_records {key}"))
+    return check_result(failed[0] if failed else reports[0])
+
+
+def file_names(client: str, key: str, mode: str) -> dict[str, str]:
+    day = key.replace("-", "")
+    if mode == "onboarding":
+        return {"records": f"{client}_crm_{day}.csv"}
+    return {"records": f"{client}_crm_update_{day}.csv", "optouts": f"{client}_crm_optout_{day}.csv"}
+
+
+@dg.asset(
+    key=[VENDOR, "crm_files"], group_name=VENDOR, partitions_def=daily, deps=[crm_records], kinds={"csv"},
+    description="`<client>_crm_YYYYMMDD.csv` (onboarding) or `<client>_crm_update_YYYYMMDD.csv` and "
+                "`<client>_crm_optout_YYYYMMDD.csv`: UTF-8, comma, header row, CRLF (DIGEST 4.1), uncompressed (4.5 #5).",
+)
+def crm_files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+              digital_audience_settings: DigitalAudienceSettings) -> dg.MaterializeResult:
+    key = context.partition_key
+    staged = _stage(warehouse, key)
+    mode = json.loads(staged["plan"].read_text())["mode"]
+    folder = reset_folder(warehouse.files_dir(VENDOR, DELIVERABLE, key))
+    outgoing = []
+    with warehouse.connect(attach_warehouse=False) as con:
+        for part, name in file_names(digital_audience_settings.client, key, mode).items():
+            writer = PartWriter(folder, lambda n, name=name: name, single_part=True,
+                                header=csv_header(spec.COLUMNS, line_end=spec.LINE_END).encode())
+            sql = (f"SELECT {csv_line_sql(spec.COLUMNS, line_end=spec.LINE_END)} AS line "
+                   f"FROM read_parquet({sql_literal(str(staged[part]))})")
+            [written] = write_lines(con, sql, writer)
+            outgoing.append(OutgoingFile(written.path, name, rows=written.rows, md5=written.md5, bytes=written.bytes))
+    # opt-outs first: a contact who left and came back is never removed after being re-added
+    outgoing.sort(key=lambda f: "_optout_" not in f.name)
+    write_manifest(folder, outgoing, mode=mode, partition=key)
+    return dg.MaterializeResult(metadata={**files_metadata(outgoing), "mode": dg.MetadataValue.text(mode)})
+
+
+HEX64 = re.compile(r"^[0-9A-F]{64}$")
+UUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+
+
+def raw_pii_in_file(path: Path) -> list[str]:
+    """Fields that look like a raw email or phone number (hashes and ad ids excepted)."""
+    found = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        for line_no, row in enumerate(csv.reader(handle), start=1):
+            for value in row:
+                if HEX64.match(value) or UUID.match(value):
+                    continue
+                if re.search(EMAIL_LIKE_RE, value) or re.fullmatch(PHONE_LIKE_RE, value):
+                    found.append(f"line {line_no}")
+                    break
+    return found
+
+
+@dg.asset_check(asset=crm_files, name="files_match_spec", blocking=True, partitions_def=daily,
+                description="Re-reads each file: exact header, CRLF line ends, rows as staged, and no value that looks like "
+                            "a raw email or phone number (dA gets hashes only).")
+def crm_files_match_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    key = context.partition_key
+    outgoing, _ = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
+    problems = []
+    header = csv_header(spec.COLUMNS, line_end=spec.LINE_END).encode()
+    for f in outgoing:
+        data = f.path.read_bytes()
+        if not data.startswith(header):
+            problems.append(f"{f.name}: header is not {header!r}")
+        if data.count(b"\n") != data.count(b"\r\n"):
+            problems.append(f"{f.name}: not every line ends with CRLF")
+        lines = data.count(b"\r\n") - 1
+        if lines != f.rows:
+            problems.append(f"{f.name}: {lines} data lines, {f.rows} staged")
+        leaks = raw_pii_in_file(f.path)
+        if leaks:
+            problems.append(f"{f.name}: raw email or phone on {len(leaks)} lines ({', '.join(leaks[:5])})")
+    return dg.AssetCheckResult(passed=not problems, description="; ".join(problems) or f"{len(outgoing)} file(s) as specified",
+                               metadata={"files_checked": len(outgoing)})
+
+
+@dg.asset(
+    key=[VENDOR, "crm_delivery"], group_name=VENDOR, partitions_def=daily, deps=[crm_files], kinds={"sftp", "s3"},
+    retry_policy=delivery_retry_policy(),
+    description="Publishes the files to `digital_audience_destination` (the storage dA polls: SFTP or S3; local outbox by "
+                "default); after success the delivered contact set is kept for the next update.",
+)
+def crm_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, warehouse: WarehouseResource,
+                 ledger: LedgerResource, digital_audience_destination: DestinationResource) -> dg.MaterializeResult:
+    key = context.partition_key
+    outgoing, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
+    with digital_audience_destination.get() as destination:
+        outcome = deliver_files(vendor=VENDOR, deliverable=DELIVERABLE, partition_key=key, files=outgoing,
+                                destination=destination, ledger=ledger.get(), run_id=context.run_id,
+                                redeliver=config.redeliver, logger=context.log)
+    state_dir().mkdir(parents=True, exist_ok=True)
+    partial = state_dir() / f".{key}.{os.getpid()}"
+    shutil.copyfile(_stage(warehouse, key)["state"], partial)
+    os.replace(partial, state_dir() / f"{key}.parquet")
+    return dg.MaterializeResult(metadata={**outcome.metadata(), "mode": dg.MetadataValue.text(info["mode"]),
+                                          "target": dg.MetadataValue.text(digital_audience_destination.describe())})
+
+
+ASSETS = [crm_records, crm_files, crm_delivery]
+CHECKS = [crm_records_spec, crm_files_match_spec]

@@ -1,0 +1,170 @@
+"""The nightly match export from dA ("Daily DA match export": delta files of DMP cookie ids
+matched to our CRM record ids), taken in exactly once per file.
+
+The sensor lists the drop location (a local folder by default, dA's SFTP or S3 through
+`DELIVERY_DIGITAL_AUDIENCE_RETURNS_*`); each new or changed file becomes a dynamic partition of
+`digital_audience/match_export` and one run. The run keeps the received bytes, validates them with
+the `MatchExport` model and stores the rows as Parquet under `data/returns/da_matches/`; a
+malformed file is copied to `data/quarantine/digital_audience/` and the run fails naming the file,
+rule, column and sample rows. Nothing received is ever deleted.
+"""
+
+import datetime as dt
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from ... import settings
+from ...destinations.local import LocalDestination
+from ...destinations.resource import DestinationResource, destination_from_env
+from ...validation import check_result, validate_parquet
+from ...validation.sql_checks import sql_literal
+from ...warehouse.resource import copy_to_parquet
+from .spec import MatchExport
+
+VENDOR = "digital_audience"
+RETURNS = "digital_audience_returns"
+TABLE = "da_matches"
+match_files = dg.DynamicPartitionsDefinition(name="digital_audience_match_files")
+NAME_OK = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+
+def inbox_resource() -> DestinationResource:
+    return destination_from_env(RETURNS)
+
+
+def open_inbox(resource: DestinationResource):
+    if resource.kind == "local" and not resource.local_root:
+        return LocalDestination(RETURNS, settings.data_dir() / "inbox" / VENDOR)
+    return resource.get()
+
+
+def received_dir() -> Path:
+    return settings.data_dir() / "received" / VENDOR
+
+
+def quarantine_dir() -> Path:
+    return settings.data_dir() / "quarantine" / VENDOR
+
+
+def build_sensor(running: bool) -> dg.SensorDefinition:
+    return dg.sensor(
+        name="digital_audience_match_export_sensor", minimum_interval_seconds=300,
+        asset_selection=dg.AssetSelection.assets(dg.AssetKey([VENDOR, "match_export"])),
+        default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
+        description="Watches dA's drop location for match-export files; one run per new or changed file.",
+    )(match_export_sensor)
+
+
+def match_export_sensor(context: dg.SensorEvaluationContext, digital_audience_returns: DestinationResource):
+    seen: dict = json.loads(context.cursor) if context.cursor else {}
+    with open_inbox(digital_audience_returns) as inbox:
+        listing = [f for f in inbox.list() if f.name.endswith((".csv", ".csv.gz"))]
+    requests, new_partitions, current = [], [], {}
+    for f in listing:
+        version = f"{f.size}:{int(f.mtime or 0)}"
+        current[f.name] = version
+        if seen.get(f.name) == version:
+            continue
+        if not NAME_OK.match(f.name.replace("/", "_")):
+            context.log.warning(f"skipping {f.name!r}: the name holds characters outside [A-Za-z0-9._-]")
+            continue
+        key = f.name.replace("/", "_")
+        new_partitions.append(key)
+        requests.append(dg.RunRequest(run_key=f"{f.name}:{version}", partition_key=key,
+                                      tags={"vendor": VENDOR, "source_file": f.name}))
+    # the cursor holds only files still present, so it stays as small as the folder
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(current, sort_keys=True),
+                           dynamic_partitions_requests=[match_files.build_add_request(new_partitions)] if new_partitions else [])
+
+
+def read_export_sql(path: Path) -> str:
+    compression = "gzip" if path.name.endswith(".gz") else "none"
+    return (f"SELECT * FROM read_csv({sql_literal(str(path))}, header = true, delim = ',', quote = '\"', "
+            f"columns = {{'cookie_id': 'VARCHAR', 'crm_id': 'VARCHAR', 'matched_at': 'VARCHAR'}}, "
+            f"compression = '{compression}', auto_detect = false, strict_mode = true, null_padding = false)")
+
+
+@dg.asset(key=[VENDOR, "match_export"], group_name=VENDOR, partitions_def=match_files, kinds={"csv"},
+          description="One received match-export file (a dynamic partition per file): kept as received, validated, "
+                      "stored as Parquet under data/returns/da_matches/ (view `returns_da_matches`).")
+def match_export(context: dg.AssetExecutionContext, digital_audience_returns: DestinationResource) -> dg.MaterializeResult:
+    key = context.partition_key
+    name = next((t for t in [context.run.tags.get("source_file")] if t), key)
+    kept = received_dir() / key
+    with open_inbox(digital_audience_returns) as inbox:
+        inbox.download(name, kept)  # our copy first: nothing received is lost
+    staged = settings.staging_dir() / VENDOR / "match_export" / f"{key}.parquet"
+    con = duckdb.connect()
+    try:
+        if kept.stat().st_size == 0:
+            raise ValueError("the file is empty")
+        rows = copy_to_parquet(con, read_export_sql(kept), staged)
+    except (duckdb.Error, ValueError) as exc:
+        quarantine_dir().mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(kept, quarantine_dir() / key)
+        first = str(exc).strip().splitlines()[0][:300]
+        raise dg.Failure(f"digitalAudience match export {name}: cannot be read as cookie_id,crm_id,matched_at CSV: "
+                         f"{first}. Kept at {quarantine_dir() / key}.", allow_retries=False) from None
+    finally:
+        con.close()
+    report = validate_parquet(staged, MatchExport, name=f"dA match export {name}")
+    if not report.passed:
+        quarantine_dir().mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(kept, quarantine_dir() / key)
+        raise dg.Failure(report.error_text(f"digitalAudience match export {name} (kept at {quarantine_dir() / key})"),
+                         metadata={"failures": dg.MetadataValue.md(report.summary())}, allow_retries=False)
+    target = settings.returns_dir() / TABLE / f"{key}.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}")
+    shutil.copyfile(staged, partial)
+    os.replace(partial, target)
+    context.log.info(f"{name}: {rows:,} matches stored at {target}")
+    return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(rows), "source_file": name,
+                                          "stored": dg.MetadataValue.path(str(target))})
+
+
+@dg.asset_check(asset=match_export, name="matches_known_records", blocking=False,
+                description="Warns when matched CRM ids are not among the records we delivered to dA.")
+def matches_known_records(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    key = context.partition_key if context.has_partition_key else None
+    stored = settings.returns_dir() / TABLE / f"{key}.parquet"
+    states = sorted((settings.data_dir() / "state" / VENDOR).glob("*.parquet"))
+    if not states or not stored.exists():
+        return dg.AssetCheckResult(passed=True, description="nothing delivered yet to compare with")
+    con = duckdb.connect()
+    unknown, total = con.execute(
+        f"SELECT count(*) FILTER (WHERE crm_id NOT IN (SELECT custom FROM read_parquet({sql_literal(str(states[-1]))}))), "
+        f"count(*) FROM read_parquet({sql_literal(str(stored))})").fetchone()
+    return dg.AssetCheckResult(passed=unknown == 0, severity=dg.AssetCheckSeverity.WARN,
+                               description=f"{unknown:,} of {total:,} matches name CRM ids we never delivered",
+                               metadata={"unknown_crm_ids": unknown, "matches": total})
+
+
+def simulate_match_export(partition_key: str, client: str = "acme", share: float = 0.3) -> Path | None:
+    """Play dA on the embedded default: write tonight's match export into the inbox from the
+    contacts last delivered (demo only)."""
+    states = sorted((settings.data_dir() / "state" / VENDOR).glob("*.parquet"))
+    if not states:
+        return None
+    con = duckdb.connect()
+    ids = [r[0] for r in con.execute(f"SELECT custom FROM read_parquet({sql_literal(str(states[-1]))})").fetchall()]
+    rng = random.Random(partition_key)
+    chosen = sorted(rng.sample(ids, max(1, int(len(ids) * share)))) if ids else []
+    inbox = settings.data_dir() / "inbox" / VENDOR
+    inbox.mkdir(parents=True, exist_ok=True)
+    path = inbox / f"{client}_matches_{partition_key.replace('-', '')}.csv"
+    day = dt.date.fromisoformat(partition_key) + dt.timedelta(days=1)
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w", newline="") as handle:
+        handle.write("cookie_id,crm_id,matched_at\r\n")
+        for crm_id in chosen:
+            handle.write(f"dmp-{rng.getrandbits(48):012x},{crm_id},{day} 02:00:00\r\n")
+    os.replace(partial, path)
+    return path

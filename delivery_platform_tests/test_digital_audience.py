@@ -1,0 +1,159 @@
+"""digitalAudience: hashing known answers, no raw PII in files, update files over days, the match export."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import dagster as dg
+import duckdb
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from delivery_platform.definitions import build_defs
+from delivery_platform.vendors.digital_audience import reference as ref
+from delivery_platform.vendors.digital_audience.assets import raw_pii_in_file
+from delivery_platform.vendors.digital_audience.matches import (inbox_resource, match_export, match_export_sensor,
+                                                               match_files)
+from delivery_platform.vendors.digital_audience.normalise import email_sql, phone_sql, sha256_upper_sql
+
+
+def test_the_documented_example_email_hash():
+    # dA's docs: sha256("john.sam@mail.com") = A7DF77A9...ADBA, upper-case hex (DIGEST 4.3)
+    assert ref.sha256_upper(ref.normal_email("  John.Sam@Mail.com ")) == \
+        "A7DF77A9DB89B44110C704B680A24978579A3069B419DB95CBDA84541094ADBA"
+
+
+@pytest.mark.parametrize("raw,country,expected", [
+    ("+31 6 14123456", "NL", "31614123456"), ("06-14123456", "NL", "31614123456"), ("0031 6 14123456", "NL", "31614123456"),
+    ("(06) 14123456", "NL", "31614123456"), ("+31 (0)6 14123456", "NL", "31614123456"), ("070-1234567", "SE", "46701234567"),
+    ("0049-151-12345678", "DE", "4915112345678"), ("12", "NL", None), ("call me", "NL", None),
+])
+def test_phone_normalisation_known_answers_in_python_and_sql(raw, country, expected):
+    assert ref.normal_phone(raw, country) == expected
+    got = duckdb.connect().execute(f"SELECT {phone_sql('p', 'c')} FROM (SELECT ?::VARCHAR p, ?::VARCHAR c)",
+                                   [raw, country]).fetchone()[0]
+    assert got == expected
+
+
+emails = st.builds(lambda a, b, c, pad: f"{pad}{a}@{b}.{c}{pad}", st.from_regex(r"[A-Za-z][A-Za-z0-9._]{0,12}", fullmatch=True),
+                   st.from_regex(r"[A-Za-z]{1,10}", fullmatch=True), st.sampled_from(["com", "NL", "se"]),
+                   st.sampled_from(["", " ", "  "]))
+phones = st.builds(lambda p, n: p + n, st.sampled_from(["+31 6 ", "06-", "0031 6", "(06) ", "+31 (0)6 "]),
+                   st.from_regex(r"[0-9]{8}", fullmatch=True))
+
+
+@settings(max_examples=40, deadline=None)
+@given(email=emails, phone=phones)
+def test_sql_hashing_agrees_with_the_reference(email, phone):
+    got = duckdb.connect().execute(
+        f"SELECT {sha256_upper_sql(email_sql('e'))}, {sha256_upper_sql(phone_sql('p', 'c'))} "
+        "FROM (SELECT ?::VARCHAR e, ?::VARCHAR p, 'NL' c)", [email, phone]).fetchone()
+    assert got == (ref.sha256_upper(ref.normal_email(email)), ref.sha256_upper(ref.normal_phone(phone, "NL")))
+
+
+def run(partition, instance):
+    job = build_defs("local").resolve_job_def("digital_audience_daily_delivery")
+    return job.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False)
+
+
+def test_onboarding_then_updates_against_what_was_delivered_and_no_raw_pii(data_dir, small_warehouse):
+    instance = dg.DagsterInstance.ephemeral()
+    produced = {}
+    for day in ("2026-11-14", "2026-11-15", "2026-11-16"):
+        result = run(day, instance)
+        assert result.success, day
+        meta = result.asset_materializations_for_node("digital_audience__crm_records")[0].metadata
+        produced[day] = (meta["mode"].value, meta["rows"].value, meta["opt_outs"].value)
+    assert produced["2026-11-14"][0] == "onboarding" and produced["2026-11-15"][0] == "update"
+    assert sum(v[2] for v in produced.values()) > 0  # opt-outs happened and were sent
+    outbox = data_dir / "outbox" / "digital_audience"
+    con = duckdb.connect(str(small_warehouse), read_only=True)
+    # every contact opted in by the end of the 15th and not out is in the onboarding or the update of the 15th
+    expected = {r[0] for r in con.execute(
+        "SELECT contact_id FROM crm_contacts WHERE opted_in_at < TIMESTAMP '2026-11-16' AND (opted_out_at IS NULL OR "
+        "opted_out_at >= TIMESTAMP '2026-11-16') AND coalesce(email_raw, phone_raw, postal_code, aaid, idfa) IS NOT NULL"
+    ).fetchall()}
+    sent = set()
+    for name in ("acme_crm_20261114.csv", "acme_crm_update_20261115.csv"):
+        sent |= {line.split(",")[-1] for line in (outbox / name).read_text().splitlines()[1:]}
+    sent -= {line.split(",")[-1] for line in (outbox / "acme_crm_optout_20261115.csv").read_text().splitlines()[1:]}
+    assert sent == expected
+    raw = [r[0].strip().lower() for r in con.execute("SELECT email_raw FROM crm_contacts WHERE email_raw IS NOT NULL").fetchall()]
+    for path in outbox.iterdir():
+        text = path.read_text().lower()
+        assert not raw_pii_in_file(path) and not any(e.replace(" ", "") in text for e in raw[:500])
+        assert all(line.endswith(b"\r") or line == b"" for line in path.read_bytes().split(b"\n"))
+
+
+def test_raw_pii_in_a_file_is_found():
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "f.csv"
+        path.write_text("email_sha256,custom\r\n" + "A" * 64 + ",john@example.com\r\n,+31 6 1412 3456\r\n")
+        assert raw_pii_in_file(path) == ["line 2", "line 3"]
+
+
+def ingest(instance, resources, *, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+    # EnvVar secrets resolve when a resource is initialised, as the daemon does for a sensor
+    result = match_export_sensor(context, resources["digital_audience_returns"].process_config_and_initialize())
+    keys = [r.partition_key for r in result.run_requests]
+    instance.add_dynamic_partitions(match_files.name, keys)
+    runs = [dg.materialize([match_export], partition_key=r.partition_key, instance=instance, resources=resources,
+                           tags=r.tags, raise_on_error=False) for r in result.run_requests]
+    return result, runs
+
+
+@pytest.mark.parametrize("store", ["local", "sftp_server", "s3_server"])
+def test_match_exports_are_taken_in_once_across_sensor_restarts(data_dir, monkeypatch, request, store):
+    if store != "local":
+        for key, value in request.getfixturevalue(store).env("digital_audience_returns").items():
+            monkeypatch.setenv(key, value)
+    resources = {"digital_audience_returns": inbox_resource()}
+    from delivery_platform.vendors.digital_audience.matches import open_inbox
+
+    src = data_dir / "m1.csv"
+    src.write_text("cookie_id,crm_id,matched_at\r\nck-1,CRM00000001,2026-11-16 02:00:00\r\nck-2,CRM00000002,\r\n")
+    with open_inbox(resources["digital_audience_returns"].process_config_and_initialize()) as inbox:
+        inbox.publish(src, "acme_matches_20261115.csv")
+    instance = dg.DagsterInstance.ephemeral()
+    first, runs = ingest(instance, resources)
+    assert [r.success for r in runs] == [True]
+    # a restarted daemon evaluates again with the saved cursor: nothing new is requested
+    again, _ = ingest(instance, resources, cursor=first.cursor)
+    assert again.run_requests == []
+    stored = data_dir / "returns" / "da_matches" / "acme_matches_20261115.csv.parquet"
+    rows = duckdb.connect().execute(f"SELECT cookie_id, crm_id FROM read_parquet('{stored}') ORDER BY 1").fetchall()
+    assert rows == [("ck-1", "CRM00000001"), ("ck-2", "CRM00000002")]
+    assert (data_dir / "received" / "digital_audience" / "acme_matches_20261115.csv").exists()
+
+
+BAD = {
+    "ragged row": "cookie_id,crm_id,matched_at\r\nck-1,CRM1\r\n",
+    "wrong delimiter": "cookie_id;crm_id;matched_at\r\nck-1;CRM1;2026-11-16\r\n",
+    "empty file": "",
+    "duplicate pair": "cookie_id,crm_id,matched_at\r\nck-1,CRM1,\r\nck-1,CRM1,\r\n",
+    "formula injection in cookie id": "cookie_id,crm_id,matched_at\r\n=cmd|' /C calc'!A0,CRM1,\r\n",
+    "T in the date": "cookie_id,crm_id,matched_at\r\nck-1,CRM1,2026-11-16T02:00:00Z\r\n",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_malformed_exports_fail_clearly_and_are_kept(data_dir, case, request):
+    request.node.add_marker(pytest.mark.fault("da-match-export", case, "run fails naming the file and rule; file kept in quarantine; nothing stored"))
+    resources = {"digital_audience_returns": inbox_resource()}
+    inbox = data_dir / "inbox" / "digital_audience"
+    inbox.mkdir(parents=True)
+    (inbox / "bad.csv").write_bytes(BAD[case].encode())
+    instance = dg.DagsterInstance.ephemeral()
+    _, runs = ingest(instance, resources)
+    assert [r.success for r in runs] == [False]
+    failure = next(e for e in runs[0].all_events if e.is_step_failure).event_specific_data.error.message
+    assert "bad.csv" in failure
+    assert (data_dir / "quarantine" / "digital_audience" / "bad.csv").read_bytes() == BAD[case].encode()
+    assert (inbox / "bad.csv").exists()  # never deleted
+    assert not (data_dir / "returns" / "da_matches").exists()
