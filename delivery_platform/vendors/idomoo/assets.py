@@ -1,0 +1,250 @@
+"""Idomoo batch mode: the day's recipients -> storyboard columns -> data file (delimiter,
+encoding, zip, PGP) -> the SFTP account's Uploads folder; PURL files back from Downloads.
+
+Read beside `idomoo-batch-mode.txt` ("General Process", "Special Features", "End to End Testing")
+and DIGEST section 5.
+"""
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import dagster as dg
+import duckdb
+
+from ...delivery import DeliveryConfig, OutgoingFile, deliver_files, delivery_retry_policy
+from ...destinations.base import file_md5
+from ...destinations.resource import DestinationResource
+from ...formats.compress import zip_file
+from ...formats.delimited import EncodingProblem, write_delimited
+from ...formats.pgp import PGPError, encrypt_file, is_pgp_message
+from ...ledger import Ledger
+from ...manifest import files_metadata, read_manifest, reset_folder, write_manifest
+from ...partitions import daily
+from ...resources import LedgerResource
+from ...validation import check_result, validate_parquet
+from ...validation.sql_checks import sql_literal
+from ...warehouse.assets import source_key
+from ...warehouse.resource import WarehouseResource, copy_to_parquet
+from . import spec
+
+VENDOR, DELIVERABLE = "idomoo", "data_file"
+DOC = "idomoo-batch-mode.txt"
+
+
+class IdomooSettings(dg.ConfigurableResource):
+    """The project agreed with Idomoo (resource `idomoo_settings`; env `IDOMOO_CLIENT`, `IDOMOO_PROJECT`,
+    `IDOMOO_ENCODING`, `IDOMOO_DELIMITER`, `IDOMOO_PGP_PUBLIC_KEY_FILE`, `IDOMOO_UPLOADS`, `IDOMOO_DOWNLOADS`)."""
+
+    client: str = "acme"
+    project: str = "welcome"
+    headers: List[str] = ["RecipientID", "FirstName", "LastName", "Email", "Language", "OfferCode", "City", "Points"]
+    source_columns: List[str] = ["recipient_id", "first_name", "last_name", "email", "language", "offer_code", "city",
+                                 "points_balance"]
+    key_header: str = "RecipientID"
+    email_headers: List[str] = ["Email"]
+    url_headers: List[str] = []
+    optional_headers: List[str] = []
+    extension: str = "csv"
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    zip: bool = False
+    pgp_public_key_file: Optional[str] = None
+    uploads_folder: str = "Uploads"  # 5.3 #3: the documents disagree on the case; check at setup
+    downloads_folder: str = "Downloads"
+    purl_prefix: str = spec.PURL_PREFIX
+    purl_suffix: str = spec.PURL_SUFFIX
+    e2e_test: bool = False  # send exactly 20 rows, as Idomoo requires before launch
+    min_rows: int = 1
+    max_rows: int = 1_000_000
+
+
+def settings_from_env(environ: dict | None = None) -> IdomooSettings:
+    environ = os.environ if environ is None else environ
+    kwargs: dict = {}
+    for var, field in (("IDOMOO_CLIENT", "client"), ("IDOMOO_PROJECT", "project"), ("IDOMOO_ENCODING", "encoding"),
+                       ("IDOMOO_DELIMITER", "delimiter"), ("IDOMOO_EXTENSION", "extension"),
+                       ("IDOMOO_PGP_PUBLIC_KEY_FILE", "pgp_public_key_file"), ("IDOMOO_UPLOADS", "uploads_folder"),
+                       ("IDOMOO_DOWNLOADS", "downloads_folder")):
+        if environ.get(var):
+            kwargs[field] = environ[var]
+    return IdomooSettings(**kwargs)
+
+
+def recipients_sql(partition_key: str, settings: IdomooSettings) -> str:
+    if len(settings.headers) != len(settings.source_columns):
+        raise dg.Failure("idomoo_settings.headers and source_columns must have the same length", allow_retries=False)
+    cols = ", ".join(f'CAST({src} AS VARCHAR) AS "{header}"' for header, src in zip(settings.headers, settings.source_columns))
+    limit = f" LIMIT {spec.E2E_ROWS}" if settings.e2e_test else ""
+    return f"SELECT {cols} FROM idomoo_recipients WHERE send_date = {sql_literal(partition_key)}::DATE ORDER BY recipient_id{limit}"
+
+
+@dg.asset(key=[VENDOR, "recipients"], group_name=VENDOR, partitions_def=daily, deps=[source_key("idomoo_recipients")],
+          kinds={"duckdb"},
+          description=f"The day's video recipients in the storyboard's columns ({DOC}: 'General Process' 2; the header "
+                      "list is configuration, matched exactly). In end-to-end test mode exactly 20 rows.")
+def recipients(context: dg.AssetExecutionContext, warehouse: WarehouseResource, idomoo_settings: IdomooSettings) -> dg.MaterializeResult:
+    key = context.partition_key
+    with warehouse.connect() as con:
+        rows = copy_to_parquet(con, recipients_sql(key, idomoo_settings), warehouse.staged_table(VENDOR, DELIVERABLE, key))
+    return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(rows),
+                                          "e2e_test": dg.MetadataValue.bool(idomoo_settings.e2e_test)})
+
+
+@dg.asset_check(asset=recipients, name="spec", blocking=True, partitions_def=daily,
+                description="Every storyboard parameter present and non-empty, emails and URLs well formed, no duplicate "
+                            "recipient keys, the exact header list, and a row count within the configured limits "
+                            "(exactly 20 in end-to-end test mode).")
+def recipients_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
+                    idomoo_settings: IdomooSettings) -> dg.AssetCheckResult:
+    key, s = context.partition_key, idomoo_settings
+    schema = spec.data_file_schema(s.headers, key=s.key_header, email_columns=s.email_headers, url_columns=s.url_headers,
+                                   optional=s.optional_headers)
+    report = validate_parquet(warehouse.staged_table(VENDOR, DELIVERABLE, key), schema, redact=True,
+                              name=f"idomoo recipients {key}")
+    limits = (spec.E2E_ROWS, spec.E2E_ROWS) if s.e2e_test else (s.min_rows, s.max_rows)
+    count_ok = limits[0] <= report.rows <= limits[1]
+    if not report.passed:
+        context.log.error(report.error_text(f"idomoo/recipients {key}"))
+    result = check_result(report, extra={"row_limits": dg.MetadataValue.text(f"{limits[0]}..{limits[1]}")})
+    if count_ok:
+        return result
+    return dg.AssetCheckResult(passed=False, metadata=result.metadata,
+                               description=f"{report.rows} rows, outside the allowed {limits[0]}..{limits[1]}"
+                                           + ("" if report.passed else f"; {report.summary()}"))
+
+
+def _delivered_name(ledger: Ledger, key: str) -> list:
+    return [d for d in ledger.history(VENDOR, DELIVERABLE, status="delivered") if d.partition_key == key]
+
+
+@dg.asset(key=[VENDOR, "data_file"], group_name=VENDOR, partitions_def=daily, deps=[recipients], kinds={"csv"},
+          description="The data file: `<client>_<project>_YYYYMMdd_HHMMss_NN.<ext>` in UTC (5.3 #1), the configured "
+                      "delimiter and encoding (UTF-8 without BOM or Windows-1252, a character it cannot hold is an error "
+                      "naming row and column), optionally zipped and PGP-encrypted to Idomoo's public key. A partition "
+                      "whose content was already built keeps its name, so a re-run sends nothing new.")
+def data_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, ledger: LedgerResource,
+              idomoo_settings: IdomooSettings) -> dg.MaterializeResult:
+    key, s = context.partition_key, idomoo_settings
+    if s.extension not in spec.EXTENSIONS:
+        raise dg.Failure(f"idomoo_settings.extension={s.extension!r}: expected one of {', '.join(spec.EXTENSIONS)}",
+                         allow_retries=False)
+    folder = warehouse.files_dir(VENDOR, DELIVERABLE, key)
+    staged = warehouse.staged_table(VENDOR, DELIVERABLE, key)
+    con = duckdb.connect()
+    rows = con.execute(f"SELECT * FROM read_parquet({sql_literal(str(staged))})").fetchall()
+    con.close()
+    plain = folder / f".plain.{s.extension}"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        count = write_delimited(plain, s.headers, rows, delimiter=s.delimiter, encoding=s.encoding,
+                                file_label=f"idomoo data file for {key}")
+    except (EncodingProblem, ValueError) as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from None
+    content = file_md5(plain)
+    try:  # the same content as the file already built for this partition: keep it (and its name)
+        previous, info = read_manifest(folder)
+        if info.get("content_md5") == content and all(f.path.exists() for f in previous):
+            plain.unlink()
+            context.log.info(f"{key}: content unchanged, keeping {previous[0].name}")
+            return dg.MaterializeResult(metadata={**files_metadata(previous), "reused": True})
+    except FileNotFoundError:
+        pass
+    for old in folder.iterdir():
+        if old != plain and old.is_file():
+            old.unlink()
+    sequence = 1 + len({d.file_name for d in ledger.get().history(VENDOR, DELIVERABLE) if d.partition_key == key})
+    name = spec.data_file_name(s.client, s.project, dt.datetime.now(dt.timezone.utc), sequence, s.extension)
+    path = folder / name
+    os.replace(plain, path)
+    if s.zip:
+        zipped = path.with_name(name.rsplit(".", 1)[0] + ".zip")
+        zip_file(path, zipped, arcname=name)
+        path.unlink()
+        path, name = zipped, zipped.name
+    if s.pgp_public_key_file:
+        encrypted = path.with_name(name.rsplit(".", 1)[0] + ".gpg")  # "data_file.gpg" (Special Features 1)
+        try:
+            fingerprint = encrypt_file(path, encrypted, Path(s.pgp_public_key_file).read_text())
+        except (PGPError, OSError) as exc:
+            raise dg.Failure(f"idomoo {key}: {exc} (IDOMOO_PGP_PUBLIC_KEY_FILE)", allow_retries=False) from None
+        context.log.info(f"encrypted to key {fingerprint}")
+        path.unlink()
+        path, name = encrypted, encrypted.name
+    outgoing = [OutgoingFile(path, f"{s.uploads_folder}/{name}", rows=count, md5=file_md5(path), bytes=path.stat().st_size)]
+    write_manifest(folder, outgoing, content_md5=content, partition=key, headers=s.headers, encrypted=bool(s.pgp_public_key_file),
+                   zipped=s.zip)
+    return dg.MaterializeResult(metadata={**files_metadata(outgoing), "encoding": s.encoding, "delimiter": s.delimiter})
+
+
+@dg.asset_check(asset=data_file, name="file_matches_spec", blocking=True, partitions_def=daily,
+                description="Re-reads the file: the exact header line, no BOM, the configured encoding, one line per "
+                            "recipient; a zip holds one safe member; an encrypted file is an OpenPGP message.")
+def data_file_matches_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
+                           idomoo_settings: IdomooSettings) -> dg.AssetCheckResult:
+    import csv
+    import io
+    import zipfile
+
+    from ...formats.delimited import DELIMITERS, ENCODINGS
+
+    s = idomoo_settings
+    outgoing, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, context.partition_key))
+    f = outgoing[0]
+    problems = []
+    if info.get("encrypted"):
+        if not is_pgp_message(f.path):
+            problems.append(f"{f.name} is not an OpenPGP message")
+        data = None
+    elif info.get("zipped"):
+        with zipfile.ZipFile(f.path) as zf:
+            names = zf.namelist()
+            if len(names) != 1 or "/" in names[0] or names[0].startswith("."):
+                problems.append(f"{f.name} must hold exactly one plainly named member, holds {names}")
+            data = zf.read(names[0])
+    else:
+        data = f.path.read_bytes()
+    if data is not None:
+        if data.startswith(b"\xef\xbb\xbf"):
+            problems.append(f"{f.name} starts with a BOM")
+        try:
+            text = data.decode(ENCODINGS[s.encoding.lower()])
+        except UnicodeDecodeError as exc:
+            text = ""
+            problems.append(f"{f.name} is not valid {s.encoding}: {exc}")
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=DELIMITERS[s.delimiter]))
+        if rows and rows[0] != list(info["headers"]):
+            problems.append(f"{f.name}: header {rows[0]} differs from the storyboard {info['headers']}")
+        if len(rows) - 1 != f.rows:
+            problems.append(f"{f.name}: {len(rows) - 1} rows, {f.rows} expected")
+        if any(h != h.strip() for h in (rows[0] if rows else [])):
+            problems.append(f"{f.name}: a header has stray spaces")
+    return dg.AssetCheckResult(passed=not problems, description="; ".join(problems) or f"{f.name} matches the spec",
+                               metadata={"file": f.name})
+
+
+@dg.asset(key=[VENDOR, "data_file_delivery"], group_name=VENDOR, partitions_def=daily, deps=[data_file], kinds={"sftp"},
+          retry_policy=delivery_retry_policy(),
+          description="Uploads the data file to the SFTP account's Uploads folder (temporary name, then rename), never "
+                      "reusing a name ever uploaded ('The client shouldn't upload 2 files with the exact same name').")
+def data_file_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, warehouse: WarehouseResource,
+                       ledger: LedgerResource, idomoo_destination: DestinationResource) -> dg.MaterializeResult:
+    key = context.partition_key
+    outgoing, _ = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
+    book = ledger.get()
+    for f in outgoing:
+        elsewhere = [d for d in book.find_name(VENDOR, f.name) if d.partition_key != key and d.status == "delivered"]
+        if elsewhere:
+            raise dg.Failure(f"idomoo: {f.name} was already uploaded for {elsewhere[0].partition_key}; Idomoo must never "
+                             "receive the same name twice", allow_retries=False)
+    with idomoo_destination.get() as destination:
+        outcome = deliver_files(vendor=VENDOR, deliverable=DELIVERABLE, partition_key=key, files=outgoing,
+                                destination=destination, ledger=book, run_id=context.run_id,
+                                redeliver=config.redeliver, logger=context.log)
+    return dg.MaterializeResult(metadata={**outcome.metadata(), "target": idomoo_destination.describe()})
+
+
+ASSETS = [recipients, data_file, data_file_delivery]
+CHECKS = [recipients_spec, data_file_matches_spec]
