@@ -1,0 +1,293 @@
+"""Idomoo: SFTP uploads, the Downloads sensor, PURL ingestion, PGP and Windows-1252, hostile PURL files."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from delivery_platform.definitions import build_defs
+from delivery_platform.destinations import destination_from_env
+from delivery_platform.destinations.base import FileInfo
+from delivery_platform.formats.delimited import EncodingProblem, write_delimited
+from delivery_platform.ledger import Ledger
+from delivery_platform.vendors.idomoo import downloads_sensor, purl_every_row_came_back, purl_files, \
+    purl_links_are_https, purl_results, simulate
+from delivery_platform.vendors.idomoo.assets import settings_from_env
+from delivery_platform.vendors.idomoo.downloads import ready_purls
+
+DAY = "2026-11-15"
+
+
+def run(partition=DAY, settings=None, instance=None):
+    job = build_defs("local").resolve_job_def("idomoo_daily_delivery")
+    config = {"resources": {"idomoo_settings": {"config": settings}}} if settings else None
+    return job.execute_in_process(partition_key=partition, instance=instance or dg.DagsterInstance.ephemeral(),
+                                  raise_on_error=False, run_config=config)
+
+
+def uploaded(data_dir):
+    return sorted((data_dir / "outbox" / "idomoo" / "Uploads").iterdir())
+
+
+def test_upload_names_encoding_and_a_rerun_that_sends_nothing_new(data_dir):
+    instance = dg.DagsterInstance.ephemeral()
+    first = run(instance=instance)
+    assert first.success
+    [path] = uploaded(data_dir)
+    assert path.name.startswith("acme_welcome_") and path.name.endswith("_01.csv")
+    text = path.read_bytes()
+    assert text.startswith(b"RecipientID,FirstName,LastName,Email,Language,OfferCode,City,Points\n")
+    again = run(instance=instance)
+    assert again.success and uploaded(data_dir) == [path]
+    meta = again.asset_materializations_for_node("idomoo__data_file_delivery")[0].metadata
+    assert meta["delivery_action"].value.startswith("skipped")
+
+
+def recipients_warehouse(path, n):
+    import duckdb
+
+    from delivery_platform.warehouse.schema import BY_NAME
+
+    table = BY_NAME["idomoo_recipients"]
+    con = duckdb.connect(str(path))
+    con.execute(f"CREATE TABLE {table.name} ({', '.join(f'{c.name} {c.type}' for c in table.columns)})")
+    for i in range(n):
+        con.execute(f"INSERT INTO {table.name} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [f"R{i:04d}", DAY, "Zoë", "Bakker", f"r{i}@example.com", "nl", "WELCOME5", "Utrecht", 100 + i])
+    con.close()
+    return path
+
+
+@pytest.mark.parametrize("available,ok", [(25, True), (12, False)])
+def test_end_to_end_test_mode_sends_exactly_20_rows(data_dir, tmp_path, monkeypatch, available, ok):
+    monkeypatch.setenv("DELIVERY_WAREHOUSE_PATH", str(recipients_warehouse(tmp_path / "r.duckdb", available)))
+    result = run(settings={"e2e_test": True})
+    assert result.success is ok
+    if ok:
+        [path] = uploaded(data_dir)
+        assert len(path.read_text().splitlines()) == 21
+    else:
+        spec = next(c for c in result.get_asset_check_evaluations() if c.check_name == "spec")
+        assert "12 rows, outside the allowed 20..20" in spec.description
+
+
+def test_windows_1252_round_trip_and_a_clear_error_for_characters_it_cannot_hold(tmp_path):
+    path = tmp_path / "f.csv"
+    write_delimited(path, ["Name", "City"], [["Björn", "Reykjavík"], ["Zoë", "Kraków"]], delimiter=";", encoding="windows-1252")
+    assert path.read_bytes().decode("cp1252").splitlines() == ["Name;City", "Björn;Reykjavík", "Zoë;Kraków"]
+    with pytest.raises(EncodingProblem, match=r"row 2, column 'City': character 'Ł' \(U\+0141\)"):
+        write_delimited(tmp_path / "g.csv", ["Name", "City"], [["Björn", "Reykjavík"], ["Zoë", "Łódź"]],
+                        encoding="windows-1252")
+    write_delimited(tmp_path / "h.csv", ["Name"], [["Björn"], ["Zoë"]], encoding="windows-1252", delimiter="tab")
+    assert (tmp_path / "h.csv").read_bytes() == "Name\nBjörn\nZoë\n".encode("cp1252")
+    assert not (tmp_path / "g.csv").exists()
+
+
+def test_a_warehouse_name_outside_windows_1252_fails_the_run_naming_row_and_column(data_dir):
+    result = run(settings={"encoding": "windows-1252"})
+    if result.success:  # the day happens to hold only Windows-1252 names: the file must decode as such
+        [path] = uploaded(data_dir)
+        path.read_bytes().decode("cp1252")
+    else:
+        failure = next(e for e in result.all_events if e.is_step_failure).event_specific_data.error.message
+        assert "row " in failure and "column " in failure and "Windows-1252" in failure or "windows-1252" in failure
+        assert not (data_dir / "outbox" / "idomoo").exists()
+
+
+@pytest.fixture(scope="module")
+def pgp_keys():
+    import gnupg
+
+    home = tempfile.mkdtemp(prefix="gpgt", dir="/tmp")
+    gpg = gnupg.GPG(gnupghome=home)
+    key = gpg.gen_key(gpg.gen_key_input(name_email="idomoo@example.com", passphrase="pw", key_type="RSA", key_length=2048,
+                                        no_protection=False))
+    yield gpg, str(key), gpg.export_keys(str(key)), home
+    subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], capture_output=True)
+
+
+def test_pgp_round_trip(data_dir, pgp_keys, tmp_path):
+    gpg, fingerprint, public, _ = pgp_keys
+    key_file = tmp_path / "idomoo.asc"
+    key_file.write_text(public)
+    result = run(settings={"pgp_public_key_file": str(key_file)})
+    assert result.success
+    [path] = uploaded(data_dir)
+    assert path.suffix == ".gpg" and not path.read_bytes().startswith(b"RecipientID")
+    decrypted = gpg.decrypt(path.read_bytes(), passphrase="pw")
+    assert decrypted.ok and str(decrypted).startswith("RecipientID,FirstName")
+
+
+def test_upload_to_sftp_is_atomic_and_names_are_never_reused(data_dir, monkeypatch, sftp_server):
+    for key, value in sftp_server.env("idomoo").items():
+        monkeypatch.setenv(key, value)
+    instance = dg.DagsterInstance.ephemeral()
+    assert run(instance=instance).success
+    with destination_from_env("idomoo").process_config_and_initialize().get() as account:
+        names = [f.name for f in account.list()]
+    assert len(names) == 1 and names[0].startswith("Uploads/acme_welcome_")
+    assert not any(".part-" in p.name for p in Path(sftp_server.root).rglob("*"))
+    # a second partition can never reuse a name already uploaded
+    name = names[0]
+    ledger = Ledger()
+    assert [d.partition_key for d in ledger.find_name("idomoo", name)] == [DAY]
+
+
+def account_listing(n_old: int, t0: float) -> list[FileInfo]:
+    files = []
+    for i in range(n_old):
+        files.append(FileInfo(f"Downloads/PURL_old_{i:05d}.csv", 100, t0 - 10_000 + i))
+        files.append(FileInfo(f"Downloads/PURL_old_{i:05d}.csv.flg", 0, t0 - 10_000 + i))
+    return files
+
+
+def test_the_sensor_watermark_ignores_old_files_fast_and_waits_for_flags():
+    t0 = time.time()
+    listing = account_listing(5_000, t0)
+    first, cursor = ready_purls(listing, "Downloads", {})
+    assert len(first) == 5_000
+    listing += [FileInfo("Downloads/PURL_new.csv", 10, t0 + 1)]  # no flag yet: ignored
+    started = time.perf_counter()
+    again, cursor = ready_purls(listing, "Downloads", cursor)
+    assert again == [] and time.perf_counter() - started < 1.0
+    listing += [FileInfo("Downloads/PURL_new.csv.flg", 0, t0 + 2)]
+    ready, cursor = ready_purls(listing, "Downloads", cursor)
+    assert [f.name for f in ready] == ["Downloads/PURL_new.csv"]
+    assert ready_purls(listing, "Downloads", cursor)[0] == []  # exactly once
+
+
+def test_sensor_runs_ingest_purls_once_across_restarts_with_checks(data_dir):
+    instance = dg.DagsterInstance.ephemeral()
+    assert run(instance=instance).success
+    settings = settings_from_env()
+    simulate(data_dir / "outbox" / "idomoo", settings)
+    defs = build_defs("local")
+    destination = defs.resources["idomoo_destination"]
+    result = downloads_sensor(dg.build_sensor_context(instance=instance), destination, settings)
+    assert len(result.run_requests) == 1
+    restarted = downloads_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor), destination, settings)
+    assert restarted.run_requests == []
+    request = result.run_requests[0]
+    instance.add_dynamic_partitions(purl_files.name, [request.partition_key])
+    run_result = dg.materialize([purl_results, purl_links_are_https, purl_every_row_came_back],
+                                partition_key=request.partition_key, instance=instance, tags=request.tags,
+                                resources={"idomoo_destination": destination, "idomoo_settings": settings,
+                                           "ledger": defs.resources["ledger"], "warehouse": defs.resources["warehouse"]})
+    assert run_result.success
+    assert all(c.passed for c in run_result.get_asset_check_evaluations())
+
+
+def _purl_env(data_dir, content: bytes, name="PURL_acme_welcome_20261115_000000_01.csv"):
+    instance = dg.DagsterInstance.ephemeral()
+    assert run(instance=instance).success
+    [upload] = uploaded(data_dir)
+    name = "PURL_" + upload.name if name is None or name.endswith(".csv") and "zip" not in name else name
+    downloads = data_dir / "outbox" / "idomoo" / "Downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    (downloads / name).write_bytes(content)
+    (downloads / (name + ".flg")).write_bytes(b"")
+    defs = build_defs("local")
+    resources = {"idomoo_destination": defs.resources["idomoo_destination"], "idomoo_settings": settings_from_env(),
+                 "ledger": defs.resources["ledger"], "warehouse": defs.resources["warehouse"]}
+    instance.add_dynamic_partitions(purl_files.name, [name])
+    result = dg.materialize([purl_results, purl_links_are_https, purl_every_row_came_back], partition_key=name,
+                            instance=instance, resources=resources, raise_on_error=False)
+    return upload, name, result
+
+
+def _good_purl(upload: Path) -> list[str]:
+    lines = upload.read_text().splitlines()
+    out = [lines[0] + ",thumbnail_1,landingPage"]
+    for line in lines[1:]:
+        key = line.split(",")[0]
+        out.append(f"{line},https://t.example/{key}.jpg,https://lp.example/{key}")
+    return out
+
+
+def hostile(case: str, upload: Path) -> bytes:
+    good = _good_purl(upload)
+    if case == "missing rows":
+        return "\n".join(good[:-2]).encode() + b"\n"
+    if case == "extra rows":
+        return "\n".join(good + [good[-1].replace(good[-1].split(",")[0], "RX", 1)]).encode() + b"\n"
+    if case == "non-https link":
+        return "\n".join([good[0]] + [g.replace("https://lp", "http://lp") for g in good[1:]]).encode() + b"\n"
+    if case == "truncated file":
+        data = "\n".join(good).encode()
+        return data[: len(data) - 30]
+    if case == "wrong delimiter":
+        return "\n".join(g.replace(",", ";") for g in good).encode()
+    if case == "BOM":
+        return b"\xef\xbb\xbf" + "\n".join(good).encode() + b"\n"
+    if case == "empty file":
+        return b""
+    raise AssertionError(case)
+
+
+FAILED_CHECK = {"missing rows": "every_row_came_back", "extra rows": "every_row_came_back",
+                "non-https link": "links_are_https"}
+FAILED_RUN = ("truncated file", "wrong delimiter", "empty file")
+
+
+@pytest.mark.parametrize("case", ["missing rows", "extra rows", "non-https link", "truncated file", "wrong delimiter",
+                                  "BOM", "empty file"])
+def test_hostile_purl_files(data_dir, case, request):
+    outcome = ("a failed check naming the rows" if case in FAILED_CHECK else
+               "the run fails clearly; file kept in quarantine" if case in FAILED_RUN else "documented sanitisation")
+    request.node.add_marker(pytest.mark.fault("idomoo-purl", case, outcome + "; nothing received is lost"))
+    upload, _, _ = _purl_env(data_dir, b"placeholder")  # to learn the upload's name
+    name = "PURL_" + upload.name
+    downloads = data_dir / "outbox" / "idomoo" / "Downloads"
+    (downloads / name).write_bytes(hostile(case, upload))
+    defs = build_defs("local")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(purl_files.name, [name])
+    resources = {"idomoo_destination": defs.resources["idomoo_destination"], "idomoo_settings": settings_from_env(),
+                 "ledger": defs.resources["ledger"], "warehouse": defs.resources["warehouse"]}
+    result = dg.materialize([purl_results, purl_links_are_https, purl_every_row_came_back], partition_key=name,
+                            instance=instance, resources=resources, raise_on_error=False)
+    kept = data_dir / "received" / "idomoo" / name
+    assert kept.read_bytes() == hostile(case, upload)  # our copy of what arrived
+    assert (downloads / name).exists()  # never deleted at the source
+    if case in FAILED_RUN:
+        assert not result.success
+        message = next(e for e in result.all_events if e.is_step_failure).event_specific_data.error.message
+        assert name in message and (data_dir / "quarantine" / "idomoo" / name).exists()
+    elif case in FAILED_CHECK:
+        checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+        assert checks[FAILED_CHECK[case]].passed is False
+    else:
+        assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+
+
+@pytest.mark.parametrize("case", ["path traversal member", "zip bomb"])
+def test_hostile_purl_zips(data_dir, case, request):
+    request.node.add_marker(pytest.mark.fault("idomoo-purl", case, "refused before extraction; file kept in quarantine"))
+    upload, _, _ = _purl_env(data_dir, b"placeholder")
+    name = "PURL_" + upload.name.replace(".csv", ".zip")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        if case == "path traversal member":
+            zf.writestr("../../etc/evil.csv", "\n".join(_good_purl(upload)))
+        else:
+            zf.writestr("PURL.csv", b"0" * (50 << 20))
+    downloads = data_dir / "outbox" / "idomoo" / "Downloads"
+    (downloads / name).write_bytes(buffer.getvalue())
+    defs = build_defs("local")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(purl_files.name, [name])
+    result = dg.materialize([purl_results], partition_key=name, instance=instance, raise_on_error=False,
+                            resources={"idomoo_destination": defs.resources["idomoo_destination"],
+                                       "idomoo_settings": settings_from_env()})
+    assert not result.success
+    message = next(e for e in result.all_events if e.is_step_failure).event_specific_data.error.message
+    assert ("escape" in message) if case == "path traversal member" else ("zip bomb" in message)
+    assert (data_dir / "quarantine" / "idomoo" / name).exists()
+    assert not Path("/etc/evil.csv").exists()
