@@ -126,14 +126,15 @@ def test_pgp_round_trip(data_dir, pgp_keys, tmp_path):
 
 
 def test_upload_to_sftp_is_atomic_and_names_are_never_reused(data_dir, monkeypatch, sftp_server):
-    for key, value in sftp_server.env("idomoo").items():
+    env = sftp_server.env("idomoo")
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     instance = dg.DagsterInstance.ephemeral()
     assert run(instance=instance).success
     with destination_from_env("idomoo").process_config_and_initialize().get() as account:
         names = [f.name for f in account.list()]
     assert len(names) == 1 and names[0].startswith("Uploads/acme_welcome_")
-    assert not any(".part-" in p.name for p in Path(sftp_server.root).rglob("*"))
+    assert not any(".part-" in p.name for p in (Path(sftp_server.root) / env["DELIVERY_IDOMOO_PREFIX"]).rglob("*"))
     # a second partition can never reuse a name already uploaded
     name = names[0]
     ledger = Ledger()
