@@ -30,7 +30,8 @@ def run_daily(defs: dg.Definitions, instance: dg.DagsterInstance, vendor: str, p
         "success": result.success,
         "run_id": result.run_id,
         "checks_passed": sum(1 for c in checks if c.passed),
-        "checks_failed": [c.check_name for c in checks if not c.passed],
+        "checks_failed": [c.check_name + (" (warning)" if c.severity == dg.AssetCheckSeverity.WARN else "")
+                          for c in checks if not c.passed],
     }
 
 
