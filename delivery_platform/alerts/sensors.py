@@ -1,0 +1,154 @@
+"""The alert sensors. Each alert has a key; the alert log (SQLite, beside the ledger) records the
+keys already sent and the last state of each check, so a restarted daemon or a re-evaluated run
+never alerts twice, and a recovery is announced exactly once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+from typing import Callable
+
+import dagster as dg
+
+from .. import settings
+from ..ledger import Ledger
+from .model import Alert
+from .sinks import AlertSinks
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts_sent (key TEXT PRIMARY KEY, sent_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS check_state (subject TEXT PRIMARY KEY, failing INTEGER NOT NULL, run_id TEXT);
+"""
+
+
+class AlertLog:
+    def __init__(self, path: Path | None = None):
+        self.path = path or settings.data_dir() / "alerts.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._con() as con:
+            con.executescript(SCHEMA)
+
+    def _con(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        return con
+
+    def claim(self, key: str) -> bool:
+        """True the first time a key is seen (then the alert is ours to send)."""
+        con = self._con()
+        try:
+            cur = con.execute("INSERT OR IGNORE INTO alerts_sent VALUES (?, ?)",
+                              (key, dt.datetime.now(dt.timezone.utc).isoformat()))
+            return cur.rowcount == 1
+        finally:
+            con.close()
+
+    def set_failing(self, subject: str, failing: bool, run_id: str) -> bool:
+        """Record a check's state; True when it changed."""
+        con = self._con()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute("SELECT failing FROM check_state WHERE subject = ?", (subject,)).fetchone()
+            con.execute("INSERT OR REPLACE INTO check_state VALUES (?, ?, ?)", (subject, int(failing), run_id))
+            con.execute("COMMIT")
+            return row is None and failing or (row is not None and bool(row[0]) != failing)
+        finally:
+            con.close()
+
+
+def _vendor(key: dg.AssetKey) -> str:
+    return key.path[0] if len(key.path) > 1 else "warehouse"
+
+
+def _samples(metadata: dict) -> list:
+    value = metadata.get("sample_rows")
+    return list(getattr(value, "value", None) or value or [])[:3] if value is not None else []
+
+
+def process_run(instance: dg.DagsterInstance, run_id: str, sinks: AlertSinks, log: AlertLog) -> list[Alert]:
+    """Alerts for one finished run: each failed check, a failed run, each recovered check."""
+    run = instance.get_run_by_id(run_id)
+    partition = run.tags.get("dagster/partition", "") if run else ""
+    link = f"{sinks.ui_url.rstrip('/')}/runs/{run_id}"
+    alerts = []
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data
+        key, check = evaluation.asset_key, evaluation.check_name
+        part = getattr(evaluation, "partition", None) or partition
+        subject = f"{key.to_user_string()}:{check}:{part}"
+        failing = not evaluation.passed
+        changed = log.set_failing(subject, failing, run_id)
+        metadata = evaluation.metadata or {}
+        count = getattr(metadata.get("failure_count"), "value", None)
+        if failing and log.claim(f"check:{run_id}:{subject}"):
+            severity = getattr(evaluation.severity, "value", str(evaluation.severity))
+            alerts.append(Alert("check_failed", _vendor(key), f"[{severity}] check {check} failed on "
+                                f"{key.to_user_string()} {part}", deliverable=key.path[-1], partition=part, check=check,
+                                failure_count=count, samples=_samples(metadata),
+                                detail=evaluation.description or "", link=link))
+        elif not failing and changed and log.claim(f"recovered:{run_id}:{subject}"):
+            alerts.append(Alert("recovered", _vendor(key), f"recovered: check {check} passes again on "
+                                f"{key.to_user_string()} {part}", deliverable=key.path[-1], partition=part, check=check,
+                                link=link))
+    if run and run.status == dg.DagsterRunStatus.FAILURE and log.claim(f"run:{run_id}"):
+        failure = next((r for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)), None)
+        detail = ""
+        if failure is not None:
+            error = failure.dagster_event.event_specific_data.error
+            detail = (error.message if error else failure.message or "").strip().splitlines()[0][:500]
+        alerts.append(Alert("run_failed", run.tags.get("vendor", run.job_name.split("_daily")[0]),
+                            f"run of {run.job_name} failed for {partition}", partition=partition, detail=detail,
+                            link=link, deliverable=run.job_name))
+    for alert in alerts:
+        sinks.send(alert)
+    return alerts
+
+
+def deadline_alerts(deadlines: dict[tuple[str, str], int], ledger: Ledger, log: AlertLog, sinks: AlertSinks,
+                    now: dt.datetime) -> list[Alert]:
+    """(vendor, deliverable) -> hour (UTC) of the day after the partition by which it must be
+    delivered. Alerts once per missed partition (yesterday's and the day before's)."""
+    alerts = []
+    for (vendor, deliverable), hour in deadlines.items():
+        for back in (1, 2):
+            day = (now - dt.timedelta(days=back)).date()
+            deadline = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(hour), tzinfo=dt.timezone.utc)
+            if now < deadline or ledger.delivered(vendor, deliverable, day.isoformat()):
+                continue
+            if log.claim(f"deadline:{vendor}:{deliverable}:{day}"):
+                alert = Alert("deadline_missed", vendor, f"{vendor}/{deliverable} for {day} was not delivered by "
+                              f"{deadline:%Y-%m-%d %H:%M} UTC", deliverable=deliverable, partition=day.isoformat(),
+                              detail="the schedule did not run or the run did not finish")
+                sinks.send(alert)
+                alerts.append(alert)
+    return alerts
+
+
+# when each deliverable must have arrived (hour UTC on the day after the partition)
+DEADLINES = {("ispot", "conversions"): 14, ("lotame", "segmentmembership"): 12, ("optimove", "customers"): 8,
+             ("optimove", "transactions"): 8, ("digital_audience", "crm"): 12, ("idomoo", "data_file"): 12}
+
+
+def build_alert_sensors(env: str) -> list:
+    status = dg.DefaultSensorStatus.RUNNING if env == "production" else dg.DefaultSensorStatus.STOPPED
+
+    def handler(context: dg.RunStatusSensorContext, alert_sinks: AlertSinks) -> None:
+        sent = process_run(context.instance, context.dagster_run.run_id, alert_sinks, AlertLog())
+        if sent:
+            context.log.info(f"sent {len(sent)} alert(s) for run {context.dagster_run.run_id}")
+
+    on_success = dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="alerts_on_checks",
+                                      default_status=status, monitor_all_code_locations=False,
+                                      description="Alerts on failed asset checks (any severity) of successful runs, "
+                                                  "and on recoveries.")(handler)
+    on_failure = dg.run_failure_sensor(name="alerts_on_failures", default_status=status,
+                                       description="Alerts on failed runs and their failed checks.")(handler)
+
+    @dg.sensor(name="alerts_on_missed_deadlines", minimum_interval_seconds=900, default_status=status,
+               description="Alerts when an expected delivery is missing by its deadline.")
+    def on_deadline(context: dg.SensorEvaluationContext, alert_sinks: AlertSinks, ledger) -> dg.SkipReason:
+        sent = deadline_alerts(DEADLINES, ledger.get(), AlertLog(), alert_sinks, dt.datetime.now(dt.timezone.utc))
+        return dg.SkipReason(f"{len(sent)} missed deadline(s) alerted")
+
+    return [on_success, on_failure, on_deadline]
