@@ -146,23 +146,29 @@ def purl_results(context: dg.AssetExecutionContext, idomoo_destination: Destinat
     except UnicodeDecodeError as exc:
         raise _quarantine(kept, key, f"not valid {s.encoding}: {exc}") from None
     text = text.removeprefix("\ufeff")  # a BOM is dropped (documented sanitisation), not an error
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=DELIMITERS[s.delimiter]))
-    header, body = rows[0], rows[1:]
+    sep = DELIMITERS[s.delimiter]
+    header = next(csv.reader(io.StringIO(text.split("\n", 1)[0].rstrip("\r"), newline=""), delimiter=sep))
     expected = list(s.headers) + list(spec.PURL_COLUMNS)
     missing = [h for h in expected if h not in header]
     if missing:
         raise _quarantine(kept, key, f"header {header[:12]} lacks {missing} (wrong delimiter or columns?)")
-    ragged = [i + 2 for i, r in enumerate(body) if len(r) != len(header)]
-    if ragged:
-        raise _quarantine(kept, key, f"{len(ragged)} rows have {len(header)} fields missing or extra, first at line "
-                                     f"{ragged[0]} (a truncated or ragged file)")
-    staged = settings.staging_dir() / VENDOR / "purl_results" / f"{key}.parquet"
-    staged.parent.mkdir(parents=True, exist_ok=True)
+    # DuckDB reads the body (fast at a million rows); strict mode refuses ragged or truncated rows
+    utf8 = settings.staging_dir() / VENDOR / "purl_results" / f"{key}.utf8.csv"
+    utf8.parent.mkdir(parents=True, exist_ok=True)
+    utf8.write_text(text, encoding="utf-8")
+    staged = utf8.with_name(f"{key}.parquet")
+    columns = "{" + ", ".join(f"{sql_literal(h)}: 'VARCHAR'" for h in header) + "}"
     con = duckdb.connect()
-    con.execute("CREATE TABLE purl (" + ", ".join(f'"{h}" VARCHAR' for h in header) + ")")
-    con.executemany("INSERT INTO purl VALUES (" + ", ".join("?" for _ in header) + ")", body)
-    count = copy_to_parquet(con, "SELECT * FROM purl", staged)
-    con.close()
+    try:
+        count = copy_to_parquet(con, f"SELECT * FROM read_csv({sql_literal(str(utf8))}, header = true, "
+                                     f"delim = {sql_literal(sep)}, quote = '\"', escape = '\"', columns = {columns}, "
+                                     "auto_detect = false, strict_mode = true, null_padding = false)", staged)
+    except duckdb.Error as exc:
+        raise _quarantine(kept, key, "rows with fields missing or extra (a truncated or ragged file): "
+                                     + str(exc).strip().splitlines()[0][:200]) from None
+    finally:
+        con.close()
+        utf8.unlink(missing_ok=True)
     target = settings.returns_dir() / TABLE / f"{key}.parquet"
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}")
