@@ -1,0 +1,1 @@
+"""Benchmarks (issue 9): `make bench` / `python -m bench.run`. Not tests: they measure."""
