@@ -157,3 +157,31 @@ def test_malformed_exports_fail_clearly_and_are_kept(data_dir, case, request):
     assert (data_dir / "quarantine" / "digital_audience" / "bad.csv").read_bytes() == BAD[case].encode()
     assert (inbox / "bad.csv").exists()  # never deleted
     assert not (data_dir / "returns" / "da_matches").exists()
+
+
+def test_cookie_sync_pixel_url_is_encoded():
+    from delivery_platform.vendors.digital_audience.pixel import cookie_sync_url
+
+    url = cookie_sync_url("p 42", "ck/1?&=x", site="shop.example/nl")
+    assert url == "https://pixel.digitalaudience.io/sync?partner=p+42&uid=ck%2F1%3F%26%3Dx&site=shop.example%2Fnl"
+    with pytest.raises(ValueError):
+        cookie_sync_url("", "x")
+
+
+def test_gzip_option_and_match_rate(data_dir):
+    instance = dg.DagsterInstance.ephemeral()
+    job = build_defs("local").resolve_job_def("digital_audience_daily_delivery")
+    result = job.execute_in_process(partition_key="2026-11-15", instance=instance, raise_on_error=False,
+                                    run_config={"resources": {"digital_audience_settings": {"config": {"gzip": True}}}})
+    assert result.success
+    import gzip
+
+    path = data_dir / "outbox" / "digital_audience" / "acme_crm_20261115.csv.gz"
+    assert gzip.decompress(path.read_bytes()).startswith(b"email_sha256,phone_sha256,postal code")
+    from delivery_platform.vendors.digital_audience.matches import simulate_match_export
+
+    simulate_match_export("2026-11-15")
+    resources = {"digital_audience_returns": inbox_resource()}
+    _, runs = ingest(instance, resources)
+    meta = runs[0].asset_materializations_for_node("digital_audience__match_export")[0].metadata
+    assert 0 < meta["match_rate"].value <= 1 and meta["matched_records"].value > 0

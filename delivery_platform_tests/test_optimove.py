@@ -115,6 +115,8 @@ def test_incremental_windows_take_each_change_exactly_once(tiny, data_dir):
     for day in ("2026-11-16", "2026-11-17", "2026-11-18"):
         result = run(partition=day)
         assert result.success, day
+        late = checks(result)[("customers_delivery", "before_data_ready_time")]
+        assert late.passed is False and "after the data-ready time" in late.description  # days ago: late, a warning
         path = next((data_dir / "outbox/optimove/customers").glob(f"customers_{day.replace('-', '')}_*"))
         con = duckdb.connect()
         cols = ["CustomerID", "Email", "FirstName", "LastName", "Country", "RegistrationDate", "BirthDate",

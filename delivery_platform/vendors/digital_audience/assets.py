@@ -40,11 +40,15 @@ class DigitalAudienceSettings(dg.ConfigurableResource):
     """Resource `digital_audience_settings` (env `DA_CLIENT`)."""
 
     client: str = "acme"  # file name prefix agreed with dA (DIGEST 4.4: `<client>_crm_<YYYYMMDD>.csv`)
+    gzip: bool = False  # 4.5 #5: uncompressed until dA confirms .gz on our channel
 
 
 def settings_from_env(environ: dict | None = None) -> DigitalAudienceSettings:
     environ = os.environ if environ is None else environ
-    return DigitalAudienceSettings(**({"client": environ["DA_CLIENT"]} if environ.get("DA_CLIENT") else {}))
+    kwargs: dict = {"client": environ["DA_CLIENT"]} if environ.get("DA_CLIENT") else {}
+    if environ.get("DA_GZIP"):
+        kwargs["gzip"] = environ["DA_GZIP"].lower() in ("1", "true", "yes")
+    return DigitalAudienceSettings(**kwargs)
 
 
 def state_dir() -> Path:
@@ -148,11 +152,11 @@ def crm_records_spec(context: dg.AssetCheckExecutionContext, warehouse: Warehous
     return check_result(failed[0] if failed else reports[0])
 
 
-def file_names(client: str, key: str, mode: str) -> dict[str, str]:
-    day = key.replace("-", "")
+def file_names(client: str, key: str, mode: str, gzip: bool = False) -> dict[str, str]:
+    day, ext = key.replace("-", ""), "csv.gz" if gzip else "csv"
     if mode == "onboarding":
-        return {"records": f"{client}_crm_{day}.csv"}
-    return {"records": f"{client}_crm_update_{day}.csv", "optouts": f"{client}_crm_optout_{day}.csv"}
+        return {"records": f"{client}_crm_{day}.{ext}"}
+    return {"records": f"{client}_crm_update_{day}.{ext}", "optouts": f"{client}_crm_optout_{day}.{ext}"}
 
 
 @dg.asset(
@@ -168,8 +172,9 @@ def crm_files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     folder = reset_folder(warehouse.files_dir(VENDOR, DELIVERABLE, key))
     outgoing = []
     with warehouse.connect(attach_warehouse=False) as con:
-        for part, name in file_names(digital_audience_settings.client, key, mode).items():
+        for part, name in file_names(digital_audience_settings.client, key, mode, digital_audience_settings.gzip).items():
             writer = PartWriter(folder, lambda n, name=name: name, single_part=True,
+                                gzip_level=6 if digital_audience_settings.gzip else None,
                                 header=csv_header(spec.COLUMNS, line_end=spec.LINE_END).encode())
             sql = (f"SELECT {csv_line_sql(spec.COLUMNS, line_end=spec.LINE_END)} AS line "
                    f"FROM read_parquet({sql_literal(str(staged[part]))})")
@@ -187,8 +192,12 @@ UUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
 def raw_pii_in_file(path: Path) -> list[str]:
     """Fields that look like a raw email or phone number (hashes and ad ids excepted)."""
+    import gzip as gz
+
     found = []
-    with open(path, newline="", encoding="utf-8") as handle:
+    opener = (lambda: gz.open(path, "rt", newline="", encoding="utf-8")) if path.name.endswith(".gz") else \
+        (lambda: open(path, newline="", encoding="utf-8"))
+    with opener() as handle:
         for line_no, row in enumerate(csv.reader(handle), start=1):
             for value in row:
                 if HEX64.match(value) or UUID.match(value):
@@ -209,6 +218,10 @@ def crm_files_match_spec(context: dg.AssetCheckExecutionContext, warehouse: Ware
     header = csv_header(spec.COLUMNS, line_end=spec.LINE_END).encode()
     for f in outgoing:
         data = f.path.read_bytes()
+        if f.name.endswith(".gz"):
+            import gzip as gz
+
+            data = gz.decompress(data)
         if not data.startswith(header):
             problems.append(f"{f.name}: header is not {header!r}")
         if data.count(b"\n") != data.count(b"\r\n"):

@@ -127,7 +127,22 @@ def match_export(context: dg.AssetExecutionContext, digital_audience_returns: De
     os.replace(partial, target)
     context.log.info(f"{name}: {rows:,} matches stored at {target}")
     return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(rows), "source_file": name,
-                                          "stored": dg.MetadataValue.path(str(target))})
+                                          "stored": dg.MetadataValue.path(str(target)), **match_rate(target)})
+
+
+def match_rate(stored: Path) -> dict:
+    """Matched CRM records as a share of the records last delivered: a series the UI plots."""
+    states = sorted((settings.data_dir() / "state" / VENDOR).glob("*.parquet"))
+    if not states:
+        return {}
+    con = duckdb.connect()
+    matched, delivered = con.execute(
+        f"SELECT (SELECT count(DISTINCT crm_id) FROM read_parquet({sql_literal(str(stored))}) WHERE crm_id IN "
+        f"(SELECT custom FROM read_parquet({sql_literal(str(states[-1]))}))), "
+        f"(SELECT count(*) FROM read_parquet({sql_literal(str(states[-1]))}))").fetchone()
+    con.close()
+    return {"matched_records": dg.MetadataValue.int(matched), "delivered_records": dg.MetadataValue.int(delivered),
+            "match_rate": dg.MetadataValue.float(round(matched / delivered, 4) if delivered else 0.0)}
 
 
 @dg.asset_check(asset=match_export, name="matches_known_records", blocking=False,

@@ -214,7 +214,26 @@ def build_table_assets(table: Table) -> tuple[list, list]:
         return dg.MaterializeResult(metadata={**outcome.metadata(), "after_data_ready_time": dg.MetadataValue.bool(late),
                                               "target": dg.MetadataValue.text(optimove_destination.describe())})
 
-    return [rows, files, delivery], [rows_spec, files_match]
+    @dg.asset_check(asset=delivery, name="before_data_ready_time", blocking=False, partitions_def=daily,
+                    description="Warns when the partition's files reached the destination after the agreed data-ready "
+                                "time (OPTIMOVE_DATA_READY_UTC on the day after the partition).")
+    def before_data_ready(context: dg.AssetCheckExecutionContext, ledger: LedgerResource,
+                          optimove_settings: OptimoveSettings) -> dg.AssetCheckResult:
+        key = context.partition_key
+        ready_at = dt.datetime.combine(dt.date.fromisoformat(key) + dt.timedelta(days=1),
+                                       dt.time.fromisoformat(optimove_settings.data_ready_utc), tzinfo=dt.timezone.utc)
+        finished = [dt.datetime.fromisoformat(d.finished_at) for d in ledger.get().delivered(VENDOR, table.name, key)
+                    if d.finished_at]
+        last = max(finished) if finished else None
+        on_time = last is not None and last <= ready_at
+        return dg.AssetCheckResult(
+            passed=on_time, severity=dg.AssetCheckSeverity.WARN,
+            description=(f"delivered {last:%Y-%m-%d %H:%M} UTC, " + ("before" if on_time else "after") +
+                         f" the data-ready time {ready_at:%Y-%m-%d %H:%M} UTC") if last else "not delivered",
+            metadata={"minutes_before_ready": dg.MetadataValue.float(round((ready_at - last).total_seconds() / 60, 1)
+                                                                     if last else 0.0)})
+
+    return [rows, files, delivery], [rows_spec, files_match, before_data_ready]
 
 
 def read_back_sql(paths: list[str], fmt: str, columns: list[str]) -> str:
