@@ -92,7 +92,7 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
                     raise AlreadyExists(
                         f"[{vendor}] {destination.uri(p.name)} exists; re-delivery of different bytes needs a new "
                         "file name or the old file removed at the vendor first")
-                published = destination.publish(f.path, p.name)
+                published = destination.publish(f.path, p.name, md5=p.md5)
             except AlreadyExists as exc:
                 # The same bytes may already be there from an attempt whose ledger write was lost.
                 try:

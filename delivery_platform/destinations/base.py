@@ -96,12 +96,13 @@ class Destination(ABC):
         """Make `local_path` visible as `name`, atomically, refusing an existing name
         (raise AlreadyExists)."""
 
-    def publish(self, local_path: Path, name: str, *, verify: bool = True) -> Published:
-        """Publish atomically and read back size and checksum."""
+    def publish(self, local_path: Path, name: str, *, verify: bool = True, md5: str | None = None) -> Published:
+        """Publish atomically and read back size and checksum (`md5` of the local file when the
+        caller already knows it, e.g. computed while writing)."""
         name = clean_name(name)
         local_path = Path(local_path)
         size = local_path.stat().st_size
-        md5 = file_md5(local_path)
+        md5 = md5 or file_md5(local_path)
         self._publish(local_path, name)
         if verify:
             self.verify(name, size=size, md5=md5)

@@ -194,9 +194,10 @@ class ISpotApiDestination(Destination):
     def _publish(self, local_path: Path, name: str) -> None:
         self.client.upload(local_path, name)
 
-    def publish(self, local_path: Path, name: str, *, verify: bool = True) -> Published:
+    def publish(self, local_path: Path, name: str, *, verify: bool = True, md5: str | None = None) -> Published:
         self._publish(Path(local_path), name)
-        return Published(name=name, uri=self.uri(name), size=Path(local_path).stat().st_size, md5=file_md5(local_path))
+        return Published(name=name, uri=self.uri(name), size=Path(local_path).stat().st_size,
+                         md5=md5 or file_md5(local_path))
 
     def verify(self, name: str, *, size: int, md5: str) -> FileInfo:
         raise DestinationError(f"[ispot] the iSpot API cannot read back {name}")

@@ -25,11 +25,14 @@ class LocalDestination(Destination):
         final.parent.mkdir(parents=True, exist_ok=True)
         partial = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.partial")
         try:
-            with open(local_path, "rb") as src, open(partial, "wb") as dst:
-                for chunk in iter(lambda: src.read(CHUNK), b""):
-                    dst.write(chunk)
-                dst.flush()
-                os.fsync(dst.fileno())
+            try:  # same file system: a hard link of the finished file costs no copy
+                os.link(local_path, partial)
+            except OSError:
+                with open(local_path, "rb") as src, open(partial, "wb") as dst:
+                    for chunk in iter(lambda: src.read(CHUNK), b""):
+                        dst.write(chunk)
+                    dst.flush()
+                    os.fsync(dst.fileno())
             # link() fails if the final name exists: an atomic no-overwrite rename.
             try:
                 os.link(partial, final)

@@ -33,7 +33,7 @@ class WarehouseResource(dg.ConfigurableResource):
     staging_dir: Optional[str] = None
     returns_dir: Optional[str] = None
     threads: Optional[int] = None
-    memory_limit: str = "1GB"
+    memory_limit: str = "512MB"  # DuckDB spills beyond this; with Python and Dagster a step stays under 1 GB
 
     @property
     def warehouse_file(self) -> Path:
