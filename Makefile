@@ -42,6 +42,7 @@ demo: install
 
 test: test-deps
 	$(PY) -m pytest
+	$(PY) -m delivery_platform_tests.fault_report
 
 dev: install
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
