@@ -15,7 +15,7 @@ from delivery_platform.alerts.sensors import DEADLINES, AlertLog
 from delivery_platform.definitions import build_defs
 from delivery_platform.ledger import Ledger
 from delivery_platform_tests.http_doubles import Recorder
-from delivery_platform_tests.ispot_helpers import event, events_warehouse
+from delivery_platform_tests.warehouses import event, events_warehouse
 
 SLACK_TOKEN = "xoxb-CANARY-slack-token-0000"
 

@@ -51,18 +51,12 @@ def test_upload_names_encoding_and_a_rerun_that_sends_nothing_new(data_dir):
 
 
 def recipients_warehouse(path, n):
-    import duckdb
+    from delivery_platform_tests.warehouses import table_warehouse
 
-    from delivery_platform.warehouse.schema import BY_NAME
-
-    table = BY_NAME["idomoo_recipients"]
-    con = duckdb.connect(str(path))
-    con.execute(f"CREATE TABLE {table.name} ({', '.join(f'{c.name} {c.type}' for c in table.columns)})")
-    for i in range(n):
-        con.execute(f"INSERT INTO {table.name} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [f"R{i:04d}", DAY, "Zoë", "Bakker", f"r{i}@example.com", "nl", "WELCOME5", "Utrecht", 100 + i])
-    con.close()
-    return path
+    rows = [{"recipient_id": f"R{i:04d}", "send_date": DAY, "first_name": "Zoë", "last_name": "Bakker",
+             "email": f"r{i}@example.com", "language": "nl", "offer_code": "WELCOME5", "city": "Utrecht",
+             "points_balance": 100 + i} for i in range(n)]
+    return table_warehouse(path, {"idomoo_recipients": rows})
 
 
 @pytest.mark.parametrize("available,ok", [(25, True), (12, False)])

@@ -8,7 +8,7 @@ import pytest
 from delivery_platform.definitions import build_defs
 from delivery_platform.ledger import Ledger
 from delivery_platform_tests.ispot_api_double import ISpotApiServer
-from delivery_platform_tests.ispot_helpers import event, events_warehouse
+from delivery_platform_tests.warehouses import event, events_warehouse
 
 DAY = "2026-11-19"
 

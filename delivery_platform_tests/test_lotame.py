@@ -7,13 +7,12 @@ import hashlib
 import json
 
 import dagster as dg
-import duckdb
 import pytest
 
 from delivery_platform.definitions import build_defs
 from delivery_platform.destinations import destination_from_env
 from delivery_platform.ledger import Ledger
-from delivery_platform.warehouse.schema import BY_NAME
+from delivery_platform_tests.warehouses import table_warehouse
 
 UUID = "1e441dc0-9c5a-4357-a8f5-74a58143c83a"
 
@@ -34,15 +33,7 @@ def meta(result, node):
 
 
 def lotame_warehouse(path, users, memberships):
-    con = duckdb.connect(str(path))
-    for name, rows in (("lotame_users", users), ("lotame_segment_memberships", memberships)):
-        table = BY_NAME[name]
-        con.execute(f"CREATE TABLE {name} ({', '.join(f'{c.name} {c.type}' for c in table.columns)})")
-        for row in rows:
-            con.execute(f"INSERT INTO {name} VALUES ({', '.join('?' for _ in table.columns)})",
-                        [row.get(c.name) for c in table.columns])
-    con.close()
-    return path
+    return table_warehouse(path, {"lotame_users": users, "lotame_segment_memberships": memberships})
 
 
 def user(userid, idtype="PANO", consent=True, tcf=None, country="us", ip="66.87.152.32"):

@@ -9,7 +9,7 @@ import pytest
 from delivery_platform.definitions import build_defs
 from delivery_platform.destinations import destination_from_env
 from delivery_platform.vendors.optimove.assets import read_back_sql
-from delivery_platform.warehouse.schema import BY_NAME
+from delivery_platform_tests.warehouses import table_warehouse
 
 DAY = "2026-11-17"
 
@@ -76,15 +76,7 @@ def test_a_tiny_target_splits_gzip_parts_near_the_target(data_dir):
 
 
 def optimove_warehouse(path, customers=(), transactions=()):
-    con = duckdb.connect(str(path))
-    for name, rows in (("optimove_customers", customers), ("optimove_transactions", transactions)):
-        table = BY_NAME[name]
-        con.execute(f"CREATE TABLE {name} ({', '.join(f'{c.name} {c.type}' for c in table.columns)})")
-        for row in rows:
-            con.execute(f"INSERT INTO {name} VALUES ({', '.join('?' for _ in table.columns)})",
-                        [row.get(c.name) for c in table.columns])
-    con.close()
-    return path
+    return table_warehouse(path, {"optimove_customers": list(customers), "optimove_transactions": list(transactions)})
 
 
 def customer(cid, updated, **kw):
