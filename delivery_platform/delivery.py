@@ -132,3 +132,12 @@ def delivery_retry_policy() -> dg.RetryPolicy:
     return dg.RetryPolicy(max_retries=int(os.environ.get("DELIVERY_RETRY_MAX", "3")),
                           delay=float(os.environ.get("DELIVERY_RETRY_DELAY_SECONDS", "30")),
                           backoff=dg.Backoff.EXPONENTIAL)
+
+
+def deliver_partition(context: dg.AssetExecutionContext, *, vendor: str, deliverable: str, files: Sequence[OutgoingFile],
+                      destination, ledger: Ledger, redeliver: bool) -> DeliveryOutcome:
+    """What every `_delivery` asset does: open its destination resource, deliver the partition's files."""
+    with destination.get() as opened:
+        return deliver_files(vendor=vendor, deliverable=deliverable, partition_key=context.partition_key, files=files,
+                             destination=opened, ledger=ledger, run_id=context.run_id, redeliver=redeliver,
+                             logger=context.log)

@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from ... import settings as paths
-from ...delivery import DeliveryConfig, OutgoingFile, deliver_files, delivery_retry_policy
+from ...delivery import DeliveryConfig, OutgoingFile, deliver_partition, delivery_retry_policy
 from ...destinations.base import file_md5
 from ...destinations.resource import DestinationResource
 from ...formats.lines import csv_header, csv_line_sql
@@ -246,10 +246,8 @@ def crm_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, ware
                  ledger: LedgerResource, digital_audience_destination: DestinationResource) -> dg.MaterializeResult:
     key = context.partition_key
     outgoing, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
-    with digital_audience_destination.get() as destination:
-        outcome = deliver_files(vendor=VENDOR, deliverable=DELIVERABLE, partition_key=key, files=outgoing,
-                                destination=destination, ledger=ledger.get(), run_id=context.run_id,
-                                redeliver=config.redeliver, logger=context.log)
+    outcome = deliver_partition(context, vendor=VENDOR, deliverable=DELIVERABLE, files=outgoing,
+                                destination=digital_audience_destination, ledger=ledger.get(), redeliver=config.redeliver)
     state_dir().mkdir(parents=True, exist_ok=True)
     partial = state_dir() / f".{key}.{os.getpid()}"
     shutil.copyfile(_stage(warehouse, key)["state"], partial)

@@ -14,7 +14,7 @@ from typing import List, Optional
 import dagster as dg
 import duckdb
 
-from ...delivery import DeliveryConfig, OutgoingFile, deliver_files, delivery_retry_policy
+from ...delivery import DeliveryConfig, OutgoingFile, deliver_partition, delivery_retry_policy
 from ...destinations.base import file_md5
 from ...destinations.resource import DestinationResource
 from ...formats.compress import zip_file
@@ -239,10 +239,8 @@ def data_file_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig
         if elsewhere:
             raise dg.Failure(f"idomoo: {f.name} was already uploaded for {elsewhere[0].partition_key}; Idomoo must never "
                              "receive the same name twice", allow_retries=False)
-    with idomoo_destination.get() as destination:
-        outcome = deliver_files(vendor=VENDOR, deliverable=DELIVERABLE, partition_key=key, files=outgoing,
-                                destination=destination, ledger=book, run_id=context.run_id,
-                                redeliver=config.redeliver, logger=context.log)
+    outcome = deliver_partition(context, vendor=VENDOR, deliverable=DELIVERABLE, files=outgoing,
+                                destination=idomoo_destination, ledger=book, redeliver=config.redeliver)
     return dg.MaterializeResult(metadata={**outcome.metadata(), "target": idomoo_destination.describe()})
 
 

@@ -11,7 +11,7 @@ from typing import List
 
 import dagster as dg
 
-from ...delivery import DeliveryConfig, OutgoingFile, deliver_files, delivery_retry_policy
+from ...delivery import DeliveryConfig, OutgoingFile, deliver_partition, delivery_retry_policy
 from ...destinations.resource import DestinationResource
 from ...formats.parts import PartWriter, write_lines
 from ...manifest import files_metadata, read_manifest, reset_folder, write_manifest
@@ -322,10 +322,8 @@ def segmentmembership_delivery(context: dg.AssetExecutionContext, config: Delive
                                ledger: LedgerResource, lotame_destination: DestinationResource) -> dg.MaterializeResult:
     key = context.partition_key
     files, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
-    with lotame_destination.get() as destination:
-        outcome = deliver_files(vendor=VENDOR, deliverable=DELIVERABLE, partition_key=key, files=files,
-                                destination=destination, ledger=ledger.get(), run_id=context.run_id,
-                                redeliver=config.redeliver, logger=context.log)
+    outcome = deliver_partition(context, vendor=VENDOR, deliverable=DELIVERABLE, files=files,
+                                destination=lotame_destination, ledger=ledger.get(), redeliver=config.redeliver)
     paths = _paths(warehouse, key)
     state.record_delivered(key, info["mode"], paths["state"], paths["records"])
     return dg.MaterializeResult(metadata={**outcome.metadata(), "mode": dg.MetadataValue.text(info["mode"]),

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pandera.pandas as pa
 
-from ...delivery import DeliveryConfig, OutgoingFile, deliver_files, delivery_retry_policy
+from ...delivery import DeliveryConfig, OutgoingFile, deliver_partition, delivery_retry_policy
 from ...destinations.resource import DestinationResource
 from ...formats.lines import csv_header, csv_line_sql, json_line_sql
 from ...formats.parquet import write_parquet_parts
@@ -202,10 +202,8 @@ def build_table_assets(table: Table) -> tuple[list, list]:
                  optimove_settings: OptimoveSettings) -> dg.MaterializeResult:
         key = context.partition_key
         outgoing, _ = read_manifest(warehouse.files_dir(VENDOR, table.name, key))
-        with optimove_destination.get() as destination:
-            outcome = deliver_files(vendor=VENDOR, deliverable=table.name, partition_key=key, files=outgoing,
-                                    destination=destination, ledger=ledger.get(), run_id=context.run_id,
-                                    redeliver=config.redeliver, logger=context.log)
+        outcome = deliver_partition(context, vendor=VENDOR, deliverable=table.name, files=outgoing,
+                                    destination=optimove_destination, ledger=ledger.get(), redeliver=config.redeliver)
         ready_at = dt.datetime.combine(dt.date.fromisoformat(key) + dt.timedelta(days=1),
                                        dt.time.fromisoformat(optimove_settings.data_ready_utc), tzinfo=dt.timezone.utc)
         late = dt.datetime.now(dt.timezone.utc) > ready_at
