@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [f"{v}:{(end - dt.timedelta(days=d)).isoformat()}" for d in range(args.backfill_days) for v in VENDORS]
         workers = 4
         env = env_for(work, small, "backfill")
+        env["ISPOT_ALLOW_REPROCESSING"] = "true"  # iSpot refuses days older than 12 (paid) unless told
         started = time.perf_counter()
         with ThreadPoolExecutor(workers) as pool:
             outs = list(pool.map(lambda i: measure("backfill", ",".join(jobs[i::workers]), env=env), range(workers)))

@@ -41,7 +41,7 @@ def test_upload_names_encoding_and_a_rerun_that_sends_nothing_new(data_dir):
     first = run(instance=instance)
     assert first.success
     [path] = uploaded(data_dir)
-    assert path.name.startswith("acme_welcome_") and path.name.endswith("_01.csv")
+    assert path.name.startswith("acme_welcome_20261115_") and path.name.endswith("_01.csv")
     text = path.read_bytes()
     assert text.startswith(b"RecipientID,FirstName,LastName,Email,Language,OfferCode,City,Points\n")
     again = run(instance=instance)

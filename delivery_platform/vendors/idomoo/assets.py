@@ -156,7 +156,8 @@ def data_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, l
         if old != plain and old.is_file():
             old.unlink()
     sequence = 1 + len({d.file_name for d in ledger.get().history(VENDOR, DELIVERABLE) if d.partition_key == key})
-    name = spec.data_file_name(s.client, s.project, dt.datetime.now(dt.timezone.utc), sequence, s.extension)
+    name = spec.data_file_name(s.client, s.project, dt.date.fromisoformat(key), dt.datetime.now(dt.timezone.utc),
+                               sequence, s.extension)
     path = folder / name
     os.replace(plain, path)
     if s.zip:

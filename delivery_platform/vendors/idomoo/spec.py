@@ -22,9 +22,11 @@ HTTPS = r"^https://[^\s/$.?#][^\s]*$"
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
-def data_file_name(client: str, project: str, at: dt.datetime, sequence: int, ext: str) -> str:
-    """`<client>_<project>_YYYYMMdd_HHMMss_NN.<ext>` in UTC (5.3 #1: NN is our run sequence)."""
-    return f"{client}_{project}_{at:%Y%m%d_%H%M%S}_{sequence:02d}.{ext}"
+def data_file_name(client: str, project: str, send_date: dt.date, at: dt.datetime, sequence: int, ext: str) -> str:
+    """`<client>_<project>_YYYYMMdd_HHMMss_NN.<ext>` (5.3 #1): the batch's send date, the UTC time of day
+    the file was built, and NN our sequence for that batch. Two batches never share a name (their
+    dates differ) and a rebuilt batch gets the next NN, so no name is ever used twice."""
+    return f"{client}_{project}_{send_date:%Y%m%d}_{at:%H%M%S}_{sequence:02d}.{ext}"
 
 
 def purl_name(data_file: str, prefix: str = PURL_PREFIX, suffix: str = PURL_SUFFIX) -> str:

@@ -60,6 +60,8 @@ def settings_from_env(environ: dict | None = None) -> ISpotSettings:
         kwargs["onboarding"] = environ["ISPOT_ONBOARDING"].lower() in ("1", "true", "yes")
     if environ.get("ISPOT_SPLIT_BYTES"):
         kwargs["split_bytes"] = int(environ["ISPOT_SPLIT_BYTES"])
+    if environ.get("ISPOT_ALLOW_REPROCESSING"):
+        kwargs["allow_reprocessing"] = environ["ISPOT_ALLOW_REPROCESSING"].lower() in ("1", "true", "yes")
     if environ.get("ISPOT_ZIP"):
         kwargs["zip"] = environ["ISPOT_ZIP"].lower() in ("1", "true", "yes")
     return ISpotSettings(**kwargs)
