@@ -191,7 +191,7 @@ def render(r: dict) -> str:
         (f"ingest a {r['purl']['rows']:,}-row PURL file", f"{r['purl']['rows']:,} rows", f"{r['purl']['seconds']:.1f} s",
          f"{r['purl']['rows'] / r['purl']['seconds']:,.0f}", f"{r['purl']['peak_mb']:,.0f} MB", "—"),
         (f"backfill: {r['backfill']['runs']} runs (every vendor × {r['backfill']['runs'] // 5} days), "
-         f"{r['backfill']['workers']} processes at once", "scale 1", f"{r['backfill']['seconds']:.0f} s", "—", "—",
+         f"{r['backfill']['workers']} processes at once", "scale 1", f"{r['backfill']['seconds']:.1f} s", "—", "—",
          f"{len(r['backfill']['failures'])} failed runs (target 0, no lock failures)"),
     ]
     lines = [f"Measured {r['taken_at']} on {r['machine']}; partition {r['partition']}.", "",
