@@ -23,12 +23,19 @@ def pytest_configure(config):
         "markers", "fault(target, case, outcome): a fault-injection or hostile-input case for the README table")
 
 
-def pytest_runtest_setup(item):
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # read the marker after the test body ran (parametrized cases add theirs there); the
     # user_properties travel with the report, so this also works under pytest-xdist
-    marker = item.get_closest_marker("fault")
-    if marker is not None:
-        target, case, outcome = (list(marker.args) + ["", "", ""])[:3]
-        item.user_properties.append(("fault", {"target": target, "case": case, "outcome": outcome}))
+    if call.when == "call" and not any(key == "fault" for key, _ in item.user_properties):
+        marker = item.get_closest_marker("fault")
+        if marker is not None:
+            target, case, outcome = (list(marker.args) + ["", "", ""])[:3]
+            callspec = getattr(item, "callspec", None)
+            if callspec is not None and target == "all stores":
+                target = callspec.id
+            item.user_properties.append(("fault", {"target": target, "case": case, "outcome": outcome}))
+    yield
 
 
 @pytest.hookimpl(trylast=True)
