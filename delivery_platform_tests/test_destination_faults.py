@@ -108,3 +108,24 @@ def test_two_publishers_of_one_name_give_one_file(kind, request, tmp_path, monke
         with dest.open("day/same.csv") as stream:
             data = stream.read()
     assert data in (a.read_bytes(), b.read_bytes())
+
+
+@pytest.mark.parametrize("fault", [503, "drop"])
+def test_gcs_transient_errors_are_retried_and_land_once(gcs_server, monkeypatch, tmp_path, fault, request):
+    request.node.add_marker(pytest.mark.fault("gcs", f"{fault} on the upload", "retried by the client; one complete object"))
+    env = gcs_server.env("acme")
+    proxy = FaultProxy(gcs_server.url)
+    try:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        src = tmp_path / "f.csv"
+        src.write_bytes(b"y" * 10_000)
+        with open_destination() as dest:
+            proxy.fail_next(fault)
+            published = dest.publish(src, "day/f.csv")
+            assert published.md5 == hashlib.md5(src.read_bytes()).hexdigest()
+            assert [f.name for f in dest.list()] == ["day/f.csv"]
+        assert proxy.seen >= 2  # the fault was met, then the retry went through
+    finally:
+        proxy.close()

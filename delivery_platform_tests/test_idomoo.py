@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import tempfile
 import time
@@ -286,3 +287,96 @@ def test_hostile_purl_zips(data_dir, case, request):
     assert ("escape" in message) if case == "path traversal member" else ("zip bomb" in message)
     assert (data_dir / "quarantine" / "idomoo" / name).exists()
     assert not Path("/etc/evil.csv").exists()
+
+
+@pytest.mark.fault("sftp", "a symlink in the vendor's Downloads folder", "listed as nothing: never followed")
+def test_symlinks_on_the_sftp_account_are_not_followed(data_dir, sftp_server, monkeypatch):
+    env = sftp_server.env("idomoo")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    downloads = Path(sftp_server.root) / env["DELIVERY_IDOMOO_PREFIX"] / "Downloads"
+    downloads.mkdir(parents=True)
+    (downloads / "PURL_x.csv").symlink_to("/etc/passwd")
+    (downloads / "PURL_x.csv.flg").write_text("")
+    with destination_from_env("idomoo").process_config_and_initialize().get() as account:
+        names = [f.name for f in account.list("Downloads/")]
+    assert names == ["Downloads/PURL_x.csv.flg"]  # the link is not a file of the account
+    assert ready_purls([FileInfo(n, 0, 1.0) for n in names], "Downloads", {})[0] == []
+
+
+@pytest.mark.fault("idomoo-purl", "daemon killed mid-tick (cursor not saved)", "the next tick asks for the same run keys: Dagster runs each once")
+def test_a_tick_repeated_from_the_old_cursor_requests_the_same_runs(data_dir):
+    instance = dg.DagsterInstance.ephemeral()
+    assert run(instance=instance).success
+    settings = settings_from_env()
+    simulate(data_dir / "outbox" / "idomoo", settings)
+    destination = build_defs("local").resources["idomoo_destination"]
+    first = downloads_sensor(dg.build_sensor_context(instance=instance), destination, settings)
+    again = downloads_sensor(dg.build_sensor_context(instance=instance), destination, settings)  # cursor lost
+    assert [r.run_key for r in first.run_requests] == [r.run_key for r in again.run_requests] != []
+
+
+def test_error_files_from_idomoo_are_kept_and_surfaced(data_dir):
+    instance = dg.DagsterInstance.ephemeral()
+    assert run(instance=instance).success
+    [upload] = uploaded(data_dir)
+    keys = [line.split(",")[0] for line in upload.read_text().splitlines()[1:3]]
+    settings = settings_from_env()
+    simulate(data_dir / "outbox" / "idomoo", settings, fail_keys=tuple(keys))
+    name = "PURL_" + upload.name
+    defs = build_defs("local")
+    instance.add_dynamic_partitions(purl_files.name, [name])
+    result = dg.materialize([purl_results, purl_links_are_https, purl_every_row_came_back], partition_key=name,
+                            instance=instance, raise_on_error=False,
+                            resources={"idomoo_destination": defs.resources["idomoo_destination"], "idomoo_settings": settings,
+                                       "ledger": defs.resources["ledger"], "warehouse": defs.resources["warehouse"]})
+    assert result.success
+    meta = result.asset_materializations_for_node("idomoo__purl_results")[0].metadata
+    assert meta["error_rows"].value == 2
+    check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "every_row_came_back")
+    assert check.passed is False and "2 rows in Idomoo's error file" in check.description
+    assert keys[0] in str(check.metadata["error_rows"].value)
+
+
+def test_encrypted_purl_files_are_decrypted_with_our_key(data_dir, pgp_keys, tmp_path):
+    gpg, fingerprint, public, home = pgp_keys
+    instance = dg.DagsterInstance.ephemeral()
+    assert run(instance=instance).success
+    [upload] = uploaded(data_dir)
+    settings = settings_from_env()
+    simulate(data_dir / "outbox" / "idomoo", settings)
+    downloads = data_dir / "outbox" / "idomoo" / "Downloads"
+    plain = downloads / ("PURL_" + upload.name)
+    encrypted = plain.with_suffix(".gpg")
+    encrypted.write_bytes(gpg.encrypt(plain.read_bytes(), fingerprint, always_trust=True, armor=False).data)
+    private = tmp_path / "ours.asc"
+    private.write_text(gpg.export_keys(fingerprint, secret=True, passphrase="pw"))
+    from delivery_platform.vendors.idomoo.assets import IdomooSettings
+
+    ours = IdomooSettings(pgp_private_key_file=str(private), pgp_passphrase="pw")
+    defs = build_defs("local")
+    instance.add_dynamic_partitions(purl_files.name, [encrypted.name])
+    result = dg.materialize([purl_results], partition_key=encrypted.name, instance=instance, raise_on_error=False,
+                            resources={"idomoo_destination": defs.resources["idomoo_destination"], "idomoo_settings": ours})
+    assert result.success
+    assert result.asset_materializations_for_node("idomoo__purl_results")[0].metadata["rows"].value == \
+        len(plain.read_text().splitlines()) - 1
+
+
+def test_a_flag_without_its_purl_raises_one_alert(data_dir, tmp_path):
+    from delivery_platform.alerts import AlertSinks
+    from delivery_platform_tests.http_doubles import Recorder
+
+    downloads = data_dir / "outbox" / "idomoo" / "Downloads"
+    downloads.mkdir(parents=True)
+    flag = downloads / "PURL_lost.csv.flg"
+    flag.write_text("")
+    old = time.time() - 3600
+    os.utime(flag, (old, old))
+    destination = build_defs("local").resources["idomoo_destination"]
+    with Recorder() as hook:
+        sinks = AlertSinks(webhook_url=hook.url + "/hook")
+        instance = dg.DagsterInstance.ephemeral()
+        for _ in range(2):  # two ticks: one alert
+            downloads_sensor(dg.build_sensor_context(instance=instance), destination, settings_from_env(), sinks)
+        assert len(hook.requests) == 1 and b"PURL_lost.csv.flg" in hook.requests[0][2]

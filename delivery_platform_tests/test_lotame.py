@@ -169,3 +169,21 @@ def test_a_failed_upload_leaves_no_marker_and_a_retry_completes(data_dir, monkey
     assert sum(1 for d in attempts if d.file_name.endswith(".json.gz")) == 1  # data not sent twice
     with destination_from_env("lotame").process_config_and_initialize().get() as dest:
         assert dest.exists("20261118/20261118.done")
+
+
+def test_a_large_day_is_split_into_numbered_files_each_with_its_md5(data_dir):
+    result = run("2026-11-18", {"split_bytes": 3000, "gzip_level": 1})
+    assert result.success
+    folder = data_dir / "outbox" / "lotame" / "20261118"
+    names = sorted(p.name for p in folder.iterdir())
+    data = [n for n in names if n.endswith(".json.gz")]
+    assert len(data) > 2 and data[0] == "segmentmembership.001.json.gz" and "segmentmembership.json.gz" not in names
+    records = []
+    for name in data:
+        blob = (folder / name).read_bytes()
+        assert (folder / f"{name}.md5").read_text() == f"{hashlib.md5(blob).hexdigest()}  {name}\n"
+        records += gzip.decompress(blob).splitlines()
+    ids = [json.loads(r)["userid"] for r in records]
+    assert len(ids) == len(set(ids)) == meta(result, "lotame__segment_memberships")["rows"]
+    order = [d.file_name for d in sorted(Ledger().delivered("lotame", "segmentmembership", "2026-11-18"), key=lambda d: d.id)]
+    assert order[-1] == "20261118/20261118.done" and len(order) == 2 * len(data) + 1

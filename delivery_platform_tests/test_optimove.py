@@ -131,8 +131,13 @@ def test_sentinel_birth_dates_become_blank(tiny, data_dir):
      "field_uniqueness"),
     ({"transactions": [txn("T1", "2026-11-17 10:00:00", amount=-5)]}, "transactions", "greater_than_or_equal_to"),
     ({"transactions": [txn("T1", "2026-11-17 10:00:00", currency="£")]}, "transactions", "str_matches"),
+    ({"customers": [customer("C1", "2026-11-17 10:00:00", first_name="=cmd|' /C calc'!A0")]}, "customers",
+     "no_formula_prefix"),
 ])
-def test_bad_rows_fail_clearly_and_nothing_is_delivered(tiny, data_dir, rows, table, rule):
+def test_bad_rows_fail_clearly_and_nothing_is_delivered(tiny, data_dir, rows, table, rule, request):
+    if rule == "no_formula_prefix":
+        request.node.add_marker(pytest.mark.fault("warehouse-rows", "formula injection (=cmd|...) bound for a CSV",
+                                                  "the spec check fails naming the column; nothing delivered"))
     tiny(**rows)
     result = run()
     assert not result.success

@@ -44,3 +44,19 @@ def is_pgp_message(path: Path) -> bool:
     finally:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def decrypt_bytes(data: bytes, private_key: str, passphrase: str | None = None) -> bytes:
+    """Decrypt an OpenPGP message with our (ASCII-armoured) private key, in a throwaway keyring."""
+    home = Path(tempfile.mkdtemp(prefix="gpg", dir="/tmp"))
+    try:
+        gpg = gnupg.GPG(gnupghome=str(home))
+        if not gpg.import_keys(private_key).fingerprints:
+            raise PGPError("our PGP private key could not be imported")
+        result = gpg.decrypt(data, passphrase=passphrase)
+        if not result.ok:
+            raise PGPError(f"PGP decryption failed: {result.status}")
+        return result.data
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False)
+        shutil.rmtree(home, ignore_errors=True)

@@ -52,6 +52,10 @@ class IdomooSettings(dg.ConfigurableResource):
     encoding: str = "utf-8"
     zip: bool = False
     pgp_public_key_file: Optional[str] = None
+    pgp_private_key_file: Optional[str] = None  # ours, to decrypt encrypted PURL files
+    pgp_passphrase: Optional[str] = None  # secret: IDOMOO_PGP_PASSPHRASE
+    error_prefix: str = "ERROR_"  # Idomoo's optional error file: <prefix><original file name> (5.3 #6: confirm)
+    orphan_flag_minutes: int = 30  # a flag without its PURL for this long raises an alert
     uploads_folder: str = "Uploads"  # 5.3 #3: the documents disagree on the case; check at setup
     downloads_folder: str = "Downloads"
     purl_prefix: str = spec.PURL_PREFIX
@@ -67,9 +71,12 @@ def settings_from_env(environ: dict | None = None) -> IdomooSettings:
     for var, field in (("IDOMOO_CLIENT", "client"), ("IDOMOO_PROJECT", "project"), ("IDOMOO_ENCODING", "encoding"),
                        ("IDOMOO_DELIMITER", "delimiter"), ("IDOMOO_EXTENSION", "extension"),
                        ("IDOMOO_PGP_PUBLIC_KEY_FILE", "pgp_public_key_file"), ("IDOMOO_UPLOADS", "uploads_folder"),
+                       ("IDOMOO_PGP_PRIVATE_KEY_FILE", "pgp_private_key_file"),
                        ("IDOMOO_DOWNLOADS", "downloads_folder")):
         if environ.get(var):
             kwargs[field] = environ[var]
+    if environ.get("IDOMOO_PGP_PASSPHRASE"):
+        kwargs["pgp_passphrase"] = dg.EnvVar("IDOMOO_PGP_PASSPHRASE")
     return IdomooSettings(**kwargs)
 
 

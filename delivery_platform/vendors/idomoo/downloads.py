@@ -65,12 +65,35 @@ def ready_purls(listing, downloads: str, cursor: dict) -> tuple[list, dict]:
     return ready, {"watermark": newest, "at_watermark": sorted(names_at_newest)}
 
 
+def orphan_flags(listing, downloads: str, older_than_s: float, now: float) -> list:
+    """Flags whose PURL file has not appeared after `older_than_s` seconds."""
+    names = {f.name for f in listing}
+    return [f for f in listing if f.name.endswith(".flg") and f.name.startswith(downloads + "/")
+            and now - (f.mtime or now) > older_than_s and f.name[:-4] not in names
+            and not any(n != f.name and n.rsplit(".", 1)[0] == f.name[:-4] for n in names)]
+
+
 def downloads_sensor(context: dg.SensorEvaluationContext, idomoo_destination: DestinationResource,
-                     idomoo_settings: IdomooSettings):
+                     idomoo_settings: IdomooSettings, alert_sinks=None):
+    import time
+
     cursor = json.loads(context.cursor) if context.cursor else {}
     with idomoo_destination.get() as account:
         listing = account.list(idomoo_settings.downloads_folder + "/")
     ready, new_cursor = ready_purls(listing, idomoo_settings.downloads_folder, cursor)
+    orphans = orphan_flags(listing, idomoo_settings.downloads_folder, idomoo_settings.orphan_flag_minutes * 60, time.time())
+    if orphans and alert_sinks is not None:
+        from ...alerts.model import Alert
+        from ...alerts.sensors import AlertLog
+
+        log = AlertLog()
+        for flag in orphans:
+            if log.claim(f"idomoo-orphan-flag:{flag.name}:{int(flag.mtime or 0)}"):
+                alert_sinks.send(Alert("check_failed", VENDOR, f"Idomoo flag {flag.name} has no PURL file",
+                                       deliverable="purl_results", check="flag_without_purl",
+                                       detail=f"the flag is {idomoo_settings.orphan_flag_minutes}+ minutes old"))
+    for flag in orphans:
+        context.log.error(f"{flag.name}: a flag without its PURL file")
     requests, keys = [], []
     for purl in ready:
         key = purl.name.rsplit("/", 1)[-1]
@@ -82,11 +105,18 @@ def downloads_sensor(context: dg.SensorEvaluationContext, idomoo_destination: De
 
 
 def build_sensor(running: bool) -> dg.SensorDefinition:
+    from ...alerts.sinks import AlertSinks
+
+    def tick(context: dg.SensorEvaluationContext, idomoo_destination: DestinationResource,
+             idomoo_settings: IdomooSettings, alert_sinks: AlertSinks):
+        return downloads_sensor(context, idomoo_destination, idomoo_settings, alert_sinks)
+
     return dg.sensor(name="idomoo_downloads_sensor", minimum_interval_seconds=120,
                      asset_selection=dg.AssetSelection.assets(dg.AssetKey([VENDOR, "purl_results"])),
                      default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
-                     description="Watches the Idomoo Downloads folder; one run per PURL file once its .flg is there.",
-                     )(downloads_sensor)
+                     description="Watches the Idomoo Downloads folder; one run per PURL file once its .flg is there; "
+                                 "alerts on a flag whose PURL never comes.",
+                     )(tick)
 
 
 def safe_member(zf: zipfile.ZipFile, name: str) -> str:
@@ -132,7 +162,14 @@ def purl_results(context: dg.AssetExecutionContext, idomoo_destination: Destinat
         account.download(remote, kept)  # our copy first: nothing received is lost
     data = kept.read_bytes()
     if key.endswith((".gpg", ".pgp")):
-        raise _quarantine(kept, key, "encrypted PURL files need our private key, which is not configured yet")
+        if not s.pgp_private_key_file:
+            raise _quarantine(kept, key, "an encrypted PURL file needs our private key (IDOMOO_PGP_PRIVATE_KEY_FILE)")
+        from ...formats.pgp import PGPError, decrypt_bytes
+
+        try:
+            data = decrypt_bytes(data, Path(s.pgp_private_key_file).read_text(), s.pgp_passphrase)
+        except (PGPError, OSError) as exc:
+            raise _quarantine(kept, key, str(exc)) from None
     if key.endswith(".zip"):
         try:
             with zipfile.ZipFile(kept) as zf:
@@ -174,8 +211,44 @@ def purl_results(context: dg.AssetExecutionContext, idomoo_destination: Destinat
     partial = target.with_name(f".{target.name}.{os.getpid()}")
     shutil.copyfile(staged, partial)
     os.replace(partial, target)
+    errors = _ingest_error_file(idomoo_destination, s, key)
     return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(count), "source_file": remote,
-                                          "stored": dg.MetadataValue.path(str(target))})
+                                          "stored": dg.MetadataValue.path(str(target)),
+                                          "error_rows": dg.MetadataValue.int(errors)})
+
+
+def _error_name(purl_key: str, s: IdomooSettings) -> str | None:
+    original = spec.original_name(purl_key, s.purl_prefix, s.purl_suffix)
+    return f"{s.error_prefix}{original}" if original else None
+
+
+def _ingest_error_file(idomoo_destination: DestinationResource, s: IdomooSettings, purl_key: str) -> int:
+    """Idomoo's optional error file for the batch ("Error Handling"): kept, stored as Parquet
+    (data/returns/idomoo_errors/) and counted; its rows are surfaced by `every_row_came_back`."""
+    from ...formats.delimited import DELIMITERS, ENCODINGS
+
+    name = _error_name(purl_key, s)
+    if not name:
+        return 0
+    with idomoo_destination.get() as account:
+        if not account.exists(f"{s.downloads_folder}/{name}"):
+            return 0
+        kept = account.download(f"{s.downloads_folder}/{name}", received_dir() / name)
+    text = kept.read_bytes().decode(ENCODINGS[s.encoding.lower()]).removeprefix("\ufeff")
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=DELIMITERS[s.delimiter]))
+    if not rows or s.key_header not in rows[0]:
+        raise _quarantine(kept, name, f"the error file has no {s.key_header!r} column")
+    header, body = rows[0], [r for r in rows[1:] if r]
+    target = settings.returns_dir() / "idomoo_errors" / f"{name}.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE errors (" + ", ".join(f'"{h}" VARCHAR' for h in header) + ")")
+    if body:
+        con.executemany("INSERT INTO errors VALUES (" + ", ".join("?" for _ in header) + ")",
+                        [r + [""] * (len(header) - len(r)) for r in body])
+    copy_to_parquet(con, "SELECT * FROM errors", target)
+    con.close()
+    return len(body)
 
 
 def _stored(key: str) -> Path:
@@ -208,15 +281,23 @@ def purl_every_row_came_back(context: dg.AssetCheckExecutionContext, ledger: Led
         f"SELECT count(*), list(\"{k}\")[1:5] FROM (SELECT \"{k}\" FROM read_parquet({sql_literal(str(a))}) "
         f"EXCEPT SELECT \"{k}\" FROM read_parquet({sql_literal(str(b))}))").fetchone()
         for a, b in ((uploaded, _stored(key)), (_stored(key), uploaded)))
-    passed = missing[0] == 0 and extra[0] == 0
-    return dg.AssetCheckResult(passed=passed, metadata={"missing": missing[0], "extra": extra[0]},
-                               description=f"all {sent[0].rows} uploaded rows came back" if passed else
-                               f"{missing[0]} uploaded rows missing (e.g. {missing[1]}), {extra[0]} unexpected rows "
-                               f"(e.g. {extra[1]})")
+    error_file = settings.returns_dir() / "idomoo_errors" / f"{_error_name(key, s)}.parquet"
+    failed_at_idomoo, samples = 0, []
+    if error_file.exists():
+        failed_at_idomoo, samples = con.execute(
+            f"SELECT count(*), list(to_json(e))[1:5] FROM read_parquet({sql_literal(str(error_file))}) e").fetchone()
+    passed = missing[0] == 0 and extra[0] == 0 and failed_at_idomoo == 0
+    detail = (f"all {sent[0].rows} uploaded rows came back" if passed else
+              f"{missing[0]} uploaded rows missing (e.g. {missing[1]}), {extra[0]} unexpected rows (e.g. {extra[1]}), "
+              f"{failed_at_idomoo} rows in Idomoo's error file")
+    return dg.AssetCheckResult(passed=passed, description=detail,
+                               metadata={"missing": missing[0], "extra": extra[0], "failed_at_idomoo": failed_at_idomoo,
+                                         "error_rows": dg.MetadataValue.json([str(x) for x in samples or []])})
 
 
-def simulate(account_root: Path, s: IdomooSettings) -> list[str]:
-    """Play Idomoo on a local account folder: answer each upload with a PURL file, then its flag."""
+def simulate(account_root: Path, s: IdomooSettings, fail_keys: tuple[str, ...] = ()) -> list[str]:
+    """Play Idomoo on a local account folder: answer each upload with a PURL file (rows whose key is
+    in `fail_keys` go to an error file instead), then its flag."""
     from ...formats.delimited import DELIMITERS, ENCODINGS
 
     uploads, downloads = account_root / s.uploads_folder, account_root / s.downloads_folder
@@ -238,9 +319,17 @@ def simulate(account_root: Path, s: IdomooSettings) -> list[str]:
         writer = csv.writer(out, delimiter=sep, lineterminator="\n")
         writer.writerow(rows[0] + list(spec.PURL_COLUMNS))
         key_at = rows[0].index(s.key_header)
+        failed = [row for row in rows[1:] if row[key_at] in fail_keys]
         for row in rows[1:]:
-            writer.writerow(row + [f"https://cdn.idomoo.example/thumb/{row[key_at]}.jpg",
-                                   f"https://video.idomoo.example/lp/{row[key_at]}"])
+            if row[key_at] not in fail_keys:
+                writer.writerow(row + [f"https://cdn.idomoo.example/thumb/{row[key_at]}.jpg",
+                                       f"https://video.idomoo.example/lp/{row[key_at]}"])
+        if failed:
+            errors = io.StringIO()
+            err = csv.writer(errors, delimiter=sep, lineterminator="\n")
+            err.writerow([s.key_header, "error"])
+            err.writerows([[row[key_at], "render failed: missing asset for parameter"] for row in failed])
+            (downloads / f"{s.error_prefix}{upload.name}").write_bytes(errors.getvalue().encode(ENCODINGS[s.encoding.lower()]))
         partial = purl.with_name("." + purl.name + ".part")
         partial.write_bytes(out.getvalue().encode(ENCODINGS[s.encoding.lower()]))
         os.replace(partial, purl)

@@ -48,7 +48,8 @@ def data_file_schema(headers: list[str], *, key: str, email_columns: list[str], 
     URLs, a unique recipient key; the exact header list, in order (strict, ordered)."""
     columns = {}
     for header in headers:
-        checks = [pa.Check.not_blank()]
+        # values are shown in videos and opened in spreadsheets: no leading formula characters
+        checks = [pa.Check.not_blank(), pa.Check.no_formula_prefix()]
         if header in email_columns:
             checks.append(pa.Check.str_matches(EMAIL))
         if header in url_columns:

@@ -50,8 +50,9 @@ class Conversions(pa.DataFrameModel):
     siteid: str = pa.Field(str_matches=SITEID_PATTERN, description="TC-<account>-<site> from Customer Success, "
                                                                    "in the configured allow-list")
     app: str = pa.Field(isin=list(APP_VALUES), description="device type of the event: app or web")
-    type: str = pa.Field(not_blank=(), is_ascii=(), description="event or user action, lower case (e.g. purchase)")
-    customdata: str = pa.Field(nullable=True, description="optional comma-joined tokens refining `type`")
+    type: str = pa.Field(not_blank=(), is_ascii=(), no_formula_prefix=(),
+                         description="event or user action, lower case (e.g. purchase)")
+    customdata: str = pa.Field(nullable=True, no_formula_prefix=(), description="optional comma-joined tokens refining `type`")
     passthru: str = pa.Field(isin=["1"], description="static 1 while iSpot validates the onboarding files; "
                                                      "dropped in daily production files")
     useragent: str = pa.Field(not_blank=(), description="raw client user agent")

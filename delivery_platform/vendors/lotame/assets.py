@@ -39,6 +39,7 @@ class LotameSettings(dg.ConfigurableResource):
     include_ips: bool = True
     include_country: bool = True
     gzip_level: int = 6
+    split_bytes: int = spec.MAX_GZIP_BYTES  # gzipped bytes per data file before it is split (1.2)
 
 
 def settings_from_env(environ: dict | None = None) -> LotameSettings:
@@ -249,25 +250,28 @@ def segmentmembership_files(context: dg.AssetExecutionContext, warehouse: Wareho
     key = context.partition_key
     folder = spec.folder(key)
     local = reset_folder(warehouse.files_dir(VENDOR, DELIVERABLE, key))
-    writer = PartWriter(local, lambda n: spec.DATA_FILE, gzip_level=lotame_settings.gzip_level, single_part=True)
+    writer = PartWriter(local, lambda n: f".part{n:03d}.json.gz", gzip_level=lotame_settings.gzip_level,
+                        max_bytes=min(lotame_settings.split_bytes, spec.MAX_GZIP_BYTES))
     with warehouse.connect(attach_warehouse=False) as con:
         sql = (f"SELECT {record_line_sql(lotame_settings.segments_as_strings)} AS line "
                f"FROM read_parquet({sql_literal(str(_paths(warehouse, key)['records']))})")
-        [part] = write_lines(con, sql, writer)
-    if part.bytes >= spec.MAX_GZIP_BYTES:
-        raise dg.Failure(f"lotame {key}: {part.bytes:,} gzipped bytes exceed 5 GB; split files must be enabled by the "
-                         "Lotame TAM first (DIGEST 1.2)", allow_retries=False)
-    md5_path = local / spec.MD5_FILE
-    md5_path.write_text(f"{part.md5}  {spec.DATA_FILE}\n")
-    done_path = local / spec.done_file(key)
-    done_path.write_bytes(b"")
+        parts = write_lines(con, sql, writer)
     from ...destinations.base import file_md5
 
-    files = [OutgoingFile(part.path, f"{folder}/{spec.DATA_FILE}", rows=part.rows, md5=part.md5, bytes=part.bytes),
-             OutgoingFile(md5_path, f"{folder}/{spec.MD5_FILE}", md5=file_md5(md5_path), bytes=md5_path.stat().st_size),
-             OutgoingFile(done_path, f"{folder}/{spec.done_file(key)}", md5=file_md5(done_path), bytes=0)]
+    files = []
+    for number, part in enumerate(parts, start=1):  # each data file, then its .md5 (1.2)
+        name = spec.part_file(number, len(parts))
+        data_path = part.path.rename(local / name)
+        md5_path = local / f"{name}.md5"
+        md5_path.write_text(f"{part.md5}  {name}\n")  # what `md5sum` writes (1.6 #4)
+        files += [OutgoingFile(data_path, f"{folder}/{name}", rows=part.rows, md5=part.md5, bytes=part.bytes),
+                  OutgoingFile(md5_path, f"{folder}/{name}.md5", md5=file_md5(md5_path), bytes=md5_path.stat().st_size)]
+    done_path = local / spec.done_file(key)
+    done_path.write_bytes(b"")
+    files.append(OutgoingFile(done_path, f"{folder}/{spec.done_file(key)}", md5=file_md5(done_path), bytes=0))
     write_manifest(local, files, partition=key, mode=_plan(warehouse, key)["mode"])
-    return dg.MaterializeResult(metadata={**files_metadata(files), "uncompressed_bytes": dg.MetadataValue.int(part.raw_bytes)})
+    return dg.MaterializeResult(metadata={**files_metadata(files), "data_files": dg.MetadataValue.int(len(parts)),
+                                          "uncompressed_bytes": dg.MetadataValue.int(sum(p.raw_bytes for p in parts))})
 
 
 @dg.asset_check(asset=segmentmembership_files, name="files_match_spec", blocking=True, partitions_def=daily,
@@ -279,32 +283,37 @@ def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
 
     key = context.partition_key
     files, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
-    data, md5_file, done = files
+    *pairs, done = files
+    data_files = pairs[0::2]
     problems = []
-    real_md5 = file_md5(data.path)
-    if md5_file.path.read_text() != f"{real_md5}  {spec.DATA_FILE}\n":
-        problems.append(f"{md5_file.name} does not hold '{real_md5}  {spec.DATA_FILE}'")
-    if done.path.stat().st_size:
-        problems.append(f"{done.name} is not empty")
-    if [f.name.split("/")[-1] for f in files] != [spec.DATA_FILE, spec.MD5_FILE, spec.done_file(key)]:
-        problems.append("the files are not data, md5, done in that order")
+    for data, md5_file in zip(pairs[0::2], pairs[1::2]):
+        name = data.name.split("/")[-1]
+        real_md5 = file_md5(data.path)
+        if md5_file.name != data.name + ".md5" or md5_file.path.read_text() != f"{real_md5}  {name}\n":
+            problems.append(f"{md5_file.name} does not hold '{real_md5}  {name}'")
+        if data.path.stat().st_size >= spec.MAX_GZIP_BYTES:
+            problems.append(f"{data.name} is not under 5 GB gzipped")
+    if done.path.stat().st_size or done.name.split("/")[-1] != spec.done_file(key):
+        problems.append(f"{done.name} must be the empty {spec.done_file(key)}, published last")
+    listed = "[" + ", ".join(sql_literal(str(f.path)) for f in data_files) + "]"
     with warehouse.connect(attach_warehouse=False) as con:
         try:
             rows, distinct, no_segments = con.execute(
                 f"SELECT count(*), count(DISTINCT userid), count_if(segments IS NULL) FROM read_json("
-                f"{sql_literal(str(data.path))}, format = 'newline_delimited', compression = 'gzip', "
+                f"{listed}, format = 'newline_delimited', compression = 'gzip', "
                 "columns = {userid: 'VARCHAR', segments: 'JSON'})").fetchone()
         except Exception as exc:  # a line that is not one JSON object
             rows, distinct, no_segments = -1, -1, -1
-            problems.append(f"{data.name} is not valid gzip JSON lines: {str(exc).splitlines()[0][:200]}")
+            problems.append(f"the data files are not valid gzip JSON lines: {str(exc).splitlines()[0][:200]}")
         staged = con.execute(f"SELECT count(*) FROM read_parquet("
                              f"{sql_literal(str(_paths(warehouse, key)['records']))})").fetchone()[0]
     if rows >= 0 and rows != staged:
-        problems.append(f"{data.name} has {rows:,} lines, the checked records {staged:,}")
+        problems.append(f"the data files hold {rows:,} lines, the checked records {staged:,}")
     if rows >= 0 and distinct != rows:
-        problems.append(f"{data.name} repeats {rows - distinct:,} userids")
+        problems.append(f"the data files repeat {rows - distinct:,} userids")
     if no_segments and no_segments > 0:
         problems.append(f"{no_segments:,} lines lack 'segments'")
+    real_md5 = data_files[0].md5
     return dg.AssetCheckResult(passed=not problems, description="; ".join(problems) or
                                f"bundle for {spec.folder(key)} matches the spec ({rows:,} records)",
                                metadata={"rows_read_back": rows, "md5": real_md5})

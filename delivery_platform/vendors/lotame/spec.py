@@ -13,7 +13,12 @@ from ...validation import list_checks, sql_checks  # noqa: F401  (registers the 
 # 1.2: the three files; the folder and the .done carry the delivery date (1.6 #5).
 DATA_FILE = "segmentmembership.json.gz"
 MD5_FILE = DATA_FILE + ".md5"
-MAX_GZIP_BYTES = 5 * 1000 ** 3  # above this the file must be split, which the TAM has to enable first
+MAX_GZIP_BYTES = 5 * 1000 ** 3  # 1.2: above this the file is split into numbered parts (the TAM enables that)
+
+
+def part_file(number: int, parts: int) -> str:
+    """`segmentmembership.json.gz`, or `segmentmembership.001.json.gz`... when split (1.2)."""
+    return DATA_FILE if parts == 1 else f"segmentmembership.{number:03d}.json.gz"
 
 
 def folder(partition_key: str) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pandera.pandas as pa
 
+from ...validation import sql_checks  # noqa: F401  (registers no_formula_prefix)
+
 DATE = r"^\d{4}-\d{2}-\d{2}$"
 DATETIME = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 SENTINEL_DATES = ["1900-01-01", "1899-12-30", "0001-01-01", "9999-12-31"]
@@ -23,9 +25,10 @@ class Customers(pa.DataFrameModel):
     """Customer master data, one row per customer changed in the window."""
 
     CustomerID: str = pa.Field(unique=True, str_matches=r"^\S+$", description="primary key; the same ID in every table")
-    Email: str = pa.Field(nullable=True, description="email as the customer gave it")
-    FirstName: str = pa.Field(nullable=True)
-    LastName: str = pa.Field(nullable=True)
+    # free text lands in spreadsheets at the client: a leading = + - @ would run as a formula
+    Email: str = pa.Field(nullable=True, no_formula_prefix=(), description="email as the customer gave it")
+    FirstName: str = pa.Field(nullable=True, no_formula_prefix=())
+    LastName: str = pa.Field(nullable=True, no_formula_prefix=())
     Country: str = pa.Field(nullable=True, str_matches=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
     RegistrationDate: str = pa.Field(nullable=True, str_matches=DATE, notin=SENTINEL_DATES, description="yyyy-MM-dd")
     BirthDate: str = pa.Field(nullable=True, str_matches=DATE, notin=SENTINEL_DATES,
@@ -46,7 +49,7 @@ class Transactions(pa.DataFrameModel):
     TransactionDate: str = pa.Field(str_matches=DATETIME, description="yyyy-MM-dd hh:mm:ss UTC")
     Amount: float = pa.Field(ge=0, description="decimal point '.', no currency symbol; refunds keep a positive amount")
     Currency: str = pa.Field(str_matches=r"^[A-Z]{3}$", description="ISO 4217, its own column")
-    ProductID: str = pa.Field(nullable=True)
+    ProductID: str = pa.Field(nullable=True, no_formula_prefix=())
     Status: str = pa.Field(isin=["completed", "refunded"])
     LastUpdated: str = pa.Field(str_matches=DATETIME, description="yyyy-MM-dd hh:mm:ss UTC: the incremental key")
 
