@@ -8,21 +8,39 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from delivery_platform.destinations import AlreadyExists, destination_from_env
+from delivery_platform.delivery import OutgoingFile, deliver_files
 from delivery_platform.destinations.base import DestinationError
-from delivery_platform_tests.fault_proxy import FaultProxy
+from delivery_platform.ledger import Ledger
+from delivery_platform_tests.fault_proxy import FaultProxy, TcpFaultProxy
 
 
-@pytest.fixture
-def s3_behind_proxy(s3_server, monkeypatch):
-    proxy = FaultProxy(s3_server.endpoint)
-    env = s3_server.env("acme", DELIVERY_ACME_S3_ENDPOINT_URL=proxy.url)
+# Each object store behind the fault proxy; "throttle" is what that store sends when it throttles.
+THROTTLE = {"s3": (503, "SlowDown"), "gcs": (429, "rateLimitExceeded"), "azure": (503, "ServerBusy")}
+
+
+@pytest.fixture(params=["s3", "gcs", "azure"])
+def store_behind_proxy(request, monkeypatch):
+    kind = request.param
+    server = request.getfixturevalue({"s3": "s3_server", "gcs": "gcs_server", "azure": "azurite_server"}[kind])
+    upstream = {"s3": lambda: server.endpoint, "gcs": lambda: server.url,
+                "azure": lambda: server.account_url.rsplit("/", 1)[0]}[kind]()
+    proxy = FaultProxy(upstream)
+    env = server.env("acme", DELIVERY_ACME_TIMEOUT="1", DELIVERY_ACME_RETRIES="3")
+    if kind == "s3":
+        env["DELIVERY_ACME_S3_ENDPOINT_URL"] = proxy.url
+    elif kind == "gcs":
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+    else:
+        env["DELIVERY_ACME_AZURE_ACCOUNT_URL"] = proxy.url + "/" + server.account_url.rsplit("/", 1)[1]
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    proxy.kind = kind
     yield proxy
     proxy.close()
 
@@ -31,28 +49,111 @@ def open_destination():
     return destination_from_env("acme").process_config_and_initialize().get()
 
 
-@pytest.mark.parametrize("fault", [503, 500, "drop"])
-def test_s3_transient_errors_are_retried_and_land_once(s3_behind_proxy, tmp_path, fault, request):
-    request.node.add_marker(pytest.mark.fault("s3", f"{fault} on the upload", "retried by the client; one complete object"))
+@pytest.mark.parametrize("fault", ["500", "503", "throttle", "drop"])
+def test_transient_errors_are_retried_and_land_once(store_behind_proxy, tmp_path, fault, request):
+    proxy = store_behind_proxy
+    name = {"throttle": f"throttled ({THROTTLE[proxy.kind][0]} {THROTTLE[proxy.kind][1]})",
+            "drop": "connection dropped mid-upload"}.get(fault, f"{fault} on the upload")
+    request.node.add_marker(pytest.mark.fault(proxy.kind, name, "retried with backoff by the client; one complete object"))
     src = tmp_path / "f.csv"
     src.write_bytes(b"x" * 10_000)
     with open_destination() as dest:
-        s3_behind_proxy.fail_next(fault)
+        before = proxy.seen
+        proxy.fail_next({"throttle": THROTTLE[proxy.kind], "drop": "drop"}.get(fault) or int(fault))
         published = dest.publish(src, "day/f.csv")
         assert published.md5 == hashlib.md5(src.read_bytes()).hexdigest()
+        assert proxy.seen - before >= 3  # the failed request, its retry, the read-back
+        assert not proxy.faults  # the fault was met
         assert [f.name for f in dest.list()] == ["day/f.csv"]
 
 
-@pytest.mark.fault("s3", "503 on every attempt", "a clear DestinationError naming the object; nothing visible")
-def test_s3_persistent_errors_fail_clearly_with_nothing_visible(s3_behind_proxy, tmp_path):
+def test_a_server_slower_than_the_timeout_is_retried_and_delivered_once(store_behind_proxy, tmp_path, request):
+    """The held-back request still reaches the server. Either the retry lands first (and the late
+    original meets the no-overwrite precondition), or the original lands first and the retry meets
+    it; then delivery recognises its own bytes instead of failing. Both end with one object."""
+    proxy = store_behind_proxy
+    request.node.add_marker(pytest.mark.fault(
+        proxy.kind, "server slower than the timeout (answer held 2.5 s, timeout 1 s)",
+        "timed out, retried; the ledger records one delivery; one object with the right bytes"))
+    src = tmp_path / "f.csv"
+    src.write_bytes(b"z" * 20_000)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    with open_destination() as dest:
+        proxy.fail_next(("slow", 2.5))
+        started = time.monotonic()
+        outcome = deliver_files(vendor="acme", deliverable="d", partition_key="2026-11-18", destination=dest,
+                                files=[OutgoingFile(src, "day/f.csv")], ledger=ledger, run_id="r1")
+        assert 1 <= time.monotonic() - started < 30  # waited out one timeout, then retried
+        assert not proxy.faults and proxy.seen >= 3
+        assert [f["name"] for f in outcome.files] == ["day/f.csv"]
+        assert [f.name for f in dest.list()] == ["day/f.csv"]
+        with dest.open("day/f.csv") as stream:
+            assert stream.read() == src.read_bytes()
+    assert [(d.file_name, d.status) for d in ledger.attempts("acme", "d", "2026-11-18")] == [("day/f.csv", "delivered")]
+
+
+def test_persistent_errors_fail_clearly_in_bounded_time_with_nothing_visible(store_behind_proxy, tmp_path, request):
+    proxy = store_behind_proxy
+    request.node.add_marker(pytest.mark.fault(
+        proxy.kind, "503 on every attempt", "bounded retries (RETRIES=3), then a DestinationError naming the "
+        "object; ledger says failed; nothing visible"))
     src = tmp_path / "f.csv"
     src.write_bytes(b"x" * 10_000)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
     with open_destination() as dest:
-        s3_behind_proxy.fail_next(*[503] * 20)
-        with pytest.raises(DestinationError, match=r"\[acme\] uploading s3://.*/day/f.csv failed"):
-            dest.publish(src, "day/f.csv")
-        s3_behind_proxy.faults.clear()
+        proxy.fail_next(*[503] * 200)
+        started = time.monotonic()
+        with pytest.raises(DestinationError, match=r"\[acme\] uploading \S+/day/f.csv failed"):
+            deliver_files(vendor="acme", deliverable="d", partition_key="2026-11-18", destination=dest,
+                          files=[OutgoingFile(src, "day/f.csv")], ledger=ledger, run_id="r1")
+        assert time.monotonic() - started < 60
+        proxy.faults.clear()
         assert dest.list() == []
+    assert [d.status for d in ledger.attempts("acme", "d", "2026-11-18")] == ["failed"]
+
+
+@pytest.fixture
+def sftp_behind_proxy(sftp_server, monkeypatch):
+    proxy = TcpFaultProxy(sftp_server.port)
+    env = sftp_server.env("acme", DELIVERY_ACME_SFTP_PORT=str(proxy.port), DELIVERY_ACME_TIMEOUT="1",
+                          DELIVERY_ACME_RETRIES="2")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    proxy.folder = Path(sftp_server.root) / env["DELIVERY_ACME_PREFIX"]
+    yield proxy
+    proxy.close()
+
+
+@pytest.mark.parametrize("fault", ["connection dropped mid-upload", "server stops answering (stall past the timeout)"])
+def test_sftp_reconnects_after_a_lost_connection_and_lands_once(sftp_behind_proxy, tmp_path, fault, request):
+    request.node.add_marker(pytest.mark.fault(
+        "sftp", fault, "reconnected and retried; the abandoned temporary file removed; one complete file"))
+    proxy = sftp_behind_proxy
+    src = tmp_path / "f.csv"
+    src.write_bytes(os.urandom(1 << 20))
+    with open_destination() as dest:
+        if fault.startswith("connection dropped"):
+            proxy.cut_after(300_000)
+        else:
+            proxy.stall(3)
+        published = dest.publish(src, "day/f.csv")
+    assert proxy.fired and published.md5 == hashlib.md5(src.read_bytes()).hexdigest()
+    assert sorted(p.name for p in (proxy.folder / "day").iterdir()) == ["f.csv"]  # no .part- left behind
+    assert (proxy.folder / "day" / "f.csv").read_bytes() == src.read_bytes()
+
+
+@pytest.mark.fault("sftp", "connection dropped on every attempt",
+                   "bounded retries (RETRIES=2), then a clear error; nothing under the final name")
+def test_sftp_persistent_drops_fail_clearly(sftp_behind_proxy, tmp_path):
+    proxy = sftp_behind_proxy
+    src = tmp_path / "f.csv"
+    src.write_bytes(os.urandom(1 << 20))
+    with open_destination() as dest:
+        for _ in range(3):
+            proxy.cut_after(300_000)
+        with pytest.raises(DestinationError, match=r"\[acme\] uploading sftp://\S+/day/f.csv failed after 3 attempts"):
+            dest.publish(src, "day/f.csv")
+    assert not (proxy.folder / "day" / "f.csv").exists()
 
 
 @pytest.mark.fault("local", "disk full mid-write (file size limit)", "a clear error; no file under the final name")
@@ -108,24 +209,3 @@ def test_two_publishers_of_one_name_give_one_file(kind, request, tmp_path, monke
         with dest.open("day/same.csv") as stream:
             data = stream.read()
     assert data in (a.read_bytes(), b.read_bytes())
-
-
-@pytest.mark.parametrize("fault", [503, "drop"])
-def test_gcs_transient_errors_are_retried_and_land_once(gcs_server, monkeypatch, tmp_path, fault, request):
-    request.node.add_marker(pytest.mark.fault("gcs", f"{fault} on the upload", "retried by the client; one complete object"))
-    env = gcs_server.env("acme")
-    proxy = FaultProxy(gcs_server.url)
-    try:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        src = tmp_path / "f.csv"
-        src.write_bytes(b"y" * 10_000)
-        with open_destination() as dest:
-            proxy.fail_next(fault)
-            published = dest.publish(src, "day/f.csv")
-            assert published.md5 == hashlib.md5(src.read_bytes()).hexdigest()
-            assert [f.name for f in dest.list()] == ["day/f.csv"]
-        assert proxy.seen >= 2  # the fault was met, then the retry went through
-    finally:
-        proxy.close()

@@ -1,8 +1,14 @@
-"""Azure Blob Storage through dagster-azure's `AzureBlobStorageResource`.
+"""Azure Blob Storage with azure-storage-blob.
 
 No-overwrite with `overwrite=False` (409 when the blob exists). The SDK uploads large files as
 staged blocks committed in one final call; uncommitted blocks are never visible as the blob.
 (ADLS Gen2/dfs is not used: Azurite cannot serve it and the Blob API covers Optimove's needs.)
+
+The client is built here, with the same credential handling as dagster-azure's
+`AzureBlobStorageResource`, because that resource cannot set the retry policy or timeouts: the
+SDK's default waits 15 s, then 18 s, then 24 s between retries, too slow to be a bounded step.
+Here transient faults (5xx, 429, dropped connections, timeouts) are retried `retries` times from
+a 1 s backoff, and each request waits at most `timeout` seconds.
 """
 
 from __future__ import annotations
@@ -11,9 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import ContentSettings
-from dagster_azure.blob import (AzureBlobStorageKeyCredential, AzureBlobStorageResource,
-                                AzureBlobStorageSASTokenCredential)
+from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
 
 from .base import AlreadyExists, Destination, DestinationError, FileInfo, file_md5
 from .objects import ReadStream, join_key, strip_key
@@ -23,18 +27,20 @@ class AzureBlobDestination(Destination):
     kind = "azure"
 
     def __init__(self, vendor: str, *, account_url: str, container: str, prefix: str = "",
-                 sas_token: str | None = None, account_key: str | None = None):
+                 sas_token: str | None = None, account_key: str | None = None, timeout: float = 60.0,
+                 retries: int = 5):
         super().__init__(vendor)
         self.account_url, self.container, self.prefix = account_url.rstrip("/"), container, prefix
-        credential = (AzureBlobStorageSASTokenCredential(token=sas_token) if sas_token
-                      else AzureBlobStorageKeyCredential(key=account_key or ""))
-        self._resource = AzureBlobStorageResource(account_url=self.account_url, credential=credential)
-        self._context = self._resource.get_client()
-        self.service = self._context.__enter__()
+        # a SAS token string is recognised as such by the SDK; any other string is the account key
+        self.service = BlobServiceClient(
+            self.account_url, credential=sas_token or account_key,
+            retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=retries,
+                                          random_jitter_range=1),
+            connection_timeout=timeout, read_timeout=timeout)
         self.client = self.service.get_container_client(container)
 
     def close(self) -> None:
-        self._context.__exit__(None, None, None)
+        self.service.close()
 
     def _key(self, name: str) -> str:
         return join_key(self.prefix, name)

@@ -15,6 +15,8 @@ nothing set, a vendor publishes to the local folder `data/outbox/<vendor>/`.
 | GCS project        | `GCS_PROJECT`           | gcs           |
 | Azure              | `AZURE_ACCOUNT_URL`, `AZURE_CONTAINER`, `AZURE_SAS_TOKEN` or `AZURE_ACCOUNT_KEY` (secret) | azure |
 | SFTP               | `SFTP_HOST`, `SFTP_PORT`, `SFTP_USERNAME`, `SFTP_PASSWORD` (secret), `SFTP_PRIVATE_KEY_FILE`, `SFTP_HOST_KEY` (pinned `type base64` key) or `SFTP_KNOWN_HOSTS_FILE` | sftp |
+| request timeout    | `TIMEOUT` (seconds, default 60) | s3, gcs, azure, sftp |
+| transient retries  | `RETRIES` (default 5; 5xx, throttling, drops, timeouts) | s3, gcs, azure, sftp |
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ SECRET_SETTINGS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AZURE_SAS_TOKE
 PLAIN_SETTINGS = (
     "DESTINATION", "PREFIX", "LOCAL_ROOT", "S3_BUCKET", "S3_ENDPOINT_URL", "S3_REGION", "GCS_BUCKET",
     "GCS_PROJECT", "AZURE_ACCOUNT_URL", "AZURE_CONTAINER", "SFTP_HOST", "SFTP_PORT", "SFTP_USERNAME",
-    "SFTP_PRIVATE_KEY_FILE", "SFTP_HOST_KEY", "SFTP_KNOWN_HOSTS_FILE", "SFTP_TIMEOUT",
+    "SFTP_PRIVATE_KEY_FILE", "SFTP_HOST_KEY", "SFTP_KNOWN_HOSTS_FILE", "TIMEOUT", "RETRIES",
 )
+NUMERIC_SETTINGS = {"SFTP_PORT": int, "TIMEOUT": float, "RETRIES": int}
 
 
 def env_name(vendor: str, setting: str) -> str:
@@ -66,7 +69,8 @@ class DestinationResource(dg.ConfigurableResource):
     sftp_private_key_file: Optional[str] = None
     sftp_host_key: Optional[str] = None
     sftp_known_hosts_file: Optional[str] = None
-    sftp_timeout: float = 30.0
+    timeout: float = 60.0  # seconds one request may wait for the server
+    retries: int = 5  # retries of a transient fault (5xx, throttling, drop, timeout), with backoff
 
     def _require(self, **fields) -> None:
         missing = [name for name, value in fields.items() if not value]
@@ -100,12 +104,15 @@ class DestinationResource(dg.ConfigurableResource):
                 region_name=self.s3_region or "us-east-1",
                 aws_access_key_id=self.aws_access_key_id,
                 aws_secret_access_key=self.aws_secret_access_key,
+                timeout=self.timeout,
+                retries=self.retries,
             )
         if kind == "gcs":
             self._require(gcs_bucket=self.gcs_bucket)
             from .gcs import GCSDestination
 
-            return GCSDestination(self.vendor, bucket=self.gcs_bucket, prefix=self.prefix, project=self.gcs_project)
+            return GCSDestination(self.vendor, bucket=self.gcs_bucket, prefix=self.prefix, project=self.gcs_project,
+                                  timeout=self.timeout, retries=self.retries)
         if kind == "azure":
             self._require(azure_account_url=self.azure_account_url, azure_container=self.azure_container)
             if not (self.azure_sas_token or self.azure_account_key):
@@ -122,6 +129,8 @@ class DestinationResource(dg.ConfigurableResource):
                 prefix=self.prefix,
                 sas_token=self.azure_sas_token,
                 account_key=self.azure_account_key,
+                timeout=self.timeout,
+                retries=self.retries,
             )
         if kind == "sftp":
             self._require(sftp_host=self.sftp_host, sftp_username=self.sftp_username)
@@ -142,7 +151,8 @@ class DestinationResource(dg.ConfigurableResource):
                 host_key=self.sftp_host_key,
                 known_hosts_file=self.sftp_known_hosts_file,
                 root=self.prefix,
-                timeout=self.sftp_timeout,
+                timeout=self.timeout,
+                retries=self.retries,
             )
         raise DestinationConfigError(
             f"vendor {self.vendor!r}: unknown destination kind {self.kind!r} in "
@@ -173,7 +183,11 @@ def destination_from_env(vendor: str, environ: Optional[dict] = None) -> Destina
         value = environ.get(env_name(vendor, setting))
         if value:
             field = "kind" if setting == "DESTINATION" else setting.lower()
-            kwargs[field] = int(value) if setting == "SFTP_PORT" else float(value) if setting == "SFTP_TIMEOUT" else value
+            try:
+                kwargs[field] = NUMERIC_SETTINGS.get(setting, str)(value)
+            except ValueError:
+                raise DestinationConfigError(f"vendor {vendor!r}: {env_name(vendor, setting)}={value!r} is not a "
+                                             f"{NUMERIC_SETTINGS[setting].__name__}") from None
     for setting in SECRET_SETTINGS:
         if environ.get(env_name(vendor, setting)):
             kwargs[setting.lower()] = dg.EnvVar(env_name(vendor, setting))

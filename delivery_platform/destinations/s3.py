@@ -1,9 +1,14 @@
-"""Amazon S3 (or any S3 API) through dagster-aws's `S3Resource`.
+"""Amazon S3 (or any S3 API) with boto3.
 
 Atomic and no-overwrite: one PUT with `If-None-Match: *` for files up to the multipart
 threshold; above it a multipart upload, invisible until completed (also with `If-None-Match`),
 aborted on any failure so no partial object or orphaned parts stay behind. The MD5 is stored
 as object metadata because a multipart ETag is not an MD5.
+
+The client is built here rather than by dagster-aws's `S3Resource`, which sets the attempt count
+but not the connect/read timeouts: a delivery must give up on a stalled server in bounded time.
+botocore's "standard" retry mode retries 5xx, throttling (SlowDown, 429), dropped connections and
+timeouts with jittered exponential backoff.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import datetime as dt
 from pathlib import Path
 from typing import BinaryIO
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from dagster_aws.s3 import S3Resource
 
 from .base import CHUNK, AlreadyExists, Destination, DestinationError, FileInfo, file_md5
 from .objects import ReadStream, hex_to_b64, join_key, strip_key
@@ -28,13 +34,15 @@ class S3Destination(Destination):
     def __init__(self, vendor: str, *, bucket: str, prefix: str = "", endpoint_url: str | None = None,
                  region_name: str = "us-east-1", aws_access_key_id: str | None = None,
                  aws_secret_access_key: str | None = None, multipart_threshold: int = MULTIPART_THRESHOLD,
-                 part_size: int = PART_SIZE):
+                 part_size: int = PART_SIZE, timeout: float = 60.0, retries: int = 5):
         super().__init__(vendor)
         self.bucket, self.prefix = bucket, prefix
         self.multipart_threshold, self.part_size = multipart_threshold, part_size
-        resource = S3Resource(endpoint_url=endpoint_url, region_name=region_name,
-                              aws_access_key_id=aws_access_key_id, aws_secret_access_key=aws_secret_access_key)
-        self.client = resource.get_client()
+        config = Config(connect_timeout=timeout, read_timeout=timeout,
+                        retries={"max_attempts": retries + 1, "mode": "standard"})
+        self.client = boto3.session.Session().client(
+            "s3", endpoint_url=endpoint_url, region_name=region_name, aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key, config=config)
 
     def _key(self, name: str) -> str:
         return join_key(self.prefix, name)

@@ -10,10 +10,12 @@ way `ssh -o StrictHostKeyChecking=accept-new` would.
 
 from __future__ import annotations
 
+import base64
 import logging
 import posixpath
 import socket
 import stat as statmod
+import time
 import uuid
 from pathlib import Path
 from typing import BinaryIO
@@ -31,29 +33,37 @@ class SFTPDestination(Destination):
 
     def __init__(self, vendor: str, *, host: str, port: int = 22, username: str, password: str | None = None,
                  private_key_file: str | None = None, host_key: str | None = None,
-                 known_hosts_file: str | None = None, root: str = "", timeout: float = 30.0):
+                 known_hosts_file: str | None = None, root: str = "", timeout: float = 60.0, retries: int = 5):
         super().__init__(vendor)
         self.host, self.port, self.username, self.root = host, port, username, root.strip("/")
-        self.ssh = paramiko.SSHClient()
-        host_id = host if port == 22 else f"[{host}]:{port}"
+        self.timeout, self.retries = timeout, retries
+        self._auth = {"password": password, "key_filename": private_key_file}
+        self._pinned = None
         if host_key:
             try:
                 key_type, key_b64 = host_key.split()[:2]
-                self.ssh.get_host_keys().add(host_id, key_type, paramiko.PKey.from_type_string(key_type, __import__(
-                    "base64").b64decode(key_b64)))
+                self._pinned = (key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64)))
             except Exception:
                 raise DestinationError(f"[{vendor}] {env_name(vendor, 'SFTP_HOST_KEY')} is not '<type> <base64 key>'") \
                     from None
+        self._known_hosts_file = known_hosts_file
+        self._connect()
+
+    def _connect(self) -> None:
+        vendor, host, port = self.vendor, self.host, self.port
+        self.ssh = paramiko.SSHClient()
+        if self._pinned:
+            self.ssh.get_host_keys().add(host if port == 22 else f"[{host}]:{port}", *self._pinned)
             self.ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
-        elif known_hosts_file:
-            self.ssh.load_host_keys(known_hosts_file)
+        elif self._known_hosts_file:
+            self.ssh.load_host_keys(self._known_hosts_file)
             self.ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
         else:
             self.ssh.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         try:
-            self.ssh.connect(host, port=port, username=username, password=password, key_filename=private_key_file,
-                             timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
-                             look_for_keys=False, allow_agent=False)
+            self.ssh.connect(host, port=port, username=self.username, timeout=self.timeout,
+                             banner_timeout=self.timeout, auth_timeout=self.timeout, look_for_keys=False,
+                             allow_agent=False, **self._auth)
         except paramiko.BadHostKeyException:
             raise DestinationError(
                 f"[{vendor}] the SFTP host key of {host}:{port} does not match the pinned key "
@@ -64,16 +74,25 @@ class SFTPDestination(Destination):
                 raise DestinationError(f"[{vendor}] the SFTP host {host}:{port} is not in the pinned keys "
                                        f"({env_name(vendor, 'SFTP_KNOWN_HOSTS_FILE')})") from None
             if isinstance(exc, paramiko.AuthenticationException):
-                raise DestinationError(f"[{vendor}] SFTP login to {host}:{port} as {username!r} was refused; check "
-                                       f"{env_name(vendor, 'SFTP_USERNAME')} and {env_name(vendor, 'SFTP_PASSWORD')} "
-                                       f"or {env_name(vendor, 'SFTP_PRIVATE_KEY_FILE')}") from None
+                raise DestinationError(f"[{vendor}] SFTP login to {host}:{port} as {self.username!r} was refused; "
+                                       f"check {env_name(vendor, 'SFTP_USERNAME')} and "
+                                       f"{env_name(vendor, 'SFTP_PASSWORD')} or "
+                                       f"{env_name(vendor, 'SFTP_PRIVATE_KEY_FILE')}") from None
             raise DestinationError(f"[{vendor}] SFTP connection to {host}:{port} failed: {type(exc).__name__}") from None
         except (OSError, socket.timeout) as exc:
             raise DestinationError(f"[{vendor}] cannot reach SFTP host {host}:{port} ({type(exc).__name__}: "
                                    f"{getattr(exc, 'strerror', None) or exc}); check {env_name(vendor, 'SFTP_HOST')} "
                                    f"and {env_name(vendor, 'SFTP_PORT')}") from None
         self.sftp = self.ssh.open_sftp()
-        self.sftp.get_channel().settimeout(timeout)
+        self.sftp.get_channel().settimeout(self.timeout)  # a stalled server raises instead of hanging
+
+    def _connection_lost(self, exc: BaseException) -> bool:
+        """True when the session is unusable (dropped, timed out): worth reconnecting and retrying.
+        Errors the server answered (permission denied, no such folder) are not."""
+        if isinstance(exc, (socket.timeout, TimeoutError, EOFError, ConnectionError)):
+            return True
+        transport = self.ssh.get_transport()
+        return transport is None or not transport.is_active()
 
     def close(self) -> None:
         try:
@@ -98,11 +117,40 @@ class SFTPDestination(Destination):
                     self.sftp.stat(current)  # created meanwhile by someone else
 
     def _publish(self, local_path: Path, name: str) -> None:
+        """Upload under a temporary name and rename; a dropped or stalled connection is retried on a
+        new connection (after removing the abandoned temporary file), `retries` times with backoff."""
+        for attempt in range(self.retries + 1):
+            partial = self._partial_name(name)
+            try:
+                return self._publish_once(local_path, name, partial)
+            except AlreadyExists:
+                raise
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                lost = self._connection_lost(exc)
+                if not lost or attempt == self.retries:
+                    if not lost:
+                        self._remove_quietly(partial)
+                    raise DestinationError(f"[{self.vendor}] uploading {self.uri(name)} failed"
+                                           f"{' after ' + str(attempt + 1) + ' attempts' if attempt else ''}: "
+                                           f"{type(exc).__name__} {exc}".rstrip()) from None
+                log.warning("[%s] SFTP connection lost uploading %s (%s); reconnecting (attempt %d of %d)",
+                            self.vendor, self.uri(name), type(exc).__name__, attempt + 2, self.retries + 1)
+                time.sleep(min(2 ** attempt * 0.5, 30))
+                try:
+                    self.close()
+                except (OSError, paramiko.SSHException, EOFError):
+                    pass
+                self._connect()
+                self._remove_quietly(partial)  # the abandoned upload, if the server kept it
+
+    def _partial_name(self, name: str) -> str:
         final = self._path(name)
-        folder = posixpath.dirname(final)
-        partial = posixpath.join(folder, f".{posixpath.basename(final)}.part-{uuid.uuid4().hex[:8]}")
+        return posixpath.join(posixpath.dirname(final), f".{posixpath.basename(final)}.part-{uuid.uuid4().hex[:8]}")
+
+    def _publish_once(self, local_path: Path, name: str, partial: str) -> None:
+        final = self._path(name)
         try:
-            self._mkdirs(folder)
+            self._mkdirs(posixpath.dirname(final))
             if self._exists(final):
                 raise AlreadyExists(f"[{self.vendor}] {self.uri(name)} already exists; refusing to overwrite")
             self.sftp.put(str(local_path), partial, confirm=True)
@@ -116,10 +164,6 @@ class SFTPDestination(Destination):
         except AlreadyExists:
             self._remove_quietly(partial)
             raise
-        except (OSError, paramiko.SSHException, EOFError) as exc:
-            self._remove_quietly(partial)
-            raise DestinationError(f"[{self.vendor}] uploading {self.uri(name)} failed: {type(exc).__name__} {exc}") \
-                from None
 
     def _remove_quietly(self, path: str) -> None:
         try:
