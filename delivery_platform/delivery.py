@@ -76,9 +76,11 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
         if plan.action == "skip":
             done = [{"name": d.file_name, "uri": d.remote_uri, "bytes": d.bytes or 0, "md5": d.md5, "rows": d.rows}
                     for d in plan.already]
+            ledger.mark_partition(vendor, deliverable, partition_key, "complete", files=len(planned), run_id=run_id)
             return DeliveryOutcome("skipped: already delivered with the same bytes", done, destination.kind,
                                    time.monotonic() - started)
         to_send = {p.name for p in plan.send}
+        ledger.mark_partition(vendor, deliverable, partition_key, "delivering", files=len(planned), run_id=run_id)
         sent = []
         for f, p in planned:
             if p.name not in to_send:
@@ -112,6 +114,7 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
             ledger.finish(attempt, "delivered", remote_uri=published.uri)
             logger.info(f"published {published.uri} ({published.size:,} bytes, md5 {published.md5})")
             sent.append({"name": p.name, "uri": published.uri, "bytes": published.size, "md5": published.md5, "rows": p.rows})
+        ledger.mark_partition(vendor, deliverable, partition_key, "complete", files=len(planned), run_id=run_id)
         return DeliveryOutcome(plan.action, sent, destination.kind, time.monotonic() - started)
 
 

@@ -58,6 +58,18 @@ CREATE TABLE IF NOT EXISTS claims (
     expires_at    TEXT NOT NULL,
     PRIMARY KEY (vendor, deliverable, partition_key)
 );
+-- whether the partition's whole file set is at the vendor ('complete') or a delivery of it began
+-- and has not finished ('delivering': in progress, failed part-way, or its process was killed)
+CREATE TABLE IF NOT EXISTS partitions (
+    vendor        TEXT NOT NULL,
+    deliverable   TEXT NOT NULL,
+    partition_key TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    files         INTEGER NOT NULL,
+    run_id        TEXT,
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (vendor, deliverable, partition_key)
+);
 """
 
 
@@ -71,6 +83,21 @@ class AlreadyDeliveredDifferently(LedgerError):
 
 class PartitionBusy(LedgerError):
     """Another run holds the claim on this partition's delivery."""
+
+
+def _holder_gone(holder: str) -> bool:
+    """True when the claim's holder ("host:pid") was a process on this host that no longer exists
+    (a run process killed mid-delivery). Holders on other hosts wait for the lease to expire."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _now() -> str:
@@ -150,7 +177,9 @@ class Ledger:
               lease: dt.timedelta = dt.timedelta(hours=2)) -> None:
         """Take the partition's delivery claim, or raise PartitionBusy naming the holder.
 
-        A claim expires after `lease`, so a run killed mid-delivery does not block forever.
+        A claim left by a run killed mid-delivery is taken over at once when its process is gone
+        (same host), else when its lease expires; the files that run was still publishing are
+        then recorded as failed, so the ledger never shows a transfer as in flight forever.
         """
         holder = f"{socket.gethostname()}:{os.getpid()}"
         now = dt.datetime.now(dt.timezone.utc)
@@ -159,10 +188,19 @@ class Ledger:
                 "SELECT run_id, holder, expires_at FROM claims WHERE vendor=? AND deliverable=? AND partition_key=?",
                 (vendor, deliverable, partition_key),
             ).fetchone()
-            if row and row["run_id"] != run_id and dt.datetime.fromisoformat(row["expires_at"]) > now:
+            gone = bool(row) and _holder_gone(row["holder"])
+            if row and row["run_id"] != run_id and dt.datetime.fromisoformat(row["expires_at"]) > now and not gone:
                 raise PartitionBusy(
                     f"{vendor}/{deliverable} partition {partition_key} is being delivered by run "
                     f"{row['run_id']} ({row['holder']}) until {row['expires_at']}; not delivering twice at once"
+                )
+            if row and (row["run_id"] != run_id or row["holder"] != holder):
+                why = "its process is gone" if gone else "its claim expired"
+                con.execute(
+                    "UPDATE deliveries SET status='failed', error=?, finished_at=? WHERE vendor=? AND deliverable=? "
+                    "AND partition_key=? AND run_id=? AND status='publishing'",
+                    (f"abandoned: run {row['run_id']} ({row['holder']}) stopped mid-transfer ({why})", _now(),
+                     vendor, deliverable, partition_key, row["run_id"]),
                 )
             con.execute(
                 "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?)",
@@ -183,6 +221,23 @@ class Ledger:
             yield
         finally:
             self.release(vendor, deliverable, partition_key, run_id)
+
+    def mark_partition(self, vendor: str, deliverable: str, partition_key: str, state: str, *, files: int,
+                       run_id: str | None = None) -> None:
+        """Record that the partition's delivery began ('delivering') or its whole file set is at
+        the vendor ('complete')."""
+        if state not in ("delivering", "complete"):
+            raise ValueError(state)
+        with self._write() as con:
+            con.execute("INSERT OR REPLACE INTO partitions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (vendor, deliverable, partition_key, state, files, run_id, _now()))
+
+    def partition_state(self, vendor: str, deliverable: str, partition_key: str) -> str | None:
+        """'complete', 'delivering' (begun, not finished), or None (never attempted)."""
+        with self._connect() as con:
+            row = con.execute("SELECT state FROM partitions WHERE vendor=? AND deliverable=? AND partition_key=?",
+                              (vendor, deliverable, partition_key)).fetchone()
+        return row["state"] if row else None
 
     # --- recording attempts ------------------------------------------------------------------
     def begin(self, vendor: str, deliverable: str, partition_key: str, file_name: str, *,

@@ -20,6 +20,8 @@ class FaultProxy:
         target = urlsplit(upstream)
         self.host, self.port = target.hostname, target.port
         self.faults: list = []
+        self.hang_paths: list[str] = []  # requests whose path contains one of these never get an answer
+        self.released = threading.Event()
         self.seen = 0
         self.lock = threading.Lock()
         proxy = self
@@ -36,6 +38,11 @@ class FaultProxy:
                 with proxy.lock:
                     proxy.seen += 1
                     fault = proxy.faults.pop(0) if proxy.faults else None
+                    if any(part in self.path for part in proxy.hang_paths):
+                        fault = "hang"
+                if fault == "hang":  # held until the proxy closes, then dropped: never reaches the server
+                    proxy.released.wait()
+                    fault = "drop"
                 if fault == "drop":
                     self.close_connection = True
                     self.connection.shutdown(2)
@@ -88,6 +95,7 @@ class FaultProxy:
             self.faults.extend(faults)
 
     def close(self) -> None:
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

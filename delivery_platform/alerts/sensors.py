@@ -114,12 +114,16 @@ def deadline_alerts(deadlines: dict[tuple[str, str], int], ledger: Ledger, log: 
         for back in (1, 2):
             day = (now - dt.timedelta(days=back)).date()
             deadline = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(hour), tzinfo=dt.timezone.utc)
-            if now < deadline or ledger.delivered(vendor, deliverable, day.isoformat()):
+            state = ledger.partition_state(vendor, deliverable, day.isoformat())
+            # a bundle with some files sent (a run killed or failed part-way) is not delivered
+            if now < deadline or state == "complete" or state is None and ledger.delivered(
+                    vendor, deliverable, day.isoformat()):
                 continue
             if log.claim(f"deadline:{vendor}:{deliverable}:{day}"):
                 alert = Alert("deadline_missed", vendor, f"{vendor}/{deliverable} for {day} was not delivered by "
                               f"{deadline:%Y-%m-%d %H:%M} UTC", deliverable=deliverable, partition=day.isoformat(),
-                              detail="the schedule did not run or the run did not finish")
+                              detail="delivery began but did not finish: some files are missing at the vendor"
+                              if state == "delivering" else "the schedule did not run or the run did not finish")
                 sinks.send(alert)
                 alerts.append(alert)
     return alerts

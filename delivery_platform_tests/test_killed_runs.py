@@ -1,0 +1,105 @@
+"""A run process killed with SIGKILL in the middle of a delivery: what the vendor sees, what the
+ledger says, the alert raised, and the retry that completes it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import dagster as dg
+import pytest
+
+from delivery_platform.alerts import AlertSinks, deadline_alerts
+from delivery_platform.alerts.sensors import DEADLINES, AlertLog
+from delivery_platform.definitions import build_defs
+from delivery_platform.ledger import Ledger
+from delivery_platform_tests.fault_proxy import FaultProxy
+from delivery_platform_tests.http_doubles import Recorder
+
+DAY, FOLDER = "2026-11-18", "20261118/"
+RUN_LOTAME = textwrap.dedent(f"""
+    import dagster as dg
+    from delivery_platform.definitions import build_defs
+    job = build_defs("local").resolve_job_def("lotame_daily_delivery")
+    job.execute_in_process(partition_key={DAY!r}, instance=dg.DagsterInstance.ephemeral())
+""")
+
+
+def wait_for(predicate, timeout=90.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.fault("ledger", "run process killed (SIGKILL) mid-delivery of the Lotame bundle on S3",
+                   "no .md5 or .done at the vendor; ledger shows the transfer in flight; a deadline alert; the retry "
+                   "takes over the dead run's claim and sends only the missing files")
+def test_a_run_killed_mid_delivery_is_visible_alerted_and_completed_by_the_retry(data_dir, s3_server, monkeypatch):
+    proxy = FaultProxy(s3_server.endpoint)
+    env = s3_server.env("lotame", DELIVERY_LOTAME_S3_ENDPOINT_URL=proxy.url)
+    bucket = env["DELIVERY_LOTAME_S3_BUCKET"]
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    ledger = Ledger()
+    proxy.hang_paths.append(".md5")  # the second file's upload never gets an answer
+    child = subprocess.Popen([sys.executable, "-c", RUN_LOTAME], env=dict(os.environ),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: any(d.file_name.endswith(".md5") and d.status == "publishing"
+                             for d in ledger.attempts("lotame", "segmentmembership", DAY)), what="the .md5 upload")
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        proxy.close()
+
+    # what the vendor sees: the data file, but neither its .md5 nor the .done marker
+    listing = s3_server.client().list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert sorted(o["Key"] for o in listing) == [FOLDER + "segmentmembership.json.gz"]
+    # what the ledger says: the transfer of the .md5 is in flight, the partition is not complete
+    status = {d.file_name: d.status for d in ledger.attempts("lotame", "segmentmembership", DAY)}
+    assert status == {FOLDER + "segmentmembership.json.gz": "delivered", FOLDER + "segmentmembership.json.gz.md5": "publishing"}
+    assert ledger.partition_state("lotame", "segmentmembership", DAY) == "delivering"
+
+    # the alert: past Lotame's deadline the partition is reported as not delivered, once
+    with Recorder() as webhook:
+        sinks = AlertSinks(webhook_url=webhook.url + "/hook")
+        log = AlertLog(data_dir / "alerts.sqlite")
+        late = dt.datetime(2026, 11, 19, 13, 0, tzinfo=dt.timezone.utc)
+        alerts = [a for a in deadline_alerts(DEADLINES, ledger, log, sinks, late) if a.vendor == "lotame"]
+        assert [a.kind for a in alerts if a.partition == DAY] == ["deadline_missed"]
+        sent = [json.loads(r[2]) for r in webhook.requests]
+        assert [p["detail"] for p in sent if p["vendor"] == "lotame" and p["partition"] == DAY] == [
+            "delivery began but did not finish: some files are missing at the vendor"]
+        assert deadline_alerts(DEADLINES, ledger, log, sinks, late + dt.timedelta(minutes=15)) == []  # once
+
+    # the retry (a new run, as Dagster's run retry would start) takes over the dead run's claim
+    for key, value in s3_server.env("lotame", DELIVERY_LOTAME_S3_BUCKET=bucket).items():
+        monkeypatch.setenv(key, value)
+    retry = build_defs("local").resolve_job_def("lotame_daily_delivery").execute_in_process(
+        partition_key=DAY, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert retry.success
+    attempts = ledger.attempts("lotame", "segmentmembership", DAY)
+    data = [d for d in attempts if d.file_name.endswith(".json.gz")]
+    assert [d.status for d in data] == ["delivered"]  # the data file was not sent twice
+    md5 = [d for d in attempts if d.file_name.endswith(".md5")]
+    assert [d.status for d in md5] == ["failed", "delivered"]
+    assert md5[0].error.startswith("abandoned: run") and "process is gone" in md5[0].error
+    listing = s3_server.client().list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert sorted(o["Key"] for o in listing) == [FOLDER + "20261118.done", FOLDER + "segmentmembership.json.gz",
+                                                FOLDER + "segmentmembership.json.gz.md5"]
+    assert ledger.partition_state("lotame", "segmentmembership", DAY) == "complete"
+    fresh_log = AlertLog(data_dir / "alerts-after.sqlite")
+    assert not [a for a in deadline_alerts(DEADLINES, ledger, fresh_log, AlertSinks(), late)
+                if a.vendor == "lotame" and a.partition == DAY]
