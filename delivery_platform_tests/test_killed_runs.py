@@ -103,3 +103,75 @@ def test_a_run_killed_mid_delivery_is_visible_alerted_and_completed_by_the_retry
     fresh_log = AlertLog(data_dir / "alerts-after.sqlite")
     assert not [a for a in deadline_alerts(DEADLINES, ledger, fresh_log, AlertSinks(), late)
                 if a.vendor == "lotame" and a.partition == DAY]
+
+
+def _purl(keys: list[str]) -> bytes:
+    """A PURL file in the default storyboard's columns plus the two Idomoo adds."""
+    rows = ["RecipientID,FirstName,LastName,Email,Language,OfferCode,City,Points,thumbnail_1,landingPage"] + [
+        f"{k},Ann,Lee,{k}@example.com,en,OFF10,Leeds,12,https://t.example/{k}.jpg,https://lp.example/{k}" for k in keys]
+    return ("\n".join(rows) + "\n").encode()
+
+
+@pytest.mark.slow
+@pytest.mark.fault("idomoo-purl", "the real dagster-daemon killed (SIGKILL) mid-sensor-tick, then restarted",
+                   "the restarted daemon runs each PURL file exactly once; nothing received is lost")
+def test_the_daemon_killed_mid_tick_runs_each_purl_once_after_restart(data_dir, sftp_server, tmp_path, monkeypatch):
+    from delivery_platform_tests.fault_proxy import TcpFaultProxy
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    proxy = TcpFaultProxy(sftp_server.port)
+    env = sftp_server.env("idomoo", DELIVERY_IDOMOO_SFTP_PORT=str(proxy.port))
+    downloads = sftp_server.root / env["DELIVERY_IDOMOO_PREFIX"] / "Downloads"
+    downloads.mkdir(parents=True)
+    names = [f"PURL_acme_demo_20261118_0600{i:02d}_01.csv" for i in range(3)]
+    for i, name in enumerate(names):
+        (downloads / name).write_bytes(_purl([f"r{i}a", f"r{i}b"]))
+        (downloads / (name + ".flg")).write_bytes(b"")
+    env.update(DAGSTER_HOME=str(home), IDOMOO_SENSOR_INTERVAL_SECONDS="1")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    bin_dir = os.path.dirname(sys.executable)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([os.path.join(bin_dir, "dagster"), "sensor", "start", "idomoo_downloads_sensor", "-w",
+                    "workspace.yaml"], cwd=root, env=dict(os.environ), check=True, capture_output=True, timeout=120)
+
+    def daemon(log_name):
+        return subprocess.Popen([os.path.join(bin_dir, "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=root,
+                                env=dict(os.environ), stdout=open(tmp_path / log_name, "w"), stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    instance = dg.DagsterInstance.get()
+    proxy.stall(60)  # the first tick's SFTP session stops answering: the tick is in progress, not finished
+    first = daemon("daemon-1.log")
+    try:
+        wait_for(lambda: proxy.fired, timeout=120, what="the first tick to reach the SFTP server")
+        time.sleep(0.5)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+        assert instance.get_runs() == []  # killed before the tick could request anything
+
+        second = daemon("daemon-2.log")
+        try:
+            def finished():
+                runs = instance.get_runs()
+                done = [r for r in runs if r.is_finished]
+                return runs if len(done) >= len(names) else None
+            wait_for(finished, timeout=240, what="three PURL runs to finish")
+            time.sleep(4)  # several more ticks over the same folder
+            runs = instance.get_runs()
+        finally:
+            os.killpg(second.pid, signal.SIGKILL)
+            second.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+        proxy.close()
+    log = (tmp_path / "daemon-2.log").read_text()[-3000:]
+    assert sorted(r.tags.get("dagster/partition") for r in runs) == sorted(names), log
+    failures = [e.dagster_event.event_specific_data.error.message for r in runs
+                for e in instance.all_logs(r.run_id) if e.dagster_event and e.dagster_event.is_step_failure]
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), failures
+    for name in names:  # nothing received is lost: our copy and the vendor's file are both there
+        assert (data_dir / "received" / "idomoo" / name).read_bytes() == (downloads / name).read_bytes()

@@ -111,7 +111,9 @@ def build_sensor(running: bool) -> dg.SensorDefinition:
              idomoo_settings: IdomooSettings, alert_sinks: AlertSinks):
         return downloads_sensor(context, idomoo_destination, idomoo_settings, alert_sinks)
 
-    return dg.sensor(name="idomoo_downloads_sensor", minimum_interval_seconds=120,
+    # IDOMOO_SENSOR_INTERVAL_SECONDS: how often the Downloads folder is listed (default 2 minutes)
+    interval = int(os.environ.get("IDOMOO_SENSOR_INTERVAL_SECONDS", "120"))
+    return dg.sensor(name="idomoo_downloads_sensor", minimum_interval_seconds=interval,
                      asset_selection=dg.AssetSelection.assets(dg.AssetKey([VENDOR, "purl_results"])),
                      default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
                      description="Watches the Idomoo Downloads folder; one run per PURL file once its .flg is there; "
