@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 
@@ -132,6 +133,35 @@ def test_match_exports_are_taken_in_once_across_sensor_restarts(data_dir, monkey
     assert (data_dir / "received" / "digital_audience" / "acme_matches_20261115.csv").exists()
 
 
+@pytest.mark.fault("da-match-export", "the same file name sent again with different bytes",
+                   "a second run for the new version; both versions kept; the stored rows are the newest")
+def test_a_file_sent_again_under_the_same_name_keeps_both_versions(data_dir):
+    import hashlib
+    import os
+
+    resources = {"digital_audience_returns": inbox_resource()}
+    inbox = data_dir / "inbox" / "digital_audience"
+    inbox.mkdir(parents=True)
+    first_bytes = b"cookie_id,crm_id,matched_at\r\nck-1,CRM00000001,\r\n"
+    second_bytes = b"cookie_id,crm_id,matched_at\r\nck-1,CRM00000001,\r\nck-2,CRM00000002,\r\n"
+    (inbox / "acme_matches_20261115.csv").write_bytes(first_bytes)
+    instance = dg.DagsterInstance.ephemeral()
+    first, runs = ingest(instance, resources)
+    assert [r.success for r in runs] == [True]
+    (inbox / "acme_matches_20261115.csv").write_bytes(second_bytes)
+    later = os.stat(inbox / "acme_matches_20261115.csv").st_mtime + 60
+    os.utime(inbox / "acme_matches_20261115.csv", (later, later))
+    second, runs = ingest(instance, resources, cursor=first.cursor)
+    assert [r.success for r in runs] == [True]  # the new version got its own run
+    assert first.run_requests[0].run_key != second.run_requests[0].run_key
+    received = data_dir / "received" / "digital_audience"
+    aside = received / f"acme_matches_20261115.csv~{hashlib.md5(first_bytes).hexdigest()[:12]}"
+    assert (received / "acme_matches_20261115.csv").read_bytes() == second_bytes
+    assert aside.read_bytes() == first_bytes  # the first version was not overwritten
+    stored = data_dir / "returns" / "da_matches" / "acme_matches_20261115.csv.parquet"
+    assert duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{stored}')").fetchone()[0] == 2
+
+
 BAD = {
     "ragged row": "cookie_id,crm_id,matched_at\r\nck-1,CRM1\r\n",
     "wrong delimiter": "cookie_id;crm_id;matched_at\r\nck-1;CRM1;2026-11-16\r\n",
@@ -139,7 +169,16 @@ BAD = {
     "duplicate pair": "cookie_id,crm_id,matched_at\r\nck-1,CRM1,\r\nck-1,CRM1,\r\n",
     "formula injection in cookie id": "cookie_id,crm_id,matched_at\r\n=cmd|' /C calc'!A0,CRM1,\r\n",
     "T in the date": "cookie_id,crm_id,matched_at\r\nck-1,CRM1,2026-11-16T02:00:00Z\r\n",
+    "Windows-1252 bytes (not UTF-8)": b"cookie_id,crm_id,matched_at\r\nck-caf\xe9,CRM1,\r\n",
+    "UTF-16 file": "cookie_id,crm_id,matched_at\r\nck-1,CRM1,\r\n".encode("utf-16"),
+    "huge field (5 MB cookie id)": "cookie_id,crm_id,matched_at\r\n" + "c" * (5 << 20) + ",CRM1,\r\n",
+    "truncated gzip": gzip.compress(("cookie_id,crm_id,matched_at\r\n" + "ck-1,CRM1,\r\n" * 5000).encode())[:400],
 }
+# what each failure must say besides the file's name
+WHY = {"ragged row": "Expected Number of Columns", "wrong delimiter": "", "empty file": "the file is empty",
+       "duplicate pair": "unique", "formula injection in cookie id": "cookie_id", "T in the date": "matched_at",
+       "Windows-1252 bytes (not UTF-8)": "unicode", "UTF-16 file": "", "truncated gzip": "",
+       "huge field (5 MB cookie id)": "Maximum line size of 2000000 bytes exceeded"}
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -148,14 +187,17 @@ def test_malformed_exports_fail_clearly_and_are_kept(data_dir, case, request):
     resources = {"digital_audience_returns": inbox_resource()}
     inbox = data_dir / "inbox" / "digital_audience"
     inbox.mkdir(parents=True)
-    (inbox / "bad.csv").write_bytes(BAD[case].encode())
+    name = "bad.csv.gz" if case == "truncated gzip" else "bad.csv"
+    raw = BAD[case] if isinstance(BAD[case], bytes) else BAD[case].encode()
+    (inbox / name).write_bytes(raw)
     instance = dg.DagsterInstance.ephemeral()
     _, runs = ingest(instance, resources)
     assert [r.success for r in runs] == [False]
     failure = next(e for e in runs[0].all_events if e.is_step_failure).event_specific_data.error.message
-    assert "bad.csv" in failure
-    assert (data_dir / "quarantine" / "digital_audience" / "bad.csv").read_bytes() == BAD[case].encode()
-    assert (inbox / "bad.csv").exists()  # never deleted
+    assert name in failure and WHY[case].lower() in failure.lower(), failure
+    assert len(failure) < 5000  # a 5 MB field is not pasted into the error
+    assert (data_dir / "quarantine" / "digital_audience" / name).read_bytes() == raw
+    assert (inbox / name).exists()  # never deleted
     assert not (data_dir / "returns" / "da_matches").exists()
 
 

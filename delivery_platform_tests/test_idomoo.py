@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from delivery_platform.definitions import build_defs
@@ -224,16 +225,27 @@ def hostile(case: str, upload: Path) -> bytes:
         return b"\xef\xbb\xbf" + "\n".join(good).encode() + b"\n"
     if case == "empty file":
         return b""
+    if case == "Windows-1252 bytes in a UTF-8 file":
+        return ("\n".join(good) + "\n").encode().replace(b"https://lp.example/", b"https://lp.example/caf\xe9/", 1)
+    if case == "UTF-16 file":
+        return ("\n".join(good) + "\n").encode("utf-16")
+    if case == "mixed line endings":
+        return "".join(g + ("\r\n" if i % 2 else "\n") for i, g in enumerate(good)).encode()
+    if case == "huge field (5 MB)":
+        return ("\n".join(good[:2]) + "?" + "a" * (5 << 20) + "\n" + "\n".join(good[2:]) + "\n").encode()
     raise AssertionError(case)
 
 
 FAILED_CHECK = {"missing rows": "every_row_came_back", "extra rows": "every_row_came_back",
                 "non-https link": "links_are_https"}
-FAILED_RUN = ("truncated file", "wrong delimiter", "empty file")
+FAILED_RUN = {"truncated file": "Expected Number of Columns", "wrong delimiter": "wrong delimiter",
+              "empty file": "the file is empty", "Windows-1252 bytes in a UTF-8 file": "not valid utf-8",
+              "UTF-16 file": "not valid utf-8", "huge field (5 MB)": "Maximum line size of 2000000 bytes exceeded"}
 
 
 @pytest.mark.parametrize("case", ["missing rows", "extra rows", "non-https link", "truncated file", "wrong delimiter",
-                                  "BOM", "empty file"])
+                                  "BOM", "empty file", "Windows-1252 bytes in a UTF-8 file", "UTF-16 file",
+                                  "mixed line endings", "huge field (5 MB)"])
 def test_hostile_purl_files(data_dir, case, request):
     outcome = ("a failed check naming the rows" if case in FAILED_CHECK else
                "the run fails clearly; file kept in quarantine" if case in FAILED_RUN else "documented sanitisation")
@@ -255,27 +267,70 @@ def test_hostile_purl_files(data_dir, case, request):
     if case in FAILED_RUN:
         assert not result.success
         message = next(e for e in result.all_events if e.is_step_failure).event_specific_data.error.message
-        assert name in message and (data_dir / "quarantine" / "idomoo" / name).exists()
+        assert name in message and FAILED_RUN[case] in message, message
+        assert (data_dir / "quarantine" / "idomoo" / name).read_bytes() == hostile(case, upload)
+        assert not (data_dir / "returns" / "idomoo_purls" / f"{name}.parquet").exists()
     elif case in FAILED_CHECK:
         checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
         assert checks[FAILED_CHECK[case]].passed is False
     else:
         assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+        stored = data_dir / "returns" / "idomoo_purls" / f"{name}.parquet"
+        count = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{stored}')").fetchone()[0]
+        assert count == len(_good_purl(upload)) - 1  # every row came back intact
 
 
-@pytest.mark.parametrize("case", ["path traversal member", "zip bomb"])
+@pytest.mark.fault("idomoo-purl", "the same PURL file name sent again with different bytes",
+                   "each version ingested in its own run; both versions kept under data/received")
+def test_a_purl_file_sent_again_keeps_both_versions(data_dir):
+    import hashlib
+
+    upload, _, _ = _purl_env(data_dir, b"placeholder")
+    name = "PURL_" + upload.name
+    downloads = data_dir / "outbox" / "idomoo" / "Downloads"
+    good = _good_purl(upload)
+    first_bytes = ("\n".join(good[:-1]) + "\n").encode()  # Idomoo first sent one row short
+    second_bytes = ("\n".join(good) + "\n").encode()
+    defs = build_defs("local")
+    resources = {"idomoo_destination": defs.resources["idomoo_destination"], "idomoo_settings": settings_from_env(),
+                 "ledger": defs.resources["ledger"], "warehouse": defs.resources["warehouse"]}
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(purl_files.name, [name])
+    outcomes = []
+    for data in (first_bytes, second_bytes):
+        (downloads / name).write_bytes(data)
+        result = dg.materialize([purl_results, purl_links_are_https, purl_every_row_came_back], partition_key=name,
+                                instance=instance, resources=resources, raise_on_error=False)
+        outcomes.append({c.check_name: c.passed for c in result.get_asset_check_evaluations()}["every_row_came_back"])
+    assert outcomes == [False, True]  # the short first version failed its check; the full one passed
+    received = data_dir / "received" / "idomoo"
+    assert (received / name).read_bytes() == second_bytes
+    assert (received / f"{name}~{hashlib.md5(first_bytes).hexdigest()[:12]}").read_bytes() == first_bytes
+
+
+ZIP_CASES = {"path traversal member": "escape", "absolute path member": "escape", "zip bomb": "zip bomb",
+             "two members with the same name": "exactly one file, holds 2", "truncated zip": "not a zip file"}
+
+
+@pytest.mark.parametrize("case", list(ZIP_CASES))
 def test_hostile_purl_zips(data_dir, case, request):
-    request.node.add_marker(pytest.mark.fault("idomoo-purl", case, "refused before extraction; file kept in quarantine"))
+    request.node.add_marker(pytest.mark.fault("idomoo-purl", case, "refused before extraction, naming the file; file kept in quarantine"))
     upload, _, _ = _purl_env(data_dir, b"placeholder")
     name = "PURL_" + upload.name.replace(".csv", ".zip")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         if case == "path traversal member":
             zf.writestr("../../etc/evil.csv", "\n".join(_good_purl(upload)))
+        elif case == "absolute path member":
+            zf.writestr("/etc/evil.csv", "\n".join(_good_purl(upload)))
+        elif case == "two members with the same name":
+            zf.writestr("PURL.csv", "\n".join(_good_purl(upload)))
+            zf.writestr("PURL.csv", "\n".join(_good_purl(upload)[:2]))
         else:
-            zf.writestr("PURL.csv", b"0" * (50 << 20))
+            zf.writestr("PURL.csv", b"0" * (50 << 20) if case == "zip bomb" else "\n".join(_good_purl(upload)))
+    data = buffer.getvalue()[: len(buffer.getvalue()) // 2] if case == "truncated zip" else buffer.getvalue()
     downloads = data_dir / "outbox" / "idomoo" / "Downloads"
-    (downloads / name).write_bytes(buffer.getvalue())
+    (downloads / name).write_bytes(data)
     defs = build_defs("local")
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(purl_files.name, [name])
@@ -284,8 +339,8 @@ def test_hostile_purl_zips(data_dir, case, request):
                                        "idomoo_settings": settings_from_env()})
     assert not result.success
     message = next(e for e in result.all_events if e.is_step_failure).event_specific_data.error.message
-    assert ("escape" in message) if case == "path traversal member" else ("zip bomb" in message)
-    assert (data_dir / "quarantine" / "idomoo" / name).exists()
+    assert name in message and ZIP_CASES[case] in message, message
+    assert (data_dir / "quarantine" / "idomoo" / name).read_bytes() == data
     assert not Path("/etc/evil.csv").exists()
 
 

@@ -23,6 +23,7 @@ import duckdb
 from ... import settings
 from ...destinations.local import LocalDestination
 from ...destinations.resource import DestinationResource, destination_from_env
+from ...receiving import csv_error, keep_received, quarantine
 from ...validation import check_result, validate_parquet
 from ...validation.sql_checks import sql_literal
 from ...warehouse.resource import copy_to_parquet
@@ -97,9 +98,8 @@ def read_export_sql(path: Path) -> str:
 def match_export(context: dg.AssetExecutionContext, digital_audience_returns: DestinationResource) -> dg.MaterializeResult:
     key = context.partition_key
     name = next((t for t in [context.run.tags.get("source_file")] if t), key)
-    kept = received_dir() / key
     with open_inbox(digital_audience_returns) as inbox:
-        inbox.download(name, kept)  # our copy first: nothing received is lost
+        kept = keep_received(inbox, name, received_dir(), key)  # our copy first: nothing received is lost
     staged = settings.staging_dir() / VENDOR / "match_export" / f"{key}.parquet"
     con = duckdb.connect()
     try:
@@ -107,17 +107,15 @@ def match_export(context: dg.AssetExecutionContext, digital_audience_returns: De
             raise ValueError("the file is empty")
         rows = copy_to_parquet(con, read_export_sql(kept), staged)
     except (duckdb.Error, ValueError) as exc:
-        quarantine_dir().mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(kept, quarantine_dir() / key)
-        first = str(exc).strip().splitlines()[0][:300]
+        quarantine(kept, quarantine_dir(), key)
+        first = csv_error(exc) if isinstance(exc, duckdb.Error) else str(exc)
         raise dg.Failure(f"digitalAudience match export {name}: cannot be read as cookie_id,crm_id,matched_at CSV: "
                          f"{first}. Kept at {quarantine_dir() / key}.", allow_retries=False) from None
     finally:
         con.close()
     report = validate_parquet(staged, MatchExport, name=f"dA match export {name}")
     if not report.passed:
-        quarantine_dir().mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(kept, quarantine_dir() / key)
+        quarantine(kept, quarantine_dir(), key)
         raise dg.Failure(report.error_text(f"digitalAudience match export {name} (kept at {quarantine_dir() / key})"),
                          metadata={"failures": dg.MetadataValue.md(report.summary())}, allow_retries=False)
     target = settings.returns_dir() / TABLE / f"{key}.parquet"

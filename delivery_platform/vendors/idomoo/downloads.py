@@ -22,6 +22,7 @@ import duckdb
 from ... import settings
 from ...destinations.resource import DestinationResource
 from ...ledger import Ledger
+from ...receiving import csv_error, keep_received, quarantine
 from ...resources import LedgerResource
 from ...validation import check_result, validate_parquet
 from ...validation.sql_checks import sql_literal
@@ -144,8 +145,7 @@ def quarantine_dir() -> Path:
 
 
 def _quarantine(kept: Path, key: str, why: str) -> dg.Failure:
-    quarantine_dir().mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(kept, quarantine_dir() / key)
+    quarantine(kept, quarantine_dir(), key)
     return dg.Failure(f"Idomoo PURL file {key}: {why}. Kept at {quarantine_dir() / key}; nothing was deleted.",
                       allow_retries=False)
 
@@ -159,9 +159,8 @@ def purl_results(context: dg.AssetExecutionContext, idomoo_destination: Destinat
 
     key, s = context.partition_key, idomoo_settings
     remote = context.run.tags.get("source_file") or f"{s.downloads_folder}/{key}"
-    kept = received_dir() / key
     with idomoo_destination.get() as account:
-        account.download(remote, kept)  # our copy first: nothing received is lost
+        kept = keep_received(account, remote, received_dir(), key)  # our copy first: nothing received is lost
     data = kept.read_bytes()
     if key.endswith((".gpg", ".pgp")):
         if not s.pgp_private_key_file:
@@ -184,7 +183,8 @@ def purl_results(context: dg.AssetExecutionContext, idomoo_destination: Destinat
         text = data.decode(ENCODINGS[s.encoding.lower()])
     except UnicodeDecodeError as exc:
         raise _quarantine(kept, key, f"not valid {s.encoding}: {exc}") from None
-    text = text.removeprefix("\ufeff")  # a BOM is dropped (documented sanitisation), not an error
+    # documented sanitisations, not errors: a BOM is dropped; CRLF, LF or a mix of both read alike
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
     sep = DELIMITERS[s.delimiter]
     header = next(csv.reader(io.StringIO(text.split("\n", 1)[0].rstrip("\r"), newline=""), delimiter=sep))
     expected = list(s.headers) + list(spec.PURL_COLUMNS)
@@ -203,8 +203,8 @@ def purl_results(context: dg.AssetExecutionContext, idomoo_destination: Destinat
                                      f"delim = {sql_literal(sep)}, quote = '\"', escape = '\"', columns = {columns}, "
                                      "auto_detect = false, strict_mode = true, null_padding = false)", staged)
     except duckdb.Error as exc:
-        raise _quarantine(kept, key, "rows with fields missing or extra (a truncated or ragged file): "
-                                     + str(exc).strip().splitlines()[0][:200]) from None
+        raise _quarantine(kept, key, "cannot be read as the agreed CSV (truncated, ragged or oversized rows): "
+                                     + csv_error(exc)) from None
     finally:
         con.close()
         utf8.unlink(missing_ok=True)
@@ -235,7 +235,7 @@ def _ingest_error_file(idomoo_destination: DestinationResource, s: IdomooSetting
     with idomoo_destination.get() as account:
         if not account.exists(f"{s.downloads_folder}/{name}"):
             return 0
-        kept = account.download(f"{s.downloads_folder}/{name}", received_dir() / name)
+        kept = keep_received(account, f"{s.downloads_folder}/{name}", received_dir(), name)
     text = kept.read_bytes().decode(ENCODINGS[s.encoding.lower()]).removeprefix("\ufeff")
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=DELIMITERS[s.delimiter]))
     if not rows or s.key_header not in rows[0]:
