@@ -59,6 +59,24 @@ def run(partition, instance):
     return job.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False)
 
 
+@pytest.mark.fault("warehouse-rows", "formula injection (=cmd|...) in a digitalAudience postal code",
+                   "the blocking spec check fails naming the column; nothing delivered")
+def test_a_formula_in_an_address_field_is_refused(data_dir, small_warehouse, tmp_path, monkeypatch):
+    import shutil
+
+    path = tmp_path / "w.duckdb"
+    shutil.copyfile(small_warehouse, path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("UPDATE crm_contacts SET postal_code = '=cmd|'' /C calc''!A0' WHERE postal_code IS NOT NULL")
+    monkeypatch.setenv("DELIVERY_WAREHOUSE_PATH", str(path))
+    result = run("2026-11-15", dg.DagsterInstance.ephemeral())
+    assert not result.success
+    spec = next(c for c in result.get_asset_check_evaluations() if c.check_name == "spec")
+    failed = [f for f in spec.metadata["sample_rows"].value if f["rule"].startswith("no_formula_prefix")]
+    assert [f["column"] for f in failed] == ["postal code"]
+    assert not (data_dir / "outbox" / "digital_audience").exists()
+
+
 def test_onboarding_then_updates_against_what_was_delivered_and_no_raw_pii(data_dir, small_warehouse):
     instance = dg.DagsterInstance.ephemeral()
     produced = {}

@@ -61,6 +61,23 @@ def recipients_warehouse(path, n):
     return table_warehouse(path, {"idomoo_recipients": rows})
 
 
+@pytest.mark.fault("warehouse-rows", "formula injection (=HYPERLINK(...)) in an Idomoo storyboard parameter",
+                   "the blocking spec check fails naming the column; nothing uploaded")
+def test_a_formula_in_a_recipient_field_is_refused(data_dir, tmp_path, monkeypatch):
+    import duckdb as db
+
+    path = recipients_warehouse(tmp_path / "r.duckdb", 5)
+    with db.connect(str(path)) as con:
+        con.execute("UPDATE idomoo_recipients SET city = '=HYPERLINK(\"http://evil.example\")' WHERE recipient_id = 'R0003'")
+    monkeypatch.setenv("DELIVERY_WAREHOUSE_PATH", str(path))
+    result = run()
+    assert not result.success
+    spec = next(c for c in result.get_asset_check_evaluations() if c.check_name == "spec")
+    failed = [f for f in spec.metadata["sample_rows"].value if f["rule"].startswith("no_formula_prefix")]
+    assert [f["column"] for f in failed] == ["City"] and failed[0]["count"] == 1
+    assert uploaded(data_dir) == []
+
+
 @pytest.mark.parametrize("available,ok", [(25, True), (12, False)])
 def test_end_to_end_test_mode_sends_exactly_20_rows(data_dir, tmp_path, monkeypatch, available, ok):
     monkeypatch.setenv("DELIVERY_WAREHOUSE_PATH", str(recipients_warehouse(tmp_path / "r.duckdb", available)))

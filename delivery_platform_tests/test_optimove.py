@@ -136,8 +136,8 @@ def test_sentinel_birth_dates_become_blank(tiny, data_dir):
 ])
 def test_bad_rows_fail_clearly_and_nothing_is_delivered(tiny, data_dir, rows, table, rule, request):
     if rule == "no_formula_prefix":
-        request.node.add_marker(pytest.mark.fault("warehouse-rows", "formula injection (=cmd|...) bound for a CSV",
-                                                  "the spec check fails naming the column; nothing delivered"))
+        request.node.add_marker(pytest.mark.fault("warehouse-rows", "formula injection (=cmd|...) in Optimove customers.FirstName",
+                                                  "the blocking spec check fails naming the column; nothing delivered"))
     tiny(**rows)
     result = run()
     assert not result.success

@@ -27,10 +27,12 @@ class CrmRecords(pa.DataFrameModel):
                                  description="SHA-256 of the lower-cased email without spaces, upper-case hex (4.3, 4.5 #2)")
     phone_sha256: str = pa.Field(nullable=True, is_hex_digest={"length": 64, "case": "upper"},
                                  description="SHA-256 of the international number without '+', spaces or trunk 0 (4.3, 4.5 #1)")
-    postal_code: str = pa.Field(nullable=True, alias="postal code", not_email_or_phone=(),
+    # the raw address parts are free text in a CSV: no leading = + - @ (a spreadsheet formula);
+    # the hashes and UUIDs cannot carry one
+    postal_code: str = pa.Field(nullable=True, alias="postal code", not_email_or_phone=(), no_formula_prefix=(),
                                 description="raw postal code: dA formats addresses itself (4.3)")
-    house_number: str = pa.Field(nullable=True, alias="house number", not_email_or_phone=())
-    extension: str = pa.Field(nullable=True, not_email_or_phone=())
+    house_number: str = pa.Field(nullable=True, alias="house number", not_email_or_phone=(), no_formula_prefix=())
+    extension: str = pa.Field(nullable=True, not_email_or_phone=(), no_formula_prefix=())
     aaid: str = pa.Field(nullable=True, is_uuid=(), description="Google advertising id, lower case")
     idfa: str = pa.Field(nullable=True, is_uuid=(), description="Apple advertising id, upper case")
     custom: str = pa.Field(unique=True, str_matches=r"^\S+$", not_email_or_phone=(),
