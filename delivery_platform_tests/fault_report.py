@@ -52,8 +52,11 @@ def pytest_runtest_logreport(report):
 
 def render(cases: list[dict]) -> str:
     lines = ["| target | fault or input | outcome asserted | result |", "|---|---|---|---|"]
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")  # a `|` in a case (=cmd|...) would split the cell
+
     for c in sorted(cases, key=lambda c: (c["target"], c["case"])):
-        lines.append(f"| {c['target']} | {c['case']} | {c['outcome']} | {c['result']} |")
+        lines.append(f"| {cell(c['target'])} | {cell(c['case'])} | {cell(c['outcome'])} | {c['result']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -70,14 +73,14 @@ def main() -> int:
     """Copy the last run's table into the README (`make fault-report`)."""
     from delivery_platform.spec_docs import README, splice
 
-    table = ARTIFACTS / "fault-report.md"
-    if not table.exists():
-        print(f"{table} does not exist: run `make test` first")
+    report = ARTIFACTS / "fault-report.json"
+    if not report.exists():
+        print(f"{report} does not exist: run `make test` first")
         return 1
-    cases = json.loads((ARTIFACTS / "fault-report.json").read_text())
+    cases = json.loads(report.read_text())
     failed = sum(1 for c in cases if c["result"] != "pass")
     summary = f"{len(cases)} cases, {len(cases) - failed} passed, {failed} not passed.\n\n"
-    README.write_text(splice(README.read_text(), summary + table.read_text(), "<!-- faults:start -->",
+    README.write_text(splice(README.read_text(), summary + render(cases), "<!-- faults:start -->",
                              "<!-- faults:end -->"))
     print(f"README: {summary.strip()}")
     return 0

@@ -45,6 +45,7 @@ def test_201_upload_with_the_documented_field_and_a_cached_token(api, tmp_path, 
     assert (tmp_path / "token.json").stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.fault("ispot-api", "file name iSpot already has (409)", "AlreadyExists; nothing uploaded twice")
 def test_409_for_a_name_iSpot_already_has(api, tmp_path, csv):
     c = client(api, tmp_path)
     c.upload(csv, csv.name)
@@ -90,7 +91,11 @@ def test_wrong_credentials_fail_clearly_without_the_secret(api, tmp_path, csv):
 
 
 @pytest.mark.parametrize("fault", [("status", 500, None), ("status", 503, 7), ("status", 429, 3), ("drop",)])
-def test_server_errors_throttling_and_drops_are_retried_with_backoff(api, tmp_path, csv, fault):
+def test_server_errors_throttling_and_drops_are_retried_with_backoff(api, tmp_path, csv, fault, request):
+    case = {500: "HTTP 500 twice", 503: "HTTP 503 + Retry-After twice", 429: "throttled (429 + Retry-After) twice"}.get(
+        fault[1] if len(fault) > 1 else None, "connection dropped mid-upload twice")
+    request.node.add_marker(pytest.mark.fault("ispot-api", case, "retried with backoff (Retry-After honoured); "
+                                                                 "the upload lands once"))
     c = client(api, tmp_path)
     c.token()
     api.state.fail_next(fault, fault)
