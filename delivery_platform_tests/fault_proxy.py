@@ -37,7 +37,7 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else None
                 with proxy.lock:
                     proxy.seen += 1
-                    fault = proxy.faults.pop(0) if proxy.faults else None
+                    fault = proxy._take(self.command)
                     if any(part in self.path for part in proxy.hang_paths):
                         fault = "hang"
                 if fault == "hang":  # held until the proxy closes, then dropped: never reaches the server
@@ -88,6 +88,15 @@ class FaultProxy:
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def _take(self, method: str):
+        """The next fault for this request; a ("slow", s) fault waits for an upload (PUT/POST), so
+        a client's side request (a HEAD, a GET) cannot use it up."""
+        for i, fault in enumerate(self.faults):
+            if isinstance(fault, tuple) and fault[0] == "slow" and method not in ("PUT", "POST"):
+                continue
+            return self.faults.pop(i)
+        return None
 
     def fail_next(self, *faults) -> None:
         """Faults for the next requests, in order: 500, (503, "SlowDown"), 429, "drop", ("slow", 3.0)."""

@@ -95,10 +95,12 @@ class SFTPDestination(Destination):
         return transport is None or not transport.is_active()
 
     def close(self) -> None:
-        try:
-            self.sftp.close()
-        finally:
-            self.ssh.close()
+        # closing a session the network already dropped must not hide the error that ended it
+        for part in (self.sftp, self.ssh):
+            try:
+                part.close()
+            except (OSError, paramiko.SSHException, EOFError):
+                pass
 
     def _path(self, name: str) -> str:
         return posixpath.join("/", self.root, name) if self.root else "/" + name
@@ -136,10 +138,7 @@ class SFTPDestination(Destination):
                 log.warning("[%s] SFTP connection lost uploading %s (%s); reconnecting (attempt %d of %d)",
                             self.vendor, self.uri(name), type(exc).__name__, attempt + 2, self.retries + 1)
                 time.sleep(min(2 ** attempt * 0.5, 30))
-                try:
-                    self.close()
-                except (OSError, paramiko.SSHException, EOFError):
-                    pass
+                self.close()
                 self._connect()
                 self._remove_quietly(partial)  # the abandoned upload, if the server kept it
 
