@@ -219,6 +219,38 @@ def test_malformed_exports_fail_clearly_and_are_kept(data_dir, case, request):
     assert not (data_dir / "returns" / "da_matches").exists()
 
 
+@pytest.mark.fault("da-match-export", "mixed line endings (CRLF and LF)",
+                   "documented sanitisation: read alike; every row stored without a stray CR")
+def test_mixed_line_endings_are_read_alike(data_dir):
+    inbox = data_dir / "inbox" / "digital_audience"
+    inbox.mkdir(parents=True)
+    (inbox / "mixed.csv").write_bytes(b"cookie_id,crm_id,matched_at\r\nck-1,CRM1,\nck-2,CRM2,2026-11-16\r\nck-3,CRM3,\n")
+    _, runs = ingest(dg.DagsterInstance.ephemeral(), {"digital_audience_returns": inbox_resource()})
+    assert [r.success for r in runs] == [True]
+    stored = data_dir / "returns" / "da_matches" / "mixed.csv.parquet"
+    rows = duckdb.connect().execute(f"SELECT * FROM read_parquet('{stored}') ORDER BY 1").fetchall()
+    assert rows == [("ck-1", "CRM1", None), ("ck-2", "CRM2", "2026-11-16"), ("ck-3", "CRM3", None)]
+
+
+@pytest.mark.fault("da-match-export", "names that escape the folder or collide ('../x.csv', 'a/b.csv' vs 'a_b.csv')",
+                   "an escaping name is never taken in and is logged; colliding names get distinct partitions")
+def test_escaping_and_colliding_names_on_the_s3_inbox(data_dir, s3_server, monkeypatch):
+    from delivery_platform.vendors.digital_audience.matches import partition_key_for
+
+    env = s3_server.env("digital_audience_returns")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    body = b"cookie_id,crm_id,matched_at\r\nck-1,CRM1,\r\n"
+    for name in ("../evil.csv", "a/b.csv", "a_b.csv"):
+        s3_server.client().put_object(Bucket=env["DELIVERY_DIGITAL_AUDIENCE_RETURNS_S3_BUCKET"], Key=name, Body=body)
+    instance = dg.DagsterInstance.ephemeral()
+    result, runs = ingest(instance, {"digital_audience_returns": inbox_resource()})
+    assert sorted(r.partition_key for r in result.run_requests) == ["a_b.csv", "a~b.csv"]
+    assert all(r.success for r in runs)
+    assert partition_key_for("../evil.csv") is None and partition_key_for("/abs.csv") is None
+    assert not list((data_dir / "received" / "digital_audience").glob("*evil*"))
+
+
 def test_cookie_sync_pixel_url_is_encoded():
     from delivery_platform.vendors.digital_audience.pixel import cookie_sync_url
 

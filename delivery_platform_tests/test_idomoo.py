@@ -327,7 +327,8 @@ def test_a_purl_file_sent_again_keeps_both_versions(data_dir):
 
 
 ZIP_CASES = {"path traversal member": "escape", "absolute path member": "escape", "zip bomb": "zip bomb",
-             "two members with the same name": "exactly one file, holds 2", "truncated zip": "not a zip file"}
+             "two members with the same name": "exactly one file, holds 2", "truncated zip": "not a zip file",
+             "corrupt compressed data": "the zip is damaged"}
 
 
 @pytest.mark.filterwarnings("ignore:Duplicate name")  # the duplicate member is the point
@@ -348,6 +349,9 @@ def test_hostile_purl_zips(data_dir, case, request):
         else:
             zf.writestr("PURL.csv", b"0" * (50 << 20) if case == "zip bomb" else "\n".join(_good_purl(upload)))
     data = buffer.getvalue()[: len(buffer.getvalue()) // 2] if case == "truncated zip" else buffer.getvalue()
+    if case == "corrupt compressed data":  # the index is intact; bytes inside the deflate stream are not
+        start = data.index(b"PURL.csv") + len(b"PURL.csv") + 10
+        data = data[:start] + bytes(b ^ 0x5A for b in data[start:start + 40]) + data[start + 40:]
     downloads = data_dir / "outbox" / "idomoo" / "Downloads"
     (downloads / name).write_bytes(data)
     defs = build_defs("local")

@@ -63,20 +63,32 @@ def build_sensor(running: bool) -> dg.SensorDefinition:
     )(match_export_sensor)
 
 
+def partition_key_for(name: str) -> str | None:
+    """The file's partition key: its path with '/' written '~' (a character names may not hold, so
+    two names never share a key); None for a name we refuse (odd characters, '..', absolute)."""
+    parts = name.split("/")
+    if any(p in ("", ".", "..") or not NAME_OK.match(p) for p in parts):
+        return None
+    return "~".join(parts)
+
+
 def match_export_sensor(context: dg.SensorEvaluationContext, digital_audience_returns: DestinationResource):
     seen: dict = json.loads(context.cursor) if context.cursor else {}
     with open_inbox(digital_audience_returns) as inbox:
         listing = [f for f in inbox.list() if f.name.endswith((".csv", ".csv.gz"))]
     requests, new_partitions, current = [], [], {}
     for f in listing:
-        version = f"{f.size}:{int(f.mtime or 0)}"
+        # a new version is a new size, time or (where the store reports it) checksum
+        version = f"{f.size}:{f.mtime!r}" + (f":{f.md5}" if f.md5 else "")
         current[f.name] = version
         if seen.get(f.name) == version:
             continue
-        if not NAME_OK.match(f.name.replace("/", "_")):
-            context.log.warning(f"skipping {f.name!r}: the name holds characters outside [A-Za-z0-9._-]")
+        key = partition_key_for(f.name)
+        if key is None:
+            # left at dA, never taken in: a human must look (it is logged on every new version)
+            context.log.error(f"not taking in {f.name!r}: names must be relative paths of [A-Za-z0-9._-] "
+                              "parts, without '.' or '..'")
             continue
-        key = f.name.replace("/", "_")
         new_partitions.append(key)
         requests.append(dg.RunRequest(run_key=f"{f.name}:{version}", partition_key=key,
                                       tags={"vendor": VENDOR, "source_file": f.name}))

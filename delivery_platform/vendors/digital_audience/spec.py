@@ -35,7 +35,7 @@ class CrmRecords(pa.DataFrameModel):
     extension: str = pa.Field(nullable=True, not_email_or_phone=(), no_formula_prefix=())
     aaid: str = pa.Field(nullable=True, is_uuid=(), description="Google advertising id, lower case")
     idfa: str = pa.Field(nullable=True, is_uuid=(), description="Apple advertising id, upper case")
-    custom: str = pa.Field(unique=True, str_matches=r"^\S+$", not_email_or_phone=(),
+    custom: str = pa.Field(unique=True, str_matches=r"^\S+$", not_email_or_phone=(), no_formula_prefix=(),
                            description="our CRM record id (the match export returns it)")
 
     class Config:

@@ -5,7 +5,7 @@ embedded default.
 The sensor treats a PURL file as complete when its flag exists (`PURL_x.csv.flg` or `PURL_x.flg`,
 DIGEST 5.3 #2). Its cursor is a watermark: the newest flag time handled plus the flags at that
 time, so a tick over a folder of 10,000 old files only compares times. Each PURL becomes a dynamic
-partition of `idomoo/purl_results` and one run (run key = name + size + mtime).
+partition of `idomoo/purl_results` and one run (run key = name + size + mtime, at the store's precision).
 """
 
 import csv
@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import zipfile
+import zlib
 from pathlib import Path
 
 import dagster as dg
@@ -99,7 +100,7 @@ def downloads_sensor(context: dg.SensorEvaluationContext, idomoo_destination: De
     for purl in ready:
         key = purl.name.rsplit("/", 1)[-1]
         keys.append(key)
-        requests.append(dg.RunRequest(run_key=f"{purl.name}:{purl.size}:{int(purl.mtime or 0)}", partition_key=key,
+        requests.append(dg.RunRequest(run_key=f"{purl.name}:{purl.size}:{purl.mtime!r}", partition_key=key,
                                       tags={"vendor": VENDOR, "source_file": purl.name}))
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(new_cursor),
                            dynamic_partitions_requests=[purl_files.build_add_request(keys)] if keys else [])
@@ -177,6 +178,8 @@ def purl_results(context: dg.AssetExecutionContext, idomoo_destination: Destinat
                 data = zf.read(safe_member(zf, key))
         except (zipfile.BadZipFile, ValueError) as exc:
             raise _quarantine(kept, key, str(exc)) from None
+        except (zlib.error, EOFError) as exc:  # the index reads, the compressed bytes do not
+            raise _quarantine(kept, key, f"the zip is damaged: its member does not decompress ({exc})") from None
     if not data.strip():
         raise _quarantine(kept, key, "the file is empty")
     try:

@@ -55,7 +55,7 @@ class Conversions(pa.DataFrameModel):
     customdata: str = pa.Field(nullable=True, no_formula_prefix=(), description="optional comma-joined tokens refining `type`")
     passthru: str = pa.Field(isin=["1"], description="static 1 while iSpot validates the onboarding files; "
                                                      "dropped in daily production files")
-    useragent: str = pa.Field(not_blank=(), description="raw client user agent")
+    useragent: str = pa.Field(not_blank=(), no_formula_prefix=(), description="raw client user agent")
 
     class Config:
         strict = True

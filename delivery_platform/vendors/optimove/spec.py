@@ -24,7 +24,9 @@ DEFAULT_TARGET_BYTES = 100 * 1000 ** 2  # DIGEST 3.3 #1: about 100 MB per file, 
 class Customers(pa.DataFrameModel):
     """Customer master data, one row per customer changed in the window."""
 
-    CustomerID: str = pa.Field(unique=True, str_matches=r"^\S+$", description="primary key; the same ID in every table")
+    # ids are free text too: a leading = + - @ would run as a formula in the client's spreadsheet
+    CustomerID: str = pa.Field(unique=True, str_matches=r"^\S+$", no_formula_prefix=(),
+                               description="primary key; the same ID in every table")
     # free text lands in spreadsheets at the client: a leading = + - @ would run as a formula
     Email: str = pa.Field(nullable=True, no_formula_prefix=(), description="email as the customer gave it")
     FirstName: str = pa.Field(nullable=True, no_formula_prefix=())
@@ -44,8 +46,8 @@ class Customers(pa.DataFrameModel):
 class Transactions(pa.DataFrameModel):
     """Orders changed in the window (new, or updated later: refunds)."""
 
-    TransactionID: str = pa.Field(unique=True, str_matches=r"^\S+$", description="primary key")
-    CustomerID: str = pa.Field(str_matches=r"^\S+$", description="Customers.CustomerID")
+    TransactionID: str = pa.Field(unique=True, str_matches=r"^\S+$", no_formula_prefix=(), description="primary key")
+    CustomerID: str = pa.Field(str_matches=r"^\S+$", no_formula_prefix=(), description="Customers.CustomerID")
     TransactionDate: str = pa.Field(str_matches=DATETIME, description="yyyy-MM-dd hh:mm:ss UTC")
     Amount: float = pa.Field(ge=0, description="decimal point '.', no currency symbol; refunds keep a positive amount")
     Currency: str = pa.Field(str_matches=r"^[A-Z]{3}$", description="ISO 4217, its own column")
