@@ -17,10 +17,12 @@ from .destinations.base import Destination, file_md5
 
 def _set_aside(target: Path, incoming: Path) -> None:
     """Before `incoming` replaces `target`, move a different `target` to `target~<md5>`."""
-    if target.exists() and file_md5(target) != file_md5(incoming):
-        aside = target.with_name(f"{target.name}~{file_md5(target)[:12]}")
-        if not aside.exists():
-            os.replace(target, aside)
+    if not target.exists():
+        return
+    earlier = file_md5(target)
+    aside = target.with_name(f"{target.name}~{earlier[:12]}")
+    if earlier != file_md5(incoming) and not aside.exists():
+        os.replace(target, aside)
 
 
 def keep_received(source: Destination, remote: str, folder: Path, key: str) -> Path:

@@ -129,11 +129,11 @@ class SFTPDestination(Destination):
                 raise
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 lost = self._connection_lost(exc)
+                if not lost:
+                    self._remove_quietly(partial)
                 if not lost or attempt == self.retries:
-                    if not lost:
-                        self._remove_quietly(partial)
-                    raise DestinationError(f"[{self.vendor}] uploading {self.uri(name)} failed"
-                                           f"{' after ' + str(attempt + 1) + ' attempts' if attempt else ''}: "
+                    tries = f" after {attempt + 1} attempts" if attempt else ""
+                    raise DestinationError(f"[{self.vendor}] uploading {self.uri(name)} failed{tries}: "
                                            f"{type(exc).__name__} {exc}".rstrip()) from None
                 log.warning("[%s] SFTP connection lost uploading %s (%s); reconnecting (attempt %d of %d)",
                             self.vendor, self.uri(name), type(exc).__name__, attempt + 2, self.retries + 1)

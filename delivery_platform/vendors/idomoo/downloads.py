@@ -13,6 +13,7 @@ import io
 import json
 import os
 import shutil
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -77,8 +78,6 @@ def orphan_flags(listing, downloads: str, older_than_s: float, now: float) -> li
 
 def downloads_sensor(context: dg.SensorEvaluationContext, idomoo_destination: DestinationResource,
                      idomoo_settings: IdomooSettings, alert_sinks=None):
-    import time
-
     cursor = json.loads(context.cursor) if context.cursor else {}
     with idomoo_destination.get() as account:
         listing = account.list(idomoo_settings.downloads_folder + "/")
