@@ -41,6 +41,7 @@ demo: install
 	$(PY) -m delivery_platform.demo
 
 test: test-deps
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 	$(PY) -m delivery_platform_tests.fault_report
 

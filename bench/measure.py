@@ -177,7 +177,7 @@ def backfill(jobs: str) -> dict:
 
 if __name__ == "__main__":
     what, args = sys.argv[1], sys.argv[2:]
-    fn = {"e2e": e2e, "bare_copy": bare_copy, "naive": naive, "compress": lambda s, l: compress(s, int(l)),
+    fn = {"e2e": e2e, "bare_copy": bare_copy, "naive": naive, "compress": lambda s, level: compress(s, int(level)),
           "definitions_load": definitions_load, "sensor_tick": lambda f, n: sensor_tick(f, int(n)),
           "purl_ingest": lambda n, f: purl_ingest(int(n), f), "backfill": backfill}[what]
     out = fn(*args)

@@ -21,6 +21,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from delivery_platform.core import clock
+
 ROOT = Path(__file__).resolve().parents[1]
 VENDORS = ("lotame", "ispot", "optimove", "digital_audience", "idomoo")
 EVENTS_PER_SCALE = 20_000  # iSpot events a day per unit of scale (warehouse/seed.py)
@@ -29,7 +31,7 @@ EVENTS_PER_SCALE = 20_000  # iSpot events a day per unit of scale (warehouse/see
 def measure(what: str, *args, env: dict) -> dict:
     done = subprocess.run([sys.executable, "-m", "bench.measure", what, *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True)
-    line = next((l for l in done.stdout.splitlines() if l.startswith("BENCH ")), None)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH ")), None)
     if line is None:
         raise RuntimeError(f"bench step {what} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     return json.loads(line[6:])
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.scale, args.naive_scale, args.flatness_scales, args.repeat = 0.5, 0.5, "0.25,0.5", 1
         args.backfill_days, args.sensor_files, args.purl_rows = 2, 500, 10_000
-    end = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+    end = clock.yesterday()
     partition = end.isoformat()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     results: dict = {"machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, Python "
@@ -171,7 +173,7 @@ def render(r: dict) -> str:
          f"{i['e2e_peak_mb']:,.0f} MB", f"{i['e2e_seconds'] / i['copy_seconds']:.2f}× the bare COPY (target ≤ 2×)"),
         ("bare DuckDB COPY of the same bytes (the limit)", f"{i['rows']:,} rows", f"{i['copy_seconds']:.1f} s",
          f"{i['rows'] / i['copy_seconds']:,.0f}", f"{i['copy_peak_mb']:,.0f} MB", "—"),
-        (f"naive: .df() + pandera (pandas) + to_csv(QUOTE_ALL)", f"{n['rows']:,} rows", f"{n['naive_seconds']:.1f} s",
+        ("naive: .df() + pandera (pandas) + to_csv(QUOTE_ALL)", f"{n['rows']:,} rows", f"{n['naive_seconds']:.1f} s",
          f"{n['rows'] / n['naive_seconds']:,.0f}", f"{n['naive_peak_mb']:,.0f} MB",
          f"ours at the same size: {n['e2e_seconds']:.1f} s, {n['e2e_peak_mb']:,.0f} MB → "
          f"{n['naive_seconds'] / n['e2e_seconds']:.1f}× faster (target ≥ 5×)"),

@@ -8,11 +8,11 @@ to show more (Idomoo's round trip through the simulator and the Downloads sensor
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 
 import dagster as dg
 
+from .core import clock
 from .definitions import VENDOR_MODULES, build_defs
 from .ledger import Ledger
 from .resources import VENDORS
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m delivery_platform.demo")
     parser.add_argument("--partition", default=None, help="YYYY-MM-DD (default: yesterday, UTC)")
     args = parser.parse_args(argv)
-    partition = args.partition or (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
+    partition = args.partition or clock.yesterday().isoformat()
     defs = build_defs("local")
     dg.Definitions.validate_loadable(defs)
     instance = dg.DagsterInstance.get()

@@ -17,6 +17,6 @@ def test_the_benchmark_harness_runs_and_reports_every_measurement():
     table = done.stdout[done.stdout.index("| what |"):]
     for row in ("iSpot end-to-end", "bare DuckDB COPY", "naive", "memory flatness", "definitions load",
                 "Idomoo sensor tick", "PURL file", "backfill"):
-        line = next(l for l in table.splitlines() if row in l)
+        line = next(ln for ln in table.splitlines() if row in ln)
         assert re.search(r"\d+\.\d+ s", line), line
     assert "0 failed runs" in table

@@ -7,11 +7,11 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from pathlib import Path
-from typing import Callable
 
 import dagster as dg
 
 from .. import settings
+from ..core import clock
 from ..ledger import Ledger
 from .model import Alert
 from .sinks import AlertSinks
@@ -152,7 +152,7 @@ def build_alert_sensors(env: str) -> list:
     @dg.sensor(name="alerts_on_missed_deadlines", minimum_interval_seconds=900, default_status=status,
                description="Alerts when an expected delivery is missing by its deadline.")
     def on_deadline(context: dg.SensorEvaluationContext, alert_sinks: AlertSinks, ledger) -> dg.SkipReason:
-        sent = deadline_alerts(DEADLINES, ledger.get(), AlertLog(), alert_sinks, dt.datetime.now(dt.timezone.utc))
+        sent = deadline_alerts(DEADLINES, ledger.get(), AlertLog(), alert_sinks, clock.now())
         return dg.SkipReason(f"{len(sent)} missed deadline(s) alerted")
 
     return [on_success, on_failure, on_deadline]

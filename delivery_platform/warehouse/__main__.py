@@ -9,6 +9,7 @@ import sys
 import time
 
 from .. import settings
+from ..core import clock
 from .seed import SeedPlan, seed
 
 
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--memory-limit", default="2GB")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    end = args.end_date or (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1))
+    end = args.end_date or clock.yesterday()
     plan = SeedPlan(days=args.days, scale=args.scale, end_date=end, seed=args.seed)
     path = args.path or settings.warehouse_path()
     started = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from .assets import ASSETS, CHECKS, settings_from_env
-from .matches import build_sensor, inbox_resource, match_export, match_export_sensor, matches_known_records, simulate_match_export
+from .matches import build_sensor, inbox_resource, match_export, matches_known_records, simulate_match_export
 
 SCHEDULE_HOUR_UTC = 3  # dA polls the storage daily; the day's update is there well before business hours
 

@@ -17,7 +17,6 @@ import dagster as dg
 
 from ... import settings as paths
 from ...delivery import DeliveryConfig, OutgoingFile, deliver_partition, delivery_retry_policy
-from ...destinations.base import file_md5
 from ...destinations.resource import DestinationResource
 from ...formats.lines import csv_header, csv_line_sql
 from ...formats.parts import PartWriter, write_lines

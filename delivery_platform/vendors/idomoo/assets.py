@@ -6,7 +6,6 @@ and DIGEST section 5.
 """
 
 import datetime as dt
-import json
 import os
 from pathlib import Path
 from typing import List, Optional
@@ -14,6 +13,7 @@ from typing import List, Optional
 import dagster as dg
 import duckdb
 
+from ...core import clock
 from ...delivery import DeliveryConfig, OutgoingFile, deliver_partition, delivery_retry_policy
 from ...destinations.base import file_md5
 from ...destinations.resource import DestinationResource
@@ -21,7 +21,7 @@ from ...formats.compress import zip_file
 from ...formats.delimited import EncodingProblem, write_delimited
 from ...formats.pgp import PGPError, encrypt_file, is_pgp_message
 from ...ledger import Ledger
-from ...manifest import files_metadata, read_manifest, reset_folder, write_manifest
+from ...manifest import files_metadata, read_manifest, write_manifest
 from ...partitions import daily
 from ...resources import LedgerResource
 from ...validation import check_result, validate_parquet
@@ -163,7 +163,7 @@ def data_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, l
         if old != plain and old.is_file():
             old.unlink()
     sequence = 1 + len({d.file_name for d in ledger.get().history(VENDOR, DELIVERABLE) if d.partition_key == key})
-    name = spec.data_file_name(s.client, s.project, dt.date.fromisoformat(key), dt.datetime.now(dt.timezone.utc),
+    name = spec.data_file_name(s.client, s.project, dt.date.fromisoformat(key), clock.now(),
                                sequence, s.extension)
     path = folder / name
     os.replace(plain, path)

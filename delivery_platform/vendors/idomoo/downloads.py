@@ -23,7 +23,6 @@ import duckdb
 
 from ... import settings
 from ...destinations.resource import DestinationResource
-from ...ledger import Ledger
 from ...receiving import csv_error, keep_received, quarantine
 from ...resources import LedgerResource
 from ...validation import check_result, validate_parquet

@@ -6,7 +6,6 @@ Read beside `ispot-tv-conversions-api.txt`: "CSV File Format" (quoting, header, 
 """
 
 
-import datetime as dt
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import List
 
 import dagster as dg
 
-from ... import settings as paths
+from ...core import clock
 from ...delivery import DeliveryConfig, OutgoingFile, deliver_files, delivery_retry_policy
 from ...destinations.ispot_api import ISpotApiDestination, ISpotApiResource, ISpotRejected
 from ...destinations.resource import DestinationResource
@@ -282,7 +281,7 @@ def conversions_delivery(context: dg.AssetExecutionContext, config: DeliveryConf
                          ispot_settings: ISpotSettings) -> dg.MaterializeResult:
     key = context.partition_key
     files, _ = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
-    window, why = spec.processing_window(key, dt.datetime.now(dt.timezone.utc))
+    window, why = spec.processing_window(key, clock.now())
     if window == "paid_reprocessing" and not ispot_settings.allow_reprocessing:
         raise dg.Failure(f"ispot {key}: {why}. Set ispot_settings.allow_reprocessing to upload anyway.",
                          allow_retries=False)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ... import settings
+from ...core import clock
 from ...ledger import Ledger
 
 VENDOR, DELIVERABLE = "lotame", "segmentmembership"
@@ -84,5 +85,5 @@ def record_delivered(partition: str, mode: str, staged_state: Path, staged_recor
         os.replace(partial, target)
     meta = folder / f"{partition}.json"
     partial = folder / f".{partition}.json.{os.getpid()}"
-    partial.write_text(json.dumps({"mode": mode, "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat()}))
+    partial.write_text(json.dumps({"mode": mode, "recorded_at": clock.now().isoformat()}))
     os.replace(partial, meta)

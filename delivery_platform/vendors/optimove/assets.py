@@ -8,11 +8,11 @@ for every table; a table is its SQL and its pandera model.
 import datetime as dt
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 import pandera.pandas as pa
 
+from ...core import clock
 from ...delivery import DeliveryConfig, OutgoingFile, deliver_partition, delivery_retry_policy
 from ...destinations.resource import DestinationResource
 from ...formats.lines import csv_header, csv_line_sql, json_line_sql
@@ -118,7 +118,7 @@ def build_table_assets(table: Table) -> tuple[list, list]:
     def rows(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
              optimove_settings: OptimoveSettings) -> dg.MaterializeResult:
         key = context.partition_key
-        ready, why = ready_to_extract(key, dt.datetime.now(dt.timezone.utc), optimove_settings.settle_minutes)
+        ready, why = ready_to_extract(key, clock.now(), optimove_settings.settle_minutes)
         if not ready:
             raise dg.Failure(f"optimove/{table.name} {key}: not ready: {why}", allow_retries=False)
         target = warehouse.staged_table(VENDOR, table.name, key)
@@ -206,7 +206,7 @@ def build_table_assets(table: Table) -> tuple[list, list]:
                                     destination=optimove_destination, ledger=ledger.get(), redeliver=config.redeliver)
         ready_at = dt.datetime.combine(dt.date.fromisoformat(key) + dt.timedelta(days=1),
                                        dt.time.fromisoformat(optimove_settings.data_ready_utc), tzinfo=dt.timezone.utc)
-        late = dt.datetime.now(dt.timezone.utc) > ready_at
+        late = clock.now() > ready_at
         if late:
             context.log.warning(f"optimove/{table.name} {key}: delivered after the data-ready time {ready_at:%Y-%m-%d %H:%M} UTC")
         return dg.MaterializeResult(metadata={**outcome.metadata(), "after_data_ready_time": dg.MetadataValue.bool(late),

@@ -1,0 +1,1 @@
+"""Small pieces of machinery every part of the platform shares (one home each)."""
