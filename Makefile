@@ -20,12 +20,15 @@ $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	printf 'telemetry:\n  enabled: false\n' > $@
 
-# What the tests need beyond pip: Azurite (npm), Chromium and PostgreSQL (Debian), pigz (bench).
+# What the tests need beyond pip: Azurite (npm); Chromium, PostgreSQL, OpenSSH's sshd and faketime (Debian);
+# pigz (bench).
 test-deps: install
 	@if [ ! -x node_modules/.bin/azurite-blob ]; then npm install --no-audit --no-fund --silent; fi
 	@missing=""; \
 	 command -v chromium >/dev/null || missing="$$missing chromium"; \
 	 command -v pigz >/dev/null || missing="$$missing pigz"; \
+	 test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	 command -v faketime >/dev/null || missing="$$missing faketime"; \
 	 command -v gpg >/dev/null || missing="$$missing gnupg"; \
 	 ( command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ) || missing="$$missing postgresql"; \
 	 if [ -n "$$missing" ]; then \

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -40,6 +40,8 @@ class DeliveryOutcome:
     files: list[dict]
     destination: str
     seconds: float
+    # temporary files a killed run left at the vendor that could not be removed (alerted)
+    leftovers: list[str] = field(default_factory=list)
 
     def metadata(self) -> dict:
         total = sum(f["bytes"] for f in self.files)
@@ -55,7 +57,30 @@ class DeliveryOutcome:
                     f"| {f['name']} | {f['uri']} | {f['bytes']:,} | `{f['md5']}` | {f.get('rows') if f.get('rows') is not None else ''} |"
                     for f in self.files)),
             "uris": dg.MetadataValue.json([f["uri"] for f in self.files]),
+            **({LEFTOVERS: dg.MetadataValue.json(self.leftovers)} if self.leftovers else {}),
         }
+
+
+LEFTOVERS = "leftover_temporary_files"  # metadata the alert sensor reads
+
+
+def _remove_abandoned_partials(destination: Destination, abandoned, logger) -> list[str]:
+    """A run killed mid-upload may have left its temporary file in the vendor's folder (named
+    after its ledger attempt): remove it before delivering again; name what cannot be removed."""
+    left = []
+    for attempt in abandoned:
+        try:
+            removed = destination.remove_partial(attempt.file_name, str(attempt.id))
+        except DestinationError:
+            removed = False
+        if removed:
+            logger.info(f"removed the temporary file of abandoned attempt {attempt.id} ({attempt.file_name})")
+        else:
+            partial = destination.partial_path(attempt.file_name, str(attempt.id))
+            left.append(f"{partial} beside {destination.uri(attempt.file_name)} (attempt {attempt.id})")
+            logger.error(f"could not remove {partial}, the temporary file of abandoned attempt {attempt.id} of "
+                         f"{attempt.file_name}; remove it at the vendor by hand")
+    return left
 
 
 def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: Sequence[OutgoingFile],
@@ -70,7 +95,9 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
         md5 = f.md5 or file_md5(f.path)
         size = f.bytes if f.bytes is not None else f.path.stat().st_size
         planned.append((f, PlannedFile(name=f.name, md5=md5, bytes=size, rows=f.rows)))
-    with ledger.claimed(vendor, deliverable, partition_key, run_id):
+    destination.logger = logger  # reconnects and retries show in the run's event log
+    with ledger.claimed(vendor, deliverable, partition_key, run_id) as abandoned:
+        leftovers = _remove_abandoned_partials(destination, abandoned, logger)
         plan = ledger.plan_delivery(vendor, deliverable, partition_key, [p for _, p in planned], redeliver=redeliver)
         logger.info(f"{vendor}/{deliverable} {partition_key}: {plan.action} ({plan.reason})")
         if plan.action == "skip":
@@ -78,7 +105,7 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
                     for d in plan.already]
             ledger.mark_partition(vendor, deliverable, partition_key, "complete", files=len(planned), run_id=run_id)
             return DeliveryOutcome("skipped: already delivered with the same bytes", done, destination.kind,
-                                   time.monotonic() - started)
+                                   time.monotonic() - started, leftovers)
         to_send = {p.name for p in plan.send}
         ledger.mark_partition(vendor, deliverable, partition_key, "delivering", files=len(planned), run_id=run_id)
         sent = []
@@ -94,7 +121,7 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
                     raise AlreadyExists(
                         f"[{vendor}] {destination.uri(p.name)} exists; re-delivery of different bytes needs a new "
                         "file name or the old file removed at the vendor first")
-                published = destination.publish(f.path, p.name, md5=p.md5)
+                published = destination.publish(f.path, p.name, md5=p.md5, tag=str(attempt))
             except AlreadyExists as exc:
                 # The same bytes may already be there from an attempt whose ledger write was lost.
                 try:
@@ -115,7 +142,7 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
             logger.info(f"published {published.uri} ({published.size:,} bytes, md5 {published.md5})")
             sent.append({"name": p.name, "uri": published.uri, "bytes": published.size, "md5": published.md5, "rows": p.rows})
         ledger.mark_partition(vendor, deliverable, partition_key, "complete", files=len(planned), run_id=run_id)
-        return DeliveryOutcome(plan.action, sent, destination.kind, time.monotonic() - started)
+        return DeliveryOutcome(plan.action, sent, destination.kind, time.monotonic() - started, leftovers)
 
 
 class DeliveryConfig(dg.Config):
@@ -140,7 +167,7 @@ def delivery_retry_policy() -> dg.RetryPolicy:
 def deliver_partition(context: dg.AssetExecutionContext, *, vendor: str, deliverable: str, files: Sequence[OutgoingFile],
                       destination, ledger: Ledger, redeliver: bool) -> DeliveryOutcome:
     """What every `_delivery` asset does: open its destination resource, deliver the partition's files."""
-    with destination.get() as opened:
+    with destination.get(logger=context.log) as opened:
         return deliver_files(vendor=vendor, deliverable=deliverable, partition_key=context.partition_key, files=files,
                              destination=opened, ledger=ledger, run_id=context.run_id, redeliver=redeliver,
                              logger=context.log)

@@ -174,12 +174,13 @@ class Ledger:
 
     # --- claims: one delivering run per partition -------------------------------------------
     def claim(self, vendor: str, deliverable: str, partition_key: str, run_id: str,
-              lease: dt.timedelta = dt.timedelta(hours=2)) -> None:
+              lease: dt.timedelta = dt.timedelta(hours=2)) -> list[Delivery]:
         """Take the partition's delivery claim, or raise PartitionBusy naming the holder.
 
         A claim left by a run killed mid-delivery is taken over at once when its process is gone
         (same host), else when its lease expires; the files that run was still publishing are
         then recorded as failed, so the ledger never shows a transfer as in flight forever.
+        Returns those abandoned attempts: their temporary files may still sit at the vendor.
         """
         holder = f"{socket.gethostname()}:{os.getpid()}"
         now = dt.datetime.now(dt.timezone.utc)
@@ -194,8 +195,12 @@ class Ledger:
                     f"{vendor}/{deliverable} partition {partition_key} is being delivered by run "
                     f"{row['run_id']} ({row['holder']}) until {row['expires_at']}; not delivering twice at once"
                 )
+            abandoned: list[Delivery] = []
             if row and (row["run_id"] != run_id or row["holder"] != holder):
                 why = "its process is gone" if gone else "its claim expired"
+                abandoned = [Delivery(**dict(r)) for r in con.execute(
+                    "SELECT * FROM deliveries WHERE vendor=? AND deliverable=? AND partition_key=? AND run_id=? "
+                    "AND status='publishing'", (vendor, deliverable, partition_key, row["run_id"])).fetchall()]
                 con.execute(
                     "UPDATE deliveries SET status='failed', error=?, finished_at=? WHERE vendor=? AND deliverable=? "
                     "AND partition_key=? AND run_id=? AND status='publishing'",
@@ -206,6 +211,7 @@ class Ledger:
                 "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?)",
                 (vendor, deliverable, partition_key, run_id, holder, (now + lease).isoformat()),
             )
+        return abandoned
 
     def release(self, vendor: str, deliverable: str, partition_key: str, run_id: str) -> None:
         with self._write() as con:
@@ -215,10 +221,10 @@ class Ledger:
             )
 
     @contextmanager
-    def claimed(self, vendor: str, deliverable: str, partition_key: str, run_id: str) -> Iterator[None]:
-        self.claim(vendor, deliverable, partition_key, run_id)
+    def claimed(self, vendor: str, deliverable: str, partition_key: str, run_id: str) -> Iterator[list[Delivery]]:
+        abandoned = self.claim(vendor, deliverable, partition_key, run_id)
         try:
-            yield
+            yield abandoned
         finally:
             self.release(vendor, deliverable, partition_key, run_id)
 

@@ -46,5 +46,5 @@ def resources_for(env: str) -> dict:
         "ledger": LedgerResource(),
     }
     for vendor in VENDORS:
-        resources[f"{vendor}_destination"] = destination_from_env(vendor)
+        resources[f"{vendor}_destination"] = destination_from_env(vendor, env=env)
     return resources

@@ -212,3 +212,67 @@ def sftp_server(tmp_path_factory):
                      host_key=f"{public[0]} {public[1]}", client_key_file=client_key_file, loop=loop, listener=listener)
     loop.call_soon_threadsafe(listener.close)
     loop.call_soon_threadsafe(loop.stop)
+
+
+@dataclass
+class OpenSSHServer:
+    """Debian's OpenSSH `sshd` with its internal-sftp on 127.0.0.1: not chrooted, so `/` is the
+    machine's root and the login folder (`home`) is where a relative path lands."""
+
+    port: int
+    home: Path  # the login folder (the session's starting directory)
+    username: str
+    client_key_file: Path
+    host_key: str  # "<type> <base64>" for pinning
+    process: subprocess.Popen
+
+    def env(self, vendor: str, *, folder: str | None = None, pin: bool = True, **overrides) -> dict[str, str]:
+        """Point a vendor at a folder below the login folder (relative PREFIX), by key login."""
+        folder = folder if folder is not None else _fresh("f")
+        if not folder.startswith("/"):
+            (self.home / folder).mkdir(parents=True, exist_ok=True)
+        v = vendor.upper()
+        env = {f"DELIVERY_{v}_DESTINATION": "sftp", f"DELIVERY_{v}_SFTP_HOST": "127.0.0.1",
+               f"DELIVERY_{v}_SFTP_PORT": str(self.port), f"DELIVERY_{v}_SFTP_USERNAME": self.username,
+               f"DELIVERY_{v}_SFTP_PRIVATE_KEY_FILE": str(self.client_key_file), f"DELIVERY_{v}_PREFIX": folder}
+        if pin:
+            env[f"DELIVERY_{v}_SFTP_HOST_KEY"] = self.host_key
+        return {**env, **overrides}
+
+
+@pytest.fixture(scope="session")
+def openssh_server(tmp_path_factory):
+    import getpass
+
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    require_or_fail(Path(sshd).exists() and shutil.which("ssh-keygen") is not None,
+                    "Debian's openssh-server (sshd, ssh-keygen)")
+    base = tmp_path_factory.mktemp("openssh")
+    home = base / "home"
+    home.mkdir()
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / name)], check=True)
+    (base / "authorized_keys").write_text((base / "client_key.pub").read_text())
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation folder
+    port = _free_port()
+    config = base / "sshd_config"
+    config.write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {base / 'host_key'}", f"PidFile {base / 'sshd.pid'}",
+        f"AuthorizedKeysFile {base / 'authorized_keys'}", "StrictModes no", "UsePAM no",
+        "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
+        "PermitRootLogin prohibit-password", "LogLevel ERROR", "Subsystem sftp internal-sftp",
+        f"ForceCommand internal-sftp -d {home}", ""]))
+    process = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL,
+                               stderr=open(base / "sshd.log", "w"), start_new_session=True)
+    try:
+        _wait_port(port, process=process)
+        public = (base / "host_key.pub").read_text().split()
+        yield OpenSSHServer(port=port, home=home, username=getpass.getuser(), client_key_file=base / "client_key",
+                            host_key=f"{public[0]} {public[1]}", process=process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()

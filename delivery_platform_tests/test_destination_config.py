@@ -61,7 +61,8 @@ def test_unreachable_sftp_host(monkeypatch):
         with pytest.raises(DestinationError) as err:
             open_destination(monkeypatch, {"DELIVERY_IDOMOO_DESTINATION": "sftp", "DELIVERY_IDOMOO_SFTP_HOST": "127.0.0.1",
                                            "DELIVERY_IDOMOO_SFTP_PORT": str(port), "DELIVERY_IDOMOO_SFTP_USERNAME": "u",
-                                           "DELIVERY_IDOMOO_SFTP_PASSWORD": SECRET, "DELIVERY_IDOMOO_TIMEOUT": "3"},
+                                           "DELIVERY_IDOMOO_SFTP_PASSWORD": SECRET, "DELIVERY_IDOMOO_TIMEOUT": "3",
+                                           "DELIVERY_IDOMOO_RETRIES": "1"},
                              vendor="idomoo")
     assert_clear(err, "idomoo", "DELIVERY_IDOMOO_SFTP_HOST", str(port))
 

@@ -23,7 +23,7 @@ def scrub(text: str) -> str:
 
 @dataclass
 class Alert:
-    kind: str  # check_failed | run_failed | recovered | deadline_missed
+    kind: str  # check_failed | run_failed | recovered | deadline_missed | leftover_file
     vendor: str
     title: str
     deliverable: str = ""

@@ -12,6 +12,7 @@ import dagster as dg
 
 from .. import settings
 from ..core import clock
+from ..delivery import LEFTOVERS
 from ..ledger import Ledger
 from .model import Alert
 from .sinks import AlertSinks
@@ -90,6 +91,16 @@ def process_run(instance: dg.DagsterInstance, run_id: str, sinks: AlertSinks, lo
         elif not failing and changed and log.claim(f"recovered:{run_id}:{subject}"):
             alerts.append(Alert("recovered", _vendor(key), f"recovered: check {check} passes again on "
                                 f"{key.to_user_string()} {part}", deliverable=key.path[-1], partition=part, check=check,
+                                link=link))
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = record.dagster_event.event_specific_data.materialization
+        left = materialization.metadata.get(LEFTOVERS)
+        name = materialization.asset_key.to_user_string()
+        if left and left.value and log.claim(f"leftover:{run_id}:{name}"):
+            alerts.append(Alert("leftover_file", _vendor(materialization.asset_key),
+                                f"temporary file(s) of a killed upload could not be removed from {name}'s "
+                                f"destination {partition}", deliverable=materialization.asset_key.path[-1],
+                                partition=partition, detail="remove by hand at the vendor: " + "; ".join(left.value),
                                 link=link))
     if run and run.status == dg.DagsterRunStatus.FAILURE and log.claim(f"run:{run_id}"):
         failure = next((r for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)), None)

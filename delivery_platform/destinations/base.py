@@ -13,6 +13,7 @@ complete, with a no-overwrite precondition.
 from __future__ import annotations
 
 import hashlib
+import logging
 import posixpath
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -86,9 +87,14 @@ class Destination(ABC):
 
     #: short kind name shown in metadata: local, s3, gcs, azure, sftp
     kind: str = "abstract"
+    #: whether an interrupted upload can leave a temporary file behind (stores with rename);
+    #: object stores make an upload visible only when complete, so nothing is left to clean
+    leaves_partials: bool = False
 
     def __init__(self, vendor: str):
         self.vendor = vendor
+        # where reconnects and retries are reported; a delivery sets the run's logger (event log)
+        self.logger: logging.Logger = logging.getLogger(type(self).__module__)
 
     # --- writing -------------------------------------------------------------------------
     @abstractmethod
@@ -96,14 +102,20 @@ class Destination(ABC):
         """Make `local_path` visible as `name`, atomically, refusing an existing name
         (raise AlreadyExists)."""
 
-    def publish(self, local_path: Path, name: str, *, verify: bool = True, md5: str | None = None) -> Published:
+    def publish(self, local_path: Path, name: str, *, verify: bool = True, md5: str | None = None,
+                tag: str | None = None) -> Published:
         """Publish atomically and read back size and checksum (`md5` of the local file when the
-        caller already knows it, e.g. computed while writing)."""
+        caller already knows it, e.g. computed while writing). `tag` names the temporary file of
+        stores with rename (the ledger's attempt id), so a later run can remove what a killed
+        upload left (`remove_partial`)."""
         name = clean_name(name)
         local_path = Path(local_path)
         size = local_path.stat().st_size
         md5 = md5 or file_md5(local_path)
-        self._publish(local_path, name)
+        if self.leaves_partials and tag is not None:
+            self._publish(local_path, name, tag=tag)
+        else:
+            self._publish(local_path, name)
         if verify:
             self.verify(name, size=size, md5=md5)
         return Published(name=name, uri=self.uri(name), size=size, md5=md5)
@@ -134,6 +146,15 @@ class Destination(ABC):
     @abstractmethod
     def open(self, name: str) -> BinaryIO:
         """A binary stream of the file's bytes (a context manager)."""
+
+    def partial_path(self, name: str, tag: str) -> str | None:
+        """Where an upload of `name` with `tag` keeps its temporary file (None: no such file)."""
+        return None
+
+    def remove_partial(self, name: str, tag: str) -> bool:
+        """Remove the temporary file an interrupted upload of `name` (with `tag`) left; True when
+        nothing of it is left. Stores without temporary files have nothing to remove."""
+        return True
 
     def exists(self, name: str) -> bool:
         try:

@@ -12,6 +12,7 @@ from .base import CHUNK, AlreadyExists, Destination, DestinationError, FileInfo,
 
 class LocalDestination(Destination):
     kind = "local"
+    leaves_partials = True
 
     def __init__(self, vendor: str, root: Path | str):
         super().__init__(vendor)
@@ -20,10 +21,24 @@ class LocalDestination(Destination):
     def _path(self, name: str) -> Path:
         return self.root / clean_name(name)
 
-    def _publish(self, local_path: Path, name: str) -> None:
+    def _partial(self, name: str, tag: str) -> Path:
+        final = self._path(name)
+        return final.with_name(f".{final.name}.{tag}.partial")
+
+    def partial_path(self, name: str, tag: str) -> str | None:
+        return str(self._partial(name, tag))
+
+    def remove_partial(self, name: str, tag: str) -> bool:
+        try:
+            self._partial(name, tag).unlink(missing_ok=True)
+        except OSError:
+            return not self._partial(name, tag).exists()
+        return True
+
+    def _publish(self, local_path: Path, name: str, tag: str | None = None) -> None:
         final = self._path(name)
         final.parent.mkdir(parents=True, exist_ok=True)
-        partial = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.partial")
+        partial = self._partial(name, tag or uuid.uuid4().hex[:8])
         try:
             try:  # same file system: a hard link of the finished file costs no copy
                 os.link(local_path, partial)
