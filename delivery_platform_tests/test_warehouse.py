@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import duckdb
+import pytest
 
 from delivery_platform.warehouse.schema import TABLES
 from delivery_platform.warehouse.seed import SeedPlan, seed, table_checksums
@@ -64,3 +65,16 @@ def test_scale_knob_reaches_ten_million_events_a_day():
     from delivery_platform.warehouse.seed import ISPOT_EVENTS_PER_DAY
 
     assert plan.n(ISPOT_EVENTS_PER_DAY) == 10_000_000
+
+
+def test_the_duckdb_memory_limit_is_configurable(monkeypatch, data_dir):
+    from delivery_platform.warehouse.resource import WarehouseResource
+
+    monkeypatch.setenv("DELIVERY_DUCKDB_MEMORY_LIMIT", "300MB")
+    with WarehouseResource().connect(attach_warehouse=False) as con:
+        limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert limit.replace(" ", "") in ("286.1MiB", "300.0MB", "286.0MiB"), limit
+    monkeypatch.setenv("DELIVERY_DUCKDB_MEMORY_LIMIT", "lots")
+    with pytest.raises(ValueError, match="DELIVERY_DUCKDB_MEMORY_LIMIT='lots'"):
+        with WarehouseResource().connect(attach_warehouse=False):
+            pass

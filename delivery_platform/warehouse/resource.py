@@ -11,6 +11,7 @@ and the returns are queried together.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +34,9 @@ class WarehouseResource(dg.ConfigurableResource):
     staging_dir: Optional[str] = None
     returns_dir: Optional[str] = None
     threads: Optional[int] = None
-    memory_limit: str = "512MB"  # DuckDB spills beyond this; with Python and Dagster a step stays under 1 GB
+    # DuckDB spills beyond this; with Python and Dagster a step stays under 1 GB. Unset, it comes
+    # from DELIVERY_DUCKDB_MEMORY_LIMIT (e.g. "2GB") when a session opens, else 512MB.
+    memory_limit: Optional[str] = None
 
     @property
     def warehouse_file(self) -> Path:
@@ -51,7 +54,7 @@ class WarehouseResource(dg.ConfigurableResource):
     def connect(self, *, attach_warehouse: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
         """An in-memory DuckDB session with the warehouse attached read-only as `wh` (and the
         default schema), bounded memory, and `returns_<table>` views over received files."""
-        con = duckdb.connect(config={"memory_limit": self.memory_limit,
+        con = duckdb.connect(config={"memory_limit": duckdb_memory_limit(self.memory_limit),
                                      **({"threads": self.threads} if self.threads else {})})
         try:
             con.execute("SET preserve_insertion_order = true")
@@ -84,6 +87,14 @@ class WarehouseResource(dg.ConfigurableResource):
     def files_dir(self, vendor: str, deliverable: str, partition_key: str) -> Path:
         """Where the files of a partition are built before delivery."""
         return self.stage_dir(vendor, deliverable, partition_key) / "files"
+
+
+def duckdb_memory_limit(configured: Optional[str] = None) -> str:
+    """The memory limit of every DuckDB session: the resource's setting, else the environment's."""
+    value = (configured or os.environ.get("DELIVERY_DUCKDB_MEMORY_LIMIT") or "512MB").strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)", value, re.IGNORECASE):
+        raise ValueError(f"DELIVERY_DUCKDB_MEMORY_LIMIT={value!r} is not a size such as 512MB or 2GB")
+    return value
 
 
 def copy_to_parquet(con: duckdb.DuckDBPyConnection, select_sql: str, target: Path, *,
