@@ -10,6 +10,7 @@ from __future__ import annotations
 import dagster as dg
 
 from .alerts import alert_sinks_from_env, build_alert_sensors
+from .readiness import build_readiness_checks
 from .resources import current_env, resources_for
 from .vendors import digital_audience, idomoo, ispot, lotame, optimove
 from .warehouse.assets import SOURCE_SPECS
@@ -24,7 +25,9 @@ def build_defs(env: str = "local") -> dg.Definitions:
     # (a 2-3 s iSpot run took 40-55 s when launched). Runs still run in parallel (the run queue),
     # the UI still shows each step, and resources are set up once, before the first step, so a
     # misconfigured destination fails the run before anything is staged. README "Executor".
-    base = dg.Definitions(assets=SOURCE_SPECS, sensors=build_alert_sensors(env), executor=dg.in_process_executor,
+    readiness = build_readiness_checks([a for d in vendor_defs for a in d.assets or []])
+    base = dg.Definitions(assets=SOURCE_SPECS, asset_checks=readiness, sensors=build_alert_sensors(env),
+                          executor=dg.in_process_executor,
                           resources={**resources_for(env), "alert_sinks": alert_sinks_from_env()})
     return dg.Definitions.merge(base, *vendor_defs)
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Sequence
 
 import dagster as dg
 
+from .core import clock
 from .destinations import AlreadyExists, Destination, DestinationError
 from .ledger import Ledger, PlannedFile
 
@@ -64,6 +66,18 @@ class DeliveryOutcome:
 LEFTOVERS = "leftover_temporary_files"  # metadata the alert sensor reads
 
 
+def _refuse_future_day(vendor: str, deliverable: str, partition_key: str) -> None:
+    """The last guard of every launch path: no vendor ever receives a day that has not begun (the
+    readiness check stops days that have not ended earlier, where the vendor's rules say so)."""
+    try:
+        day = dt.date.fromisoformat(partition_key)
+    except ValueError:
+        return
+    if day > clock.today():
+        raise dg.Failure(f"{vendor}/{deliverable}: refusing to deliver {partition_key}, a day in the future "
+                         f"(today is {clock.today()} UTC)", allow_retries=False)
+
+
 def _remove_abandoned_partials(destination: Destination, abandoned, logger) -> list[str]:
     """A run killed mid-upload may have left its temporary file in the vendor's folder (named
     after its ledger attempt): remove it before delivering again; name what cannot be removed."""
@@ -87,6 +101,7 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
                   destination: Destination, ledger: Ledger, run_id: str, redeliver: bool = False,
                   logger: logging.Logger | None = None) -> DeliveryOutcome:
     logger = logger or log
+    _refuse_future_day(vendor, deliverable, partition_key)
     started = time.monotonic()
     from .destinations.base import file_md5
 
@@ -121,7 +136,9 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
                     raise AlreadyExists(
                         f"[{vendor}] {destination.uri(p.name)} exists; re-delivery of different bytes needs a new "
                         "file name or the old file removed at the vendor first")
-                published = destination.publish(f.path, p.name, md5=p.md5, tag=str(attempt))
+                # stores with rename name the temporary file after the attempt (removed on takeover)
+                tagged = {"tag": str(attempt)} if destination.leaves_partials else {}
+                published = destination.publish(f.path, p.name, md5=p.md5, **tagged)
             except AlreadyExists as exc:
                 # The same bytes may already be there from an attempt whose ledger write was lost.
                 try:

@@ -92,6 +92,9 @@ def txn(tid, updated, **kw):
 @pytest.fixture
 def tiny(tmp_path, data_dir, monkeypatch):
     def make(customers=(), transactions=()):
+        # no transactions at all would be a day the warehouse has not loaded (held): a later one
+        # shows the loads have passed the test days
+        transactions = transactions or [txn("T-LATER", "2026-11-20 23:00:00")]
         path = optimove_warehouse(tmp_path / "optimove.duckdb", customers, transactions)
         monkeypatch.setenv("DELIVERY_WAREHOUSE_PATH", str(path))
     return make

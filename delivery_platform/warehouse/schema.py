@@ -154,3 +154,38 @@ TABLES: tuple[SourceTable, ...] = (
 )
 
 BY_NAME = {t.name: t for t in TABLES}
+
+
+@dataclass(frozen=True)
+class LoadMark:
+    """How to tell that the warehouse has loaded a day of a table. `day_rows` is the SQL
+    condition for the rows that belong to the day ({start} and {end} are the day's bounds);
+    `loaded_through` (an aggregate over the table) is the time up to which loads are known to
+    be complete. A day without rows is only *empty* once `loaded_through` has passed its end;
+    before that it is *not loaded yet*."""
+
+    day_rows: str
+    loaded_through: str
+    # partitions are data days that must have ended, except plans for a day (a send date), which
+    # may go out on the day itself
+    open_day: bool = False
+
+
+def _in_day(column: str) -> str:
+    return f"{column} >= {{start}} AND {column} < {{end}}"
+
+
+LOAD_MARKS: dict[str, LoadMark] = {
+    "ispot_conversion_events": LoadMark(_in_day("event_ts"), "max(loaded_at)"),
+    # a state table: the day's rows are the memberships live at its end
+    "lotame_segment_memberships": LoadMark("valid_from < {end} AND (valid_to IS NULL OR valid_to >= {end})",
+                                           "max(last_seen_at)"),
+    # customers are a dimension (sent whole): the day's rows are those that existed by its end
+    "optimove_customers": LoadMark("last_updated < {end}", "max(last_updated)"),
+    "optimove_transactions": LoadMark(_in_day("last_updated"), "max(last_updated)"),
+    "crm_contacts": LoadMark(f"({_in_day('created_at')}) OR ({_in_day('opted_in_at')}) OR ({_in_day('opted_out_at')})",
+                             "max(greatest(created_at, coalesce(opted_in_at, created_at), "
+                             "coalesce(opted_out_at, created_at)))"),
+    # recipients are planned ahead: a send day is loaded once the table reaches it
+    "idomoo_recipients": LoadMark(_in_day("send_date"), "max(send_date)::TIMESTAMP + INTERVAL 1 DAY", open_day=True),
+}
