@@ -29,6 +29,7 @@ from ...validation.sql_checks import sql_literal
 from ...warehouse.assets import source_key
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
 from . import spec
+from .returns import record_upload
 
 VENDOR, DELIVERABLE = "idomoo", "data_file"
 DOC = "idomoo-batch-mode.txt"
@@ -55,7 +56,9 @@ class IdomooSettings(dg.ConfigurableResource):
     pgp_private_key_file: Optional[str] = None  # ours, to decrypt encrypted PURL files
     pgp_passphrase: Optional[str] = None  # secret: IDOMOO_PGP_PASSPHRASE
     error_prefix: str = "ERROR_"  # Idomoo's optional error file: <prefix><original file name> (5.3 #6: confirm)
-    orphan_flag_minutes: int = 30  # a flag without its PURL for this long raises an alert
+    orphan_flag_minutes: int = 30  # a PURL or flag not complete for this long raises an alert
+    flags: bool = True  # R9: Idomoo writes .flg files (on) or not (off: complete = unchanged across two ticks)
+    purl_return_hours: float = 24.0  # a PURL not back this long after its upload raises an alert
     uploads_folder: str = "Uploads"  # 5.3 #3: the documents disagree on the case; check at setup
     downloads_folder: str = "Downloads"
     purl_prefix: str = spec.PURL_PREFIX
@@ -75,6 +78,12 @@ def settings_from_env(environ: dict | None = None) -> IdomooSettings:
                        ("IDOMOO_DOWNLOADS", "downloads_folder")):
         if environ.get(var):
             kwargs[field] = environ[var]
+    if environ.get("IDOMOO_FLAGS"):
+        kwargs["flags"] = environ["IDOMOO_FLAGS"].strip().lower() in ("1", "true", "yes", "on")
+    for var, field, kind in (("IDOMOO_PURL_RETURN_HOURS", "purl_return_hours", float),
+                             ("IDOMOO_INCOMPLETE_MINUTES", "orphan_flag_minutes", int)):
+        if environ.get(var):
+            kwargs[field] = kind(environ[var])
     if environ.get("IDOMOO_PGP_PASSPHRASE"):
         kwargs["pgp_passphrase"] = dg.EnvVar("IDOMOO_PGP_PASSPHRASE")
     return IdomooSettings(**kwargs)
@@ -249,6 +258,8 @@ def data_file_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig
                              "receive the same name twice", allow_retries=False)
     outcome = deliver_partition(context, vendor=VENDOR, deliverable=DELIVERABLE, files=outgoing,
                                 destination=idomoo_destination, ledger=book, redeliver=config.redeliver)
+    for f in outgoing:  # the PURL return deadline counts from here (returns.py)
+        record_upload(f.name, clock.now().timestamp())
     return dg.MaterializeResult(metadata={**outcome.metadata(), "target": idomoo_destination.describe()})
 
 
