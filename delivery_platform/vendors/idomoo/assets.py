@@ -22,7 +22,7 @@ from ...formats.delimited import EncodingProblem, write_delimited
 from ...formats.pgp import PGPError, encrypt_file, is_pgp_message
 from ...ledger import Ledger
 from ...manifest import files_metadata, read_manifest, write_manifest
-from ...partitions import daily
+from ...partitions import FIRST_DAY
 from ...resources import LedgerResource
 from ...validation import check_result, validate_parquet
 from ...validation.sql_checks import sql_literal
@@ -32,6 +32,9 @@ from . import spec
 from .returns import record_upload
 
 VENDOR, DELIVERABLE = "idomoo", "data_file"
+# A partition is a send date, and its batch goes up ON that date (not the day after, as for data
+# days): end_offset=1 makes today's partition exist, so the daily schedule requests today.
+daily = dg.DailyPartitionsDefinition(start_date=FIRST_DAY, timezone="UTC", end_offset=1)
 DOC = "idomoo-batch-mode.txt"
 
 
@@ -137,7 +140,8 @@ def _delivered_name(ledger: Ledger, key: str) -> list:
 
 
 @dg.asset(key=[VENDOR, "data_file"], group_name=VENDOR, partitions_def=daily, deps=[recipients], kinds={"csv"},
-          description="The data file: `<client>_<project>_YYYYMMdd_HHMMss_NN.<ext>` in UTC (5.3 #1), the configured "
+          description="The data file: `<client>_<project>_YYYYMMdd_HHMMss_NN.<ext>`, the UTC time it is built and "
+                      "uploaded, on the send date (5.3 #1; a batch is never built before its send date), the configured "
                       "delimiter and encoding (UTF-8 without BOM or Windows-1252, a character it cannot hold is an error "
                       "naming row and column), optionally zipped and PGP-encrypted to Idomoo's public key. A partition "
                       "whose content was already built keeps its name, so a re-run sends nothing new.")
@@ -147,6 +151,12 @@ def data_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, l
     if s.extension not in spec.EXTENSIONS:
         raise dg.Failure(f"idomoo_settings.extension={s.extension!r}: expected one of {', '.join(spec.EXTENSIONS)}",
                          allow_retries=False)
+    send_date, today = dt.date.fromisoformat(key), clock.today()
+    if today < send_date:  # Idomoo renders at once: an early batch would reach people early
+        raise dg.Failure(f"idomoo {key}: a batch is uploaded on its send date; today is {today}", allow_retries=False)
+    if today > send_date:
+        context.log.warning(f"idomoo {key}: uploading {(today - send_date).days} day(s) after the send date; the "
+                            "name carries today's time")
     folder = warehouse.files_dir(VENDOR, DELIVERABLE, key)
     staged = warehouse.staged_table(VENDOR, DELIVERABLE, key)
     con = duckdb.connect()
@@ -172,8 +182,7 @@ def data_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, l
         if old != plain and old.is_file():
             old.unlink()
     sequence = 1 + len({d.file_name for d in ledger.get().history(VENDOR, DELIVERABLE) if d.partition_key == key})
-    name = spec.data_file_name(s.client, s.project, dt.date.fromisoformat(key), clock.now(),
-                               sequence, s.extension)
+    name = spec.data_file_name(s.client, s.project, clock.now(), sequence, s.extension)
     path = folder / name
     os.replace(plain, path)
     if s.zip:
@@ -183,11 +192,18 @@ def data_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, l
         path, name = zipped, zipped.name
     if s.pgp_public_key_file:
         encrypted = path.with_name(name.rsplit(".", 1)[0] + ".gpg")  # "data_file.gpg" (Special Features 1)
+        # R10: encrypted to Idomoo's key and, with our key configured, signed with it (both readings
+        # of "encrypt his data file, using his private key")
+        ours = s.pgp_private_key_file
         try:
-            fingerprint = encrypt_file(path, encrypted, Path(s.pgp_public_key_file).read_text())
+            fingerprint = encrypt_file(path, encrypted, Path(s.pgp_public_key_file).read_text(),
+                                       signing_key=Path(ours).read_text() if ours else None,
+                                       passphrase=s.pgp_passphrase)
         except (PGPError, OSError) as exc:
-            raise dg.Failure(f"idomoo {key}: {exc} (IDOMOO_PGP_PUBLIC_KEY_FILE)", allow_retries=False) from None
-        context.log.info(f"encrypted to key {fingerprint}")
+            variables = "IDOMOO_PGP_PUBLIC_KEY_FILE" + (", IDOMOO_PGP_PRIVATE_KEY_FILE, IDOMOO_PGP_PASSPHRASE"
+                                                        if ours else "")
+            raise dg.Failure(f"idomoo {key}: {exc} ({variables})", allow_retries=False) from None
+        context.log.info(f"encrypted to key {fingerprint}" + (" and signed with ours" if ours else ""))
         path.unlink()
         path, name = encrypted, encrypted.name
     outgoing = [OutgoingFile(path, f"{s.uploads_folder}/{name}", rows=count, md5=file_md5(path), bytes=path.stat().st_size)]
