@@ -59,6 +59,8 @@ def optout_resource() -> DestinationResource:
 def report(count: int, previous: str | None, target: OptOutTarget | None, file_name: str | None) -> str:
     """What the `opt_outs` check says."""
     since = f"since the delivery of {previous}" if previous else "(first delivery: none to report)"
+    if not count:
+        return f"no contact opted out {since}"
     where = (f"sent only to the opt-out location ({target.destination}) as {file_name}" if target and file_name
              else f"NOT sent anywhere: no opt-out location is configured ({DESTINATION_VAR}, {FORMAT_VAR}); "
                   "tell dA through the agreed channel")
