@@ -40,7 +40,9 @@ DOC = "idomoo-batch-mode.txt"
 
 class IdomooSettings(dg.ConfigurableResource):
     """The project agreed with Idomoo (resource `idomoo_settings`; env `IDOMOO_CLIENT`, `IDOMOO_PROJECT`,
-    `IDOMOO_ENCODING`, `IDOMOO_DELIMITER`, `IDOMOO_PGP_PUBLIC_KEY_FILE`, `IDOMOO_UPLOADS`, `IDOMOO_DOWNLOADS`)."""
+    `IDOMOO_ENCODING`, `IDOMOO_DELIMITER`, `IDOMOO_PGP_PUBLIC_KEY_FILE`, `IDOMOO_PGP_PRIVATE_KEY_FILE`,
+    `IDOMOO_PGP_PASSPHRASE`, `IDOMOO_UPLOADS`, `IDOMOO_DOWNLOADS`, `IDOMOO_FLAGS`, `IDOMOO_INCOMPLETE_MINUTES`,
+    `IDOMOO_PURL_RETURN_HOURS`)."""
 
     client: str = "acme"
     project: str = "welcome"
@@ -56,7 +58,7 @@ class IdomooSettings(dg.ConfigurableResource):
     encoding: str = "utf-8"
     zip: bool = False
     pgp_public_key_file: Optional[str] = None
-    pgp_private_key_file: Optional[str] = None  # ours, to decrypt encrypted PURL files
+    pgp_private_key_file: Optional[str] = None  # ours: signs the data file (R10), decrypts PURL files
     pgp_passphrase: Optional[str] = None  # secret: IDOMOO_PGP_PASSPHRASE
     error_prefix: str = "ERROR_"  # Idomoo's optional error file: <prefix><original file name> (5.3 #6: confirm)
     orphan_flag_minutes: int = 30  # a PURL or flag not complete for this long raises an alert
