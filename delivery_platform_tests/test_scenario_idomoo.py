@@ -82,7 +82,7 @@ def test_every_uploaded_row_comes_back_exactly_once(data_dir, tmp_path, monkeypa
             events["half-written"] += 1
         for minutes in (2, 4):
             tick(later + dt.timedelta(minutes=minutes))
-        if d % 6 == 5:  # Idomoo sends an older PURL file again: taken in again, its rows still counted once
+        if d % 6 == 5:  # an older PURL file again, with an old time: taken in again, its rows still counted once
             replica.resend(purls[d - 3])
             assert sum(len(tick(later + dt.timedelta(minutes=m))) for m in (6, 8)) == 1
             events["resent"] += 1

@@ -6,7 +6,8 @@ rows that fail go to an error file ("Error Handling").
 
 The replica writes like a real server does: a PURL file can be caught half-written between two
 sensor ticks (`render(..., halves=True)` writes the first half now, `finish()` the rest), a PURL
-can be sent again later (`resend`), and `videos` counts the videos rendered per recipient.
+can be sent again later with an old timestamp (`resend`), and `videos` counts the videos rendered
+per recipient.
 """
 
 from __future__ import annotations
@@ -66,17 +67,21 @@ class IdomooReplica:
         self._unfinished.clear()
 
     def resend(self, purl: Path) -> None:
-        """Idomoo uploads the same PURL file again (same bytes, a new modification time)."""
+        """Idomoo uploads the same PURL file again, keeping an old modification time (`sftp put -p`,
+        WinSCP's default, or a clock behind ours): older than anything written since."""
         data = purl.read_bytes()
         purl.unlink()
-        self._write(purl, data)
+        self._write(purl, data, at=self._first - 3600)
 
-    def _write(self, target: Path, data: bytes) -> None:
+    def _write(self, target: Path, data: bytes, at: float | None = None) -> None:
         with open(target, "wb") as handle:
             handle.write(data)
-        bump = max(os.stat(target).st_mtime, getattr(self, "_last", 0.0) + 1)  # every write a distinct mtime
+        if at is None:  # every write a distinct, later mtime
+            at = max(os.stat(target).st_mtime, getattr(self, "_last", 0.0) + 1)
+            self._last = at
+            self._first = getattr(self, "_first", at)
+        bump = at
         os.utime(target, (bump, bump))
-        self._last = bump
         if self.flags:  # the flag last, never older than its PURL
             flag = target.with_name(target.name + ".flg")
             flag.write_bytes(b"")
