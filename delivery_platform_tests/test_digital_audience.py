@@ -290,7 +290,8 @@ def test_gzip_option_and_match_rate(data_dir):
 def test_the_match_export_is_read_by_header_name(data_dir):
     inbox = data_dir / "inbox" / "digital_audience"
     inbox.mkdir(parents=True)
-    (inbox / "swapped.csv").write_bytes(b"matched_at,crm_id,cookie_id\r\n2026-11-16,CRM1,ck-1\r\n,CRM2,ck-2\r\n")
+    (inbox / "swapped.csv").write_bytes(b"matched_at,crm_id,cookie_id\r\n"
+                                        b"2026-11-16,CRM1,ck-1\r\n,CRM2,ck-2\r\n")
     (inbox / "nameless.csv").write_bytes(b"cookie,crm_id,matched_at\r\nck-1,CRM1,\r\n")
     _, runs = ingest(dg.DagsterInstance.ephemeral(), {"digital_audience_returns": inbox_resource()})
     by_file = {r.dagster_run.tags["source_file"]: r for r in runs}
@@ -333,7 +334,8 @@ def test_a_missing_nightly_match_export_alerts_once_a_day_after_the_hour(data_di
         def tick(at):
             nonlocal cursor
             with clock.pinned(at):
-                result = match_export_sensor(dg.build_sensor_context(instance=instance, cursor=cursor), resource, sinks)
+                context = dg.build_sensor_context(instance=instance, cursor=cursor)
+                result = match_export_sensor(context, resource, sinks)
             cursor = result.cursor
             return len(hook.requests)
 
@@ -348,7 +350,8 @@ def test_a_missing_nightly_match_export_alerts_once_a_day_after_the_hour(data_di
 
 
 @pytest.mark.fault("warehouse-rows", "contacts opt out between deliveries",
-                   "never in an onboarding/update file; WARN check and alert name the count; sent only to the "
+                   "never in an onboarding/update file; WARN check and alert name the count; sent only to "
+                   "the "
                    "configured opt-out location")
 def test_opt_outs_are_counted_alerted_and_sent_only_to_their_own_location(data_dir, monkeypatch):
     from delivery_platform.alerts import AlertSinks, process_run
@@ -377,7 +380,8 @@ def test_opt_outs_are_counted_alerted_and_sent_only_to_their_own_location(data_d
     [optout_file] = (data_dir / "outbox" / "digital_audience_optout").iterdir()
     assert optout_file.name == "acme_crm_optout_20261118.csv" and optout_file.name in opted.description
     lines = optout_file.read_bytes().split(b"\r\n")
-    assert lines[0] == b"custom,email_sha256" and len([x for x in lines[1:] if x]) == opted.metadata["opt_outs"].value
+    assert lines[0] == b"custom,email_sha256"
+    assert len([x for x in lines[1:] if x]) == opted.metadata["opt_outs"].value
     sent_ids = set()
     for path in (data_dir / "outbox" / "digital_audience").iterdir():
         sent_ids |= {line.split(",")[-1] for line in path.read_text().splitlines()[1:]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import subprocess
@@ -494,7 +495,8 @@ def test_the_data_file_is_signed_with_our_key_and_encrypted_to_idomoos(data_dir,
         (tmp_path / "idomoo.asc").write_text(idomoo_public)
         (tmp_path / "ours.asc").write_text(ours.export_keys(our_key, secret=True, passphrase="ours-pw"))
         result = run(settings={"pgp_public_key_file": str(tmp_path / "idomoo.asc"),
-                               "pgp_private_key_file": str(tmp_path / "ours.asc"), "pgp_passphrase": "ours-pw"})
+                               "pgp_private_key_file": str(tmp_path / "ours.asc"),
+                               "pgp_passphrase": "ours-pw"})
         assert result.success
         [path] = uploaded(data_dir)
         # Idomoo's side: its secret key decrypts, and our public key verifies the signature
@@ -509,14 +511,16 @@ def test_the_data_file_is_signed_with_our_key_and_encrypted_to_idomoos(data_dir,
 
 
 @pytest.mark.fault("idomoo-purl", "a PURL whose flag is older than anything seen before (sftp put -p, vendor "
-                   "clock behind, late re-send)", "taken in: the cursor is what was seen, not a time watermark")
+                   "clock behind, late re-send)",
+                   "taken in: the cursor is what was seen, not a time watermark")
 def test_a_purl_with_an_old_timestamp_is_still_taken_in():
     t0 = 1_800_000_000.0
     listing = [FileInfo("Downloads/PURL_b.csv", 10, t0), FileInfo("Downloads/PURL_b.csv.flg", 0, t0)]
     ready, cursor = ready_purls(listing, "Downloads", {})
     assert [r.name for r in ready] == ["Downloads/PURL_b.csv"]
     # a re-sent older batch keeps its original times: a day older than anything seen
-    listing += [FileInfo("Downloads/PURL_a.csv", 12, t0 - 86_400), FileInfo("Downloads/PURL_a.csv.flg", 0, t0 - 86_400)]
+    listing += [FileInfo("Downloads/PURL_a.csv", 12, t0 - 86_400),
+                FileInfo("Downloads/PURL_a.csv.flg", 0, t0 - 86_400)]
     ready, cursor = ready_purls(listing, "Downloads", cursor)
     assert [r.name for r in ready] == ["Downloads/PURL_a.csv"]
     assert ready_purls(listing, "Downloads", cursor)[0] == []  # and only once
@@ -545,17 +549,18 @@ def test_same_named_purl_files_in_two_sub_folders_never_mix(data_dir):
     keys = sorted(r.partition_key for r in tick.run_requests)
     assert keys == [f"a~PURL_{upload.name}", f"b~PURL_{upload.name}"]
     instance.add_dynamic_partitions(purl_files.name, keys)
-    resources = {"idomoo_destination": destination, "idomoo_settings": settings, "ledger": defs.resources["ledger"],
-                 "warehouse": defs.resources["warehouse"]}
+    resources = {"idomoo_destination": destination, "idomoo_settings": settings,
+                 "ledger": defs.resources["ledger"], "warehouse": defs.resources["warehouse"]}
     outcome = {}
     for request in sorted(tick.run_requests, key=lambda r: r.partition_key):
-        result = dg.materialize([purl_results, purl_links_are_https, purl_every_row_came_back], instance=instance,
-                                partition_key=request.partition_key, tags=request.tags, resources=resources)
+        result = dg.materialize([purl_results, purl_links_are_https, purl_every_row_came_back],
+                                instance=instance, partition_key=request.partition_key, tags=request.tags,
+                                resources=resources)
         checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
         outcome[request.partition_key[0]] = checks["every_row_came_back"]
     assert outcome == {"a": True, "b": False}
     stored = data_dir / "returns" / "idomoo_purls"
-    counts = {k[0]: duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{stored / (k + '.parquet')}')")
+    counts = {k[0]: duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{stored / k}.parquet')")
               .fetchone()[0] for k in keys}
     assert counts == {"a": len(good) - 1, "b": 2}
 
@@ -611,9 +616,10 @@ def test_a_purl_that_never_completes_raises_one_alert_and_a_growing_file_is_not_
             with purl.open("a") as handle:
                 handle.write(f"row {minute}\n")
             os.utime(purl, (1_800_000_000 + minute, 1_800_000_000 + minute))
-            with clock.pinned(f"2026-11-21T10:{minute:02d}:00Z" if minute < 60 else f"2026-11-21T11:{minute - 60:02d}Z"):
-                result = downloads_sensor(dg.build_sensor_context(instance=instance, cursor=cursor), destination,
-                                          settings, sinks)
+            at = dt.datetime(2026, 11, 21, 10, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=minute)
+            with clock.pinned(at):
+                context = dg.build_sensor_context(instance=instance, cursor=cursor)
+                result = downloads_sensor(context, destination, settings, sinks)
             cursor = result.cursor
             requested += result.run_requests
         assert requested == []  # never taken in half-written
@@ -636,11 +642,12 @@ def test_a_purl_not_back_in_time_raises_one_alert_naming_the_data_file(data_dir)
         sinks = AlertSinks(webhook_url=hook.url + "/hook")
         for at in ("2026-11-15T10:00Z", "2026-11-15T11:30Z", "2026-11-15T12:00Z"):
             with clock.pinned(at):
-                cursor = downloads_sensor(dg.build_sensor_context(instance=instance, cursor=cursor), destination,
-                                          settings, sinks).cursor
+                context = dg.build_sensor_context(instance=instance, cursor=cursor)
+                cursor = downloads_sensor(context, destination, settings, sinks).cursor
         assert len(hook.requests) == 1 and upload.name.encode() in hook.requests[0][2]
         # another upload whose PURL came back in time is never chased
         simulate(data_dir / "outbox" / "idomoo", settings)
         with clock.pinned("2026-11-16T12:00Z"):
-            downloads_sensor(dg.build_sensor_context(instance=instance, cursor=cursor), destination, settings, sinks)
+            context = dg.build_sensor_context(instance=instance, cursor=cursor)
+            downloads_sensor(context, destination, settings, sinks)
         assert len(hook.requests) == 1

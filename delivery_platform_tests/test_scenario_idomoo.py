@@ -12,8 +12,13 @@ import duckdb
 import pytest
 
 from delivery_platform.core import clock
-from delivery_platform.vendors.idomoo import downloads_sensor, purl_every_row_came_back, purl_files, \
-    purl_links_are_https, purl_results
+from delivery_platform.vendors.idomoo import (
+    downloads_sensor,
+    purl_every_row_came_back,
+    purl_files,
+    purl_links_are_https,
+    purl_results,
+)
 from delivery_platform.vendors.idomoo.assets import settings_from_env
 from delivery_platform_tests.replicas.idomoo import IdomooReplica
 from delivery_platform_tests.scenario import Scenario
@@ -24,9 +29,21 @@ JOB = "idomoo_daily_delivery"
 
 
 def recipients() -> list[dict]:
-    return [{"recipient_id": f"R{d:02d}{i}", "send_date": FIRST + dt.timedelta(days=d), "first_name": "Zoë",
-             "last_name": "Bakker", "email": f"r{d}.{i}@example.com", "language": "nl", "offer_code": "WELCOME5",
-             "city": "Utrecht", "points_balance": 100 + i} for d in range(DAYS) for i in range(PER_DAY)]
+    return [
+        {
+            "recipient_id": f"R{d:02d}{i}",
+            "send_date": FIRST + dt.timedelta(days=d),
+            "first_name": "Zoë",
+            "last_name": "Bakker",
+            "email": f"r{d}.{i}@example.com",
+            "language": "nl",
+            "offer_code": "WELCOME5",
+            "city": "Utrecht",
+            "points_balance": 100 + i,
+        }
+        for d in range(DAYS)
+        for i in range(PER_DAY)
+    ]
 
 
 def keys_in(folder) -> Counter:
@@ -43,24 +60,36 @@ def test_every_uploaded_row_comes_back_exactly_once(data_dir, tmp_path, monkeypa
     monkeypatch.setenv("DELIVERY_WAREHOUSE_PATH", str(warehouse))
     scenario = Scenario(warehouse)
     settings = settings_from_env().model_copy(update={"flags": flags})
-    resources = {"idomoo_destination": scenario.defs.resources["idomoo_destination"], "idomoo_settings": settings,
-                 "ledger": scenario.defs.resources["ledger"], "warehouse": scenario.defs.resources["warehouse"]}
+    resources = {
+        "idomoo_destination": scenario.defs.resources["idomoo_destination"],
+        "idomoo_settings": settings,
+        "ledger": scenario.defs.resources["ledger"],
+        "warehouse": scenario.defs.resources["warehouse"],
+    }
     replica = IdomooReplica(data_dir / "outbox" / "idomoo", flags=flags)
     state = {"cursor": None, "previous": None, "launched": set(), "runs": []}
 
     def tick(at: dt.datetime) -> list:
         """One sensor evaluation, then the runs Dagster would launch (a run key runs once, forever)."""
         with clock.pinned(at):
-            result = downloads_sensor(dg.build_sensor_context(instance=scenario.instance, cursor=state["cursor"]),
-                                      resources["idomoo_destination"], settings)
+            result = downloads_sensor(
+                dg.build_sensor_context(instance=scenario.instance, cursor=state["cursor"]),
+                resources["idomoo_destination"],
+                settings,
+            )
         state["previous"], state["cursor"] = state["cursor"], result.cursor
         fresh = [r for r in result.run_requests if r.run_key not in state["launched"]]
         for request in fresh:
             state["launched"].add(request.run_key)
             scenario.instance.add_dynamic_partitions(purl_files.name, [request.partition_key])
-            run = dg.materialize([purl_results, purl_links_are_https, purl_every_row_came_back], resources=resources,
-                                 partition_key=request.partition_key, instance=scenario.instance, tags=request.tags,
-                                 raise_on_error=False)
+            run = dg.materialize(
+                [purl_results, purl_links_are_https, purl_every_row_came_back],
+                resources=resources,
+                partition_key=request.partition_key,
+                instance=scenario.instance,
+                tags=request.tags,
+                raise_on_error=False,
+            )
             assert run.success, request.partition_key
             state["runs"].append(run)
         return fresh
@@ -82,7 +111,9 @@ def test_every_uploaded_row_comes_back_exactly_once(data_dir, tmp_path, monkeypa
             events["half-written"] += 1
         for minutes in (2, 4):
             tick(later + dt.timedelta(minutes=minutes))
-        if d % 6 == 5:  # an older PURL file again, with an old time: taken in again, its rows still counted once
+        if (
+            d % 6 == 5
+        ):  # an older PURL file again, with an old time: taken in again, its rows still counted once
             replica.resend(purls[d - 3])
             assert sum(len(tick(later + dt.timedelta(minutes=m))) for m in (6, 8)) == 1
             events["resent"] += 1
@@ -92,7 +123,9 @@ def test_every_uploaded_row_comes_back_exactly_once(data_dir, tmp_path, monkeypa
             events["killed mid-tick"] += 1
         if d % 7 == 6:  # restarted with no cursor at all: everything is seen afresh, nothing runs twice
             state["cursor"] = None
-            assert tick(later + dt.timedelta(minutes=12)) == [] and tick(later + dt.timedelta(minutes=14)) == []
+            assert (
+                tick(later + dt.timedelta(minutes=12)) == [] and tick(later + dt.timedelta(minutes=14)) == []
+            )
             events["restart without cursor"] += 1
         events["error files"] += bool(fail)
         expected.update(f"R{d:02d}{i}" for i in range(PER_DAY))
@@ -101,7 +134,9 @@ def test_every_uploaded_row_comes_back_exactly_once(data_dir, tmp_path, monkeypa
         # ... and we hold each of them exactly once: in a PURL table or an error table, nowhere twice
         returns = data_dir / "returns"
         ours = keys_in(returns / "idomoo_purls") + keys_in(returns / "idomoo_errors")
-        assert ours == expected, f"after {day}: {dict(ours - expected)} extra, {dict(expected - ours)} missing"
+        assert ours == expected, (
+            f"after {day}: {dict(ours - expected)} extra, {dict(expected - ours)} missing"
+        )
     # the check fails exactly for the PURL files whose batch had an error file (re-sent ones included)
     with_errors = {f"Downloads/{purls[d].name}" for d in range(DAYS) if d % 5 == 3}
     for run in state["runs"]:

@@ -1,5 +1,6 @@
-"""PGP encryption to a vendor's public key, optionally signed with ours (python-gnupg over the machine's gpg), in a throwaway
-keyring so nothing is left in the user's own; the agent of that keyring is stopped afterwards."""
+"""PGP encryption to a vendor's public key, optionally signed with ours (python-gnupg over the
+machine's gpg), in a throwaway keyring so nothing is left in the user's own; the agent of that
+keyring is stopped afterwards."""
 
 from __future__ import annotations
 
@@ -29,9 +30,11 @@ def encrypt_file(source: Path, target: Path, public_key: str, *, signing_key: st
         signer = None
         if signing_key:
             secret = gpg.import_keys(signing_key, passphrase=passphrase)
-            ours = [k["fingerprint"] for k in gpg.list_keys(secret=True) if k["fingerprint"] in secret.fingerprints]
+            ours = [k["fingerprint"] for k in gpg.list_keys(secret=True)
+                    if k["fingerprint"] in secret.fingerprints]
             if not ours:
-                raise PGPError("our PGP private key could not be imported to sign (is it an ASCII-armoured secret key?)")
+                raise PGPError("our PGP private key could not be imported to sign "
+                               "(is it an ASCII-armoured secret key?)")
             signer = ours[0]
         with open(source, "rb") as handle:
             result = gpg.encrypt_file(handle, recipients=[fingerprint], output=str(target), always_trust=True,

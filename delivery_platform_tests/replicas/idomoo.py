@@ -23,8 +23,15 @@ from delivery_platform_tests.scenario import Received
 
 
 class IdomooReplica:
-    def __init__(self, account_root: Path, *, flags: bool, key: str = "RecipientID", downloads: str = "Downloads",
-                 error_prefix: str = "ERROR_"):
+    def __init__(
+        self,
+        account_root: Path,
+        *,
+        flags: bool,
+        key: str = "RecipientID",
+        downloads: str = "Downloads",
+        error_prefix: str = "ERROR_",
+    ):
         self.downloads = account_root / downloads
         self.flags, self.key, self.error_prefix = flags, key, error_prefix
         self.videos: Counter = Counter()  # recipient key -> videos rendered
@@ -46,7 +53,9 @@ class IdomooReplica:
                 err.writerow([row[at], "render failed: missing asset"])
                 continue
             self.videos[row[at]] += 1
-            purl.writerow(row + [f"https://cdn.idomoo.example/t/{row[at]}.jpg", f"https://v.idomoo.example/{row[at]}"])
+            purl.writerow(
+                row + [f"https://cdn.idomoo.example/t/{row[at]}.jpg", f"https://v.idomoo.example/{row[at]}"]
+            )
         self.downloads.mkdir(parents=True, exist_ok=True)
         base = item.name.rsplit("/", 1)[-1]
         if fail_keys:

@@ -108,7 +108,8 @@ def _stage(warehouse: WarehouseResource, key: str) -> dict[str, Path]:
     kinds={"duckdb"},
     description=f"CRM records for dA ({DOC}: 'CRM Onboarding', 'Ongoing CRM data update'; DIGEST 4.2-4.3). The first "
                 "delivery is the full onboarding file; after that the day's update: contacts opted in since the last "
-                "DELIVERED file, and contacts whose identifiers changed (same `custom`). Opt-outs are counted, never "
+                "DELIVERED file, and contacts whose identifiers changed (same `custom`). Opt-outs are "
+                "counted, never "
                 "sent with them (R6). Emails and phones are normalised and SHA-256 hashed in SQL; raw values "
                 "never reach a file.",
 )
@@ -123,22 +124,27 @@ def crm_records(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         if previous is None:
             mode, changed = "onboarding", 0
             rows = copy_to_parquet(con, f"SELECT * FROM read_parquet({state})", staged["records"])
-            opted_out = copy_to_parquet(con, f"SELECT * FROM read_parquet({state}) WHERE false", staged["optouts"])
+            opted_out = copy_to_parquet(con, f"SELECT * FROM read_parquet({state}) WHERE false",
+                                        staged["optouts"])
         else:
             mode, prev = "update", sql_literal(str(previous[1]))
             # new contacts, and contacts whose email, phone, address or ad ids changed (R6): the
             # same `custom` id with the new hashes; EXCEPT compares NULLs as equal
-            rows = copy_to_parquet(con, f"SELECT * FROM (SELECT * FROM read_parquet({state}) EXCEPT SELECT * FROM "
-                                        f"read_parquet({prev})) ORDER BY custom", staged["records"])
-            changed = con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(staged['records']))}) c WHERE "
-                                  f"custom IN (SELECT custom FROM read_parquet({prev}))").fetchall()[0][0]
-            opted_out = copy_to_parquet(con, f"SELECT * FROM read_parquet({prev}) p WHERE NOT EXISTS (SELECT 1 FROM "
-                                           f"read_parquet({state}) c WHERE p.custom = c.custom) ORDER BY custom", staged["optouts"])
+            rows = copy_to_parquet(con, f"SELECT * FROM (SELECT * FROM read_parquet({state}) EXCEPT "
+                                        f"SELECT * FROM read_parquet({prev})) ORDER BY custom",
+                                   staged["records"])
+            sent = sql_literal(str(staged["records"]))
+            changed = con.execute(f"SELECT count(*) FROM read_parquet({sent}) WHERE custom IN "
+                                  f"(SELECT custom FROM read_parquet({prev}))").fetchall()[0][0]
+            gone = f"NOT EXISTS (SELECT 1 FROM read_parquet({state}) c WHERE p.custom = c.custom)"
+            opted_out = copy_to_parquet(con, f"SELECT * FROM read_parquet({prev}) p WHERE {gone} "
+                                             "ORDER BY custom", staged["optouts"])
     staged["plan"].write_text(json.dumps({"mode": mode, "previous": previous[0] if previous else None,
                                           "opt_outs": opted_out, "changed": changed}))
     context.log.info(f"{key}: {mode}: {rows:,} records ({changed:,} changed), {opted_out:,} opt-outs")
     return dg.MaterializeResult(metadata={
-        "mode": dg.MetadataValue.text(mode), "rows": dg.MetadataValue.int(rows), "opt_outs": dg.MetadataValue.int(opted_out),
+        "mode": dg.MetadataValue.text(mode), "rows": dg.MetadataValue.int(rows),
+        "opt_outs": dg.MetadataValue.int(opted_out),
         "changed_records": dg.MetadataValue.int(changed),
         "eligible_contacts": dg.MetadataValue.int(eligible), "unusable_emails": dg.MetadataValue.int(bad_email),
         "unusable_phones": dg.MetadataValue.int(bad_phone),
@@ -161,8 +167,10 @@ def crm_records_spec(context: dg.AssetCheckExecutionContext, warehouse: Warehous
 
 
 @dg.asset_check(asset=crm_records, name="opt_outs", blocking=False, partitions_def=daily,
-                description="WARN when contacts opted out since the last delivery: how many, and where they went. "
-                            "Opt-outs never reach the onboarding location (R6); they are sent only to a separately "
+                description="WARN when contacts opted out since the last delivery: how many, and where they "
+                            "went. "
+                            "Opt-outs never reach the onboarding location (R6); they are sent only to a "
+                            "separately "
                             "configured location (DELIVERY_DIGITAL_AUDIENCE_OPTOUT_*).")
 def crm_records_opt_outs(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                          digital_audience_settings: DigitalAudienceSettings) -> dg.AssetCheckResult:
@@ -172,7 +180,8 @@ def crm_records_opt_outs(context: dg.AssetCheckExecutionContext, warehouse: Ware
     name = optout_file_name(digital_audience_settings, key) if target and count else None
     return dg.AssetCheckResult(passed=count == 0, severity=dg.AssetCheckSeverity.WARN,
                                description=optouts.report(count, plan.get("previous"), target, name),
-                               metadata={"opt_outs": count, "opt_out_location_configured": target is not None})
+                               metadata={"opt_outs": count,
+                                         "opt_out_location_configured": target is not None})
 
 
 def optout_file_name(s: DigitalAudienceSettings, key: str) -> str:
@@ -189,8 +198,10 @@ def file_names(client: str, key: str, mode: str, gzip: bool = False) -> dict[str
 
 @dg.asset(
     key=[VENDOR, "crm_files"], group_name=VENDOR, partitions_def=daily, deps=[crm_records], kinds={"csv"},
-    description="`<client>_crm_YYYYMMDD.csv` (onboarding) or `<client>_crm_update_YYYYMMDD.csv`; and, only with an "
-                "opt-out location configured, `<client>_crm_optout_YYYYMMDD.csv` apart from them: UTF-8, comma, "
+    description="`<client>_crm_YYYYMMDD.csv` (onboarding) or `<client>_crm_update_YYYYMMDD.csv`; and, only "
+                "with an "
+                "opt-out location configured, `<client>_crm_optout_YYYYMMDD.csv` apart from them: UTF-8, "
+                "comma, "
                 "header row, CRLF (DIGEST 4.1), uncompressed (4.5 #5).",
 )
 def crm_files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
@@ -212,7 +223,8 @@ def crm_files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     write_manifest(folder, outgoing, mode=mode, partition=key)
     optout_files = _write_optouts(warehouse, digital_audience_settings, key)
     return dg.MaterializeResult(metadata={**files_metadata(outgoing), "mode": dg.MetadataValue.text(mode),
-                                          "opt_out_files": dg.MetadataValue.json([f.name for f in optout_files])})
+                                          "opt_out_files": dg.MetadataValue.json([f.name for f in
+                                                                                  optout_files])})
 
 
 def _write_optouts(warehouse: WarehouseResource, s: DigitalAudienceSettings, key: str) -> list[OutgoingFile]:
@@ -225,12 +237,14 @@ def _write_optouts(warehouse: WarehouseResource, s: DigitalAudienceSettings, key
         count = con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(staged))})").fetchall()[0][0]
         if target and count:
             name = optout_file_name(s, key)
-            writer = PartWriter(folder, lambda n, name=name: name, single_part=True, gzip_level=6 if s.gzip else None,
-                                header=csv_header(target.columns, line_end=spec.LINE_END).encode())
+            header = csv_header(target.columns, line_end=spec.LINE_END).encode()
+            writer = PartWriter(folder, lambda n, name=name: name, single_part=True,
+                                gzip_level=6 if s.gzip else None, header=header)
             sql = (f"SELECT {csv_line_sql(target.columns, line_end=spec.LINE_END)} AS line "
                    f"FROM read_parquet({sql_literal(str(staged))})")
             [written] = write_lines(con, sql, writer)
-            outgoing.append(OutgoingFile(written.path, name, rows=written.rows, md5=written.md5, bytes=written.bytes))
+            outgoing.append(OutgoingFile(written.path, name, rows=written.rows, md5=written.md5,
+                                         bytes=written.bytes))
     write_manifest(folder, outgoing, partition=key)
     return outgoing
 
@@ -299,7 +313,8 @@ def crm_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, ware
     optout_files, _ = read_manifest(warehouse.files_dir(VENDOR, optouts.DELIVERABLE, key))
     if optout_files:  # first, to its own location: a contact who left and came back is not removed after
         deliver_partition(context, vendor=VENDOR, deliverable=optouts.DELIVERABLE, files=optout_files,
-                          destination=digital_audience_optout, ledger=ledger.get(), redeliver=config.redeliver)
+                          destination=digital_audience_optout, ledger=ledger.get(),
+                          redeliver=config.redeliver)
     outcome = deliver_partition(context, vendor=VENDOR, deliverable=DELIVERABLE, files=outgoing,
                                 destination=digital_audience_destination, ledger=ledger.get(), redeliver=config.redeliver)
     state_dir().mkdir(parents=True, exist_ok=True)

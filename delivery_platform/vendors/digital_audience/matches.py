@@ -67,7 +67,8 @@ def build_sensor(running: bool) -> dg.SensorDefinition:
         asset_selection=dg.AssetSelection.assets(dg.AssetKey([VENDOR, "match_export"])),
         default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
         description="Watches dA's drop location for match-export files; one run per new or changed file; "
-                    "alerts once a day when tonight's export has not arrived by DA_MATCH_EXPORT_DEADLINE_HOUR.",
+                    "alerts once a day when tonight's export has not arrived by "
+                    "DA_MATCH_EXPORT_DEADLINE_HOUR.",
     )(tick)
 
 
@@ -87,12 +88,15 @@ def missing_export_alert(last_arrival: str | None, now: dt.datetime, hour: int, 
     today = now.date().isoformat()
     if now.hour < hour or (last_arrival or "") >= today:
         return False
-    delivered = [d for d in (ledger or Ledger()).history(VENDOR, "crm", status="delivered") if d.partition_key < today]
+    delivered = [d for d in (ledger or Ledger()).history(VENDOR, "crm", status="delivered")
+                 if d.partition_key < today]
     if not delivered or not AlertLog().claim(f"da-match-export-missing:{today}"):
         return False
-    sinks.send(Alert("deadline_missed", VENDOR, f"digitalAudience match export for the night before {today} has not "
+    sinks.send(Alert("deadline_missed", VENDOR,
+                     f"digitalAudience match export for the night before {today} has not "
                      f"arrived by {hour:02d}:00 UTC", deliverable="match_export", partition=today,
-                     detail=f"last new export seen on {last_arrival or 'never'}; dA promises one every night"))
+                     detail=f"last new export seen on {last_arrival or 'never'}; dA promises one every "
+                            "night"))
     return True
 
 
@@ -139,7 +143,8 @@ def match_export_sensor(context: dg.SensorEvaluationContext, digital_audience_re
         context.log.error(f"no match export has arrived today by {deadline_hour():02d}:00 UTC: alert sent")
     # the cursor holds only files still present, so it stays as small as the folder
     return dg.SensorResult(run_requests=requests,
-                           cursor=json.dumps({"files": current, "last_arrival": last_arrival}, sort_keys=True),
+                           cursor=json.dumps({"files": current, "last_arrival": last_arrival},
+                                             sort_keys=True),
                            dynamic_partitions_requests=[match_files.build_add_request(new_partitions)] if new_partitions else [])
 
 
@@ -178,9 +183,9 @@ def read_export_sql(path: Path, header: list[str]) -> str:
     compression = "gzip" if path.name.endswith(".gz") else "none"
     columns = "{" + ", ".join(f"{sql_literal(h)}: 'VARCHAR'" for h in header) + "}"
     picked = ", ".join(f'"{c}"' if c in header else f'NULL::VARCHAR AS "{c}"' for c in COLUMNS)
-    return (f"SELECT {picked} FROM read_csv({sql_literal(str(path))}, header = true, delim = ',', quote = '\"', "
-            f"columns = {columns}, compression = '{compression}', auto_detect = false, strict_mode = true, "
-            "null_padding = false)")
+    return (f"SELECT {picked} FROM read_csv({sql_literal(str(path))}, header = true, delim = ',', "
+            f"quote = '\"', columns = {columns}, compression = '{compression}', auto_detect = false, "
+            "strict_mode = true, null_padding = false)")
 
 
 @dg.asset(key=[VENDOR, "match_export"], group_name=VENDOR, partitions_def=match_files, kinds={"csv"},
@@ -202,8 +207,8 @@ def match_export(context: dg.AssetExecutionContext, digital_audience_returns: De
     except (duckdb.Error, ValueError) as exc:
         quarantine(kept, quarantine_dir(), key)
         first = csv_error(exc) if isinstance(exc, duckdb.Error) else str(exc)
-        raise dg.Failure(f"digitalAudience match export {name}: cannot be read as a CSV with cookie_id, crm_id "
-                         "(and matched_at) columns named in its header: "
+        raise dg.Failure(f"digitalAudience match export {name}: cannot be read as a CSV with cookie_id, "
+                         "crm_id (and matched_at) columns named in its header: "
                          f"{first}. Kept at {quarantine_dir() / key}.", allow_retries=False) from None
     finally:
         con.close()

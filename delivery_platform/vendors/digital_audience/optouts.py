@@ -42,13 +42,19 @@ def optout_target(environ: dict | None = None) -> OptOutTarget | None:
         return None
     if not kind or not fmt:
         missing = FORMAT_VAR if kind else DESTINATION_VAR
-        raise dg.Failure(f"digitalAudience opt-outs: {missing} is not set; an opt-out location needs both "
-                         f"{DESTINATION_VAR} and {FORMAT_VAR} (the columns dA confirmed)", allow_retries=False)
+        raise dg.Failure(
+            f"digitalAudience opt-outs: {missing} is not set; an opt-out location needs both "
+            f"{DESTINATION_VAR} and {FORMAT_VAR} (the columns dA confirmed)",
+            allow_retries=False,
+        )
     columns = tuple(c.strip() for c in fmt.split(",") if c.strip())
     unknown = [c for c in columns if c not in spec.COLUMNS]
     if unknown or not columns:
-        raise dg.Failure(f"digitalAudience opt-outs: {FORMAT_VAR}={fmt!r}: unknown column(s) {unknown}; expected "
-                         f"a comma-separated list from {', '.join(spec.COLUMNS)}", allow_retries=False)
+        raise dg.Failure(
+            f"digitalAudience opt-outs: {FORMAT_VAR}={fmt!r}: unknown column(s) {unknown}; expected "
+            f"a comma-separated list from {', '.join(spec.COLUMNS)}",
+            allow_retries=False,
+        )
     return OptOutTarget(columns, kind.lower())
 
 
@@ -61,7 +67,10 @@ def report(count: int, previous: str | None, target: OptOutTarget | None, file_n
     since = f"since the delivery of {previous}" if previous else "(first delivery: none to report)"
     if not count:
         return f"no contact opted out {since}"
-    where = (f"sent only to the opt-out location ({target.destination}) as {file_name}" if target and file_name
-             else f"NOT sent anywhere: no opt-out location is configured ({DESTINATION_VAR}, {FORMAT_VAR}); "
-                  "tell dA through the agreed channel")
+    where = (
+        f"sent only to the opt-out location ({target.destination}) as {file_name}"
+        if target and file_name
+        else f"NOT sent anywhere: no opt-out location is configured ({DESTINATION_VAR}, {FORMAT_VAR}); "
+        "tell dA through the agreed channel"
+    )
     return f"{count:,} contact(s) opted out {since}; never in the onboarding/update files; {where}"

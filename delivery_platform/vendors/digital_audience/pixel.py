@@ -1,7 +1,8 @@
 """The cookie-sync pixel of the DMP integration ("Cookie sync": the DMP fires the pixel with the
 DMP cookie id, the partner id and optionally the site), exactly as the document gives it (R7):
 
-https://target.digitalaudience.io/bakery/sync/dmpsyncendpoint?site=NAMEORIDOFTHESITE&partner=NAMEOFTHEPARTNER&cookieid=DMPCOOKIEID&read=false
+    https://target.digitalaudience.io/bakery/sync/dmpsyncendpoint
+        ?site=NAMEORIDOFTHESITE&partner=NAMEOFTHEPARTNER&cookieid=DMPCOOKIEID&read=false
 """
 
 from __future__ import annotations

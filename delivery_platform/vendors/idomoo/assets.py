@@ -41,8 +41,8 @@ DOC = "idomoo-batch-mode.txt"
 class IdomooSettings(dg.ConfigurableResource):
     """The project agreed with Idomoo (resource `idomoo_settings`; env `IDOMOO_CLIENT`, `IDOMOO_PROJECT`,
     `IDOMOO_ENCODING`, `IDOMOO_DELIMITER`, `IDOMOO_PGP_PUBLIC_KEY_FILE`, `IDOMOO_PGP_PRIVATE_KEY_FILE`,
-    `IDOMOO_PGP_PASSPHRASE`, `IDOMOO_UPLOADS`, `IDOMOO_DOWNLOADS`, `IDOMOO_FLAGS`, `IDOMOO_INCOMPLETE_MINUTES`,
-    `IDOMOO_PURL_RETURN_HOURS`)."""
+    `IDOMOO_PGP_PASSPHRASE`, `IDOMOO_UPLOADS`, `IDOMOO_DOWNLOADS`, `IDOMOO_FLAGS`,
+    `IDOMOO_INCOMPLETE_MINUTES`, `IDOMOO_PURL_RETURN_HOURS`)."""
 
     client: str = "acme"
     project: str = "welcome"
@@ -62,7 +62,7 @@ class IdomooSettings(dg.ConfigurableResource):
     pgp_passphrase: Optional[str] = None  # secret: IDOMOO_PGP_PASSPHRASE
     error_prefix: str = "ERROR_"  # Idomoo's optional error file: <prefix><original file name> (5.3 #6: confirm)
     orphan_flag_minutes: int = 30  # a PURL or flag not complete for this long raises an alert
-    flags: bool = True  # R9: Idomoo writes .flg files (on) or not (off: complete = unchanged across two ticks)
+    flags: bool = True  # R9: .flg files on, or off (complete = unchanged across two sensor ticks)
     purl_return_hours: float = 24.0  # a PURL not back this long after its upload raises an alert
     uploads_folder: str = "Uploads"  # 5.3 #3: the documents disagree on the case; check at setup
     downloads_folder: str = "Downloads"
@@ -142,8 +142,10 @@ def _delivered_name(ledger: Ledger, key: str) -> list:
 
 
 @dg.asset(key=[VENDOR, "data_file"], group_name=VENDOR, partitions_def=daily, deps=[recipients], kinds={"csv"},
-          description="The data file: `<client>_<project>_YYYYMMdd_HHMMss_NN.<ext>`, the UTC time it is built and "
-                      "uploaded, on the send date (5.3 #1; a batch is never built before its send date), the configured "
+          description="The data file: `<client>_<project>_YYYYMMdd_HHMMss_NN.<ext>`, the UTC time it is "
+                      "built and "
+                      "uploaded, on the send date (5.3 #1; a batch is never built before its send date), the "
+                      "configured "
                       "delimiter and encoding (UTF-8 without BOM or Windows-1252, a character it cannot hold is an error "
                       "naming row and column), optionally zipped and PGP-encrypted to Idomoo's public key. A partition "
                       "whose content was already built keeps its name, so a re-run sends nothing new.")
@@ -155,10 +157,12 @@ def data_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, l
                          allow_retries=False)
     send_date, today = dt.date.fromisoformat(key), clock.today()
     if today < send_date:  # Idomoo renders at once: an early batch would reach people early
-        raise dg.Failure(f"idomoo {key}: a batch is uploaded on its send date; today is {today}", allow_retries=False)
+        raise dg.Failure(f"idomoo {key}: a batch is uploaded on its send date; today is {today}",
+                         allow_retries=False)
     if today > send_date:
-        context.log.warning(f"idomoo {key}: uploading {(today - send_date).days} day(s) after the send date; the "
-                            "name carries today's time")
+        late = (today - send_date).days
+        context.log.warning(f"idomoo {key}: uploading {late} day(s) after the send date; the name carries "
+                            "today's time")
     folder = warehouse.files_dir(VENDOR, DELIVERABLE, key)
     staged = warehouse.staged_table(VENDOR, DELIVERABLE, key)
     con = duckdb.connect()

@@ -124,7 +124,8 @@ def orphan_flags(listing, downloads: str, older_than_s: float, now: float) -> li
 
 def incomplete_purls(cursor: dict, older_than_s: float, now: float) -> list[tuple[str, float]]:
     """PURL files waiting to complete (no flag, or still changing) for longer than `older_than_s`."""
-    return [(name, first) for name, (_, first) in cursor.get("pending", {}).items() if now - first > older_than_s]
+    return [(name, first) for name, (_, first) in cursor.get("pending", {}).items()
+            if now - first > older_than_s]
 
 
 def _alert(alert_sinks, key: str, title: str, detail: str, check: str) -> bool:
@@ -133,7 +134,8 @@ def _alert(alert_sinks, key: str, title: str, detail: str, check: str) -> bool:
 
     if alert_sinks is None or not AlertLog().claim(key):
         return False
-    alert_sinks.send(Alert("check_failed", VENDOR, title, deliverable="purl_results", check=check, detail=detail))
+    alert_sinks.send(Alert("check_failed", VENDOR, title, deliverable="purl_results", check=check,
+                           detail=detail))
     return True
 
 
@@ -149,17 +151,20 @@ def downloads_sensor(context: dg.SensorEvaluationContext, idomoo_destination: De
     for flag in orphan_flags(listing, s.downloads_folder, limit, time.time()):
         context.log.error(f"{flag.name}: a flag without its PURL file")
         _alert(alert_sinks, f"idomoo-orphan-flag:{flag.name}:{int(flag.mtime or 0)}",
-               f"Idomoo flag {flag.name} has no PURL file", f"the flag is {s.orphan_flag_minutes}+ minutes old",
+               f"Idomoo flag {flag.name} has no PURL file",
+               f"the flag is {s.orphan_flag_minutes}+ minutes old",
                "flag_without_purl")
     for name, first in incomplete_purls(new_cursor, limit, now):
         why = "its flag has not come" if s.flags else "its size or time still changes"
         context.log.error(f"{name}: not complete after {s.orphan_flag_minutes}+ minutes ({why})")
-        _alert(alert_sinks, f"idomoo-incomplete:{name}:{int(first)}", f"Idomoo PURL file {name} never completed",
+        _alert(alert_sinks, f"idomoo-incomplete:{name}:{int(first)}",
+               f"Idomoo PURL file {name} never completed",
                f"{why} after {s.orphan_flag_minutes}+ minutes; it is not taken in", "purl_incomplete")
     for missing in overdue_returns(listing, s, now):
         expected = spec.purl_name(missing.rsplit("/", 1)[-1], s.purl_prefix, s.purl_suffix)
         context.log.error(f"{missing}: no PURL file {expected} after {s.purl_return_hours} h")
-        _alert(alert_sinks, f"idomoo-purl-overdue:{missing}", f"Idomoo PURL file for {missing} has not arrived",
+        _alert(alert_sinks, f"idomoo-purl-overdue:{missing}",
+               f"Idomoo PURL file for {missing} has not arrived",
                f"uploaded more than {s.purl_return_hours} h ago; no {expected} (nor an error file) in "
                f"{s.downloads_folder}", "purl_overdue")
     requests, keys = [], []
@@ -185,9 +190,12 @@ def build_sensor(running: bool) -> dg.SensorDefinition:
     return dg.sensor(name="idomoo_downloads_sensor", minimum_interval_seconds=interval,
                      asset_selection=dg.AssetSelection.assets(dg.AssetKey([VENDOR, "purl_results"])),
                      default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
-                     description="Watches the Idomoo Downloads folder; one run per new version of a PURL file once "
-                                 "complete (its .flg, or unchanged across two ticks with IDOMOO_FLAGS=off); alerts "
-                                 "on a PURL or flag that never completes and on a PURL overdue after its upload.",
+                     description="Watches the Idomoo Downloads folder; one run per new version of a PURL "
+                                 "file once "
+                                 "complete (its .flg, or unchanged across two ticks with IDOMOO_FLAGS=off); "
+                                 "alerts "
+                                 "on a PURL or flag that never completes and on a PURL overdue after its "
+                                 "upload.",
                      )(tick)
 
 
