@@ -651,3 +651,28 @@ def test_a_purl_not_back_in_time_raises_one_alert_naming_the_data_file(data_dir)
             context = dg.build_sensor_context(instance=instance, cursor=cursor)
             downloads_sensor(context, destination, settings, sinks)
         assert len(hook.requests) == 1
+
+
+@pytest.mark.fault("idomoo-purl", "a newer version of a PURL file is refused (truncated)",
+                   "the older version's stored rows stay; both versions kept; nothing mixed")
+def test_a_refused_newer_version_never_replaces_or_mixes_with_the_stored_rows(data_dir):
+    upload, name, first = _purl_env(data_dir, b"placeholder")
+    good = ("\n".join(_good_purl(upload)) + "\n").encode()
+    downloads = data_dir / "outbox" / "idomoo" / "Downloads"
+    defs = build_defs("local")
+    resources = {"idomoo_destination": defs.resources["idomoo_destination"], "idomoo_settings": settings_from_env(),
+                 "ledger": defs.resources["ledger"], "warehouse": defs.resources["warehouse"]}
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(purl_files.name, [name])
+    outcomes = []
+    cut = hostile("truncated file", upload)
+    for data in (good, cut):  # then Idomoo re-sends it cut short
+        (downloads / name).write_bytes(data)
+        outcomes.append(dg.materialize([purl_results, purl_links_are_https, purl_every_row_came_back],
+                                       partition_key=name, instance=instance, resources=resources,
+                                       raise_on_error=False).success)
+    assert outcomes == [True, False]
+    stored = data_dir / "returns" / "idomoo_purls" / f"{name}.parquet"
+    count = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{stored}')").fetchone()[0]
+    assert count == len(_good_purl(upload)) - 1  # the accepted version's rows, whole
+    assert (data_dir / "quarantine" / "idomoo" / name).read_bytes() == cut
