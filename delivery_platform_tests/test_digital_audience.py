@@ -377,6 +377,8 @@ def test_opt_outs_are_counted_alerted_and_sent_only_to_their_own_location(data_d
     third = run(days[2], instance)
     assert third.success
     opted = next(c for c in third.get_asset_check_evaluations() if c.check_name == "opt_outs")
+    checked = next(c for c in third.get_asset_check_evaluations() if c.check_name == "files_match_spec")
+    assert checked.passed and checked.metadata["files_checked"].value == 2  # the opt-out file is checked too
     [optout_file] = (data_dir / "outbox" / "digital_audience_optout").iterdir()
     assert optout_file.name == "acme_crm_optout_20261118.csv" and optout_file.name in opted.description
     lines = optout_file.read_bytes().split(b"\r\n")

@@ -278,8 +278,13 @@ def crm_files_match_spec(context: dg.AssetCheckExecutionContext, warehouse: Ware
     key = context.partition_key
     outgoing, _ = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
     problems = []
-    header = csv_header(spec.COLUMNS, line_end=spec.LINE_END).encode()
-    for f in outgoing:
+    records_header = csv_header(spec.COLUMNS, line_end=spec.LINE_END).encode()
+    # the opt-out file too, with the header of its configured columns
+    optout_files, _ = read_manifest(warehouse.files_dir(VENDOR, optouts.DELIVERABLE, key))
+    target = optout_target() if optout_files else None
+    headers = {f.name: csv_header(target.columns, line_end=spec.LINE_END).encode() for f in optout_files}
+    for f in [*outgoing, *optout_files]:
+        header = headers.get(f.name, records_header)
         data = f.path.read_bytes()
         if f.name.endswith(".gz"):
             import gzip as gz
@@ -295,8 +300,10 @@ def crm_files_match_spec(context: dg.AssetCheckExecutionContext, warehouse: Ware
         leaks = raw_pii_in_file(f.path)
         if leaks:
             problems.append(f"{f.name}: raw email or phone on {len(leaks)} lines ({', '.join(leaks[:5])})")
-    return dg.AssetCheckResult(passed=not problems, description="; ".join(problems) or f"{len(outgoing)} file(s) as specified",
-                               metadata={"files_checked": len(outgoing)})
+    checked = len(outgoing) + len(optout_files)
+    return dg.AssetCheckResult(passed=not problems,
+                               description="; ".join(problems) or f"{checked} file(s) as specified",
+                               metadata={"files_checked": checked})
 
 
 @dg.asset(
