@@ -16,6 +16,7 @@ run (run key = path + version).
 """
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -68,12 +69,18 @@ def _flag_of(purl, by_name: dict):
     return by_name.get(purl.name + ".flg") or by_name.get(purl.name.rsplit(".", 1)[0] + ".flg")
 
 
+def _short(text: str, size: int) -> str:
+    """A short stable digest: the cursor holds one per file, so 10,000 files stay near 300 kB."""
+    return hashlib.blake2b(text.encode(), digest_size=size).hexdigest()
+
+
 def ready_purls(listing, downloads: str, cursor: dict, *, flags: bool = True, now: float | None = None,
                 settings: IdomooSettings | None = None) -> tuple[list, dict]:
     """PURL files complete and not yet taken in at this version (pure: tested directly).
 
-    Returns the ready files (each with `.version`) and the new cursor: `taken` (name -> version
-    taken in) and `pending` (name -> [version, first seen]) for files still in the folder."""
+    Returns the ready files (each with `.version`) and the new cursor: `taken` (digest of the
+    name -> digest of the version taken in) and `pending` (name -> [version, first seen]), both
+    for files still in the folder only."""
     now = clock.now().timestamp() if now is None else now
     taken, pending = cursor.get("taken", {}), cursor.get("pending", {})
     by_name = {f.name: f for f in listing}
@@ -89,14 +96,15 @@ def ready_purls(listing, downloads: str, cursor: dict, *, flags: bool = True, no
         else:
             # complete when unchanged since the previous tick (a file still being written changes)
             complete = pending.get(f.name, [None])[0] == version
-        if taken.get(f.name) == version:
-            new_taken[f.name] = version
+        name_id, version_id = _short(f.name, 6), _short(version, 5)
+        if taken.get(name_id) == version_id:
+            new_taken[name_id] = version_id
             continue
-        if f.name in taken:
-            new_taken[f.name] = taken[f.name]
+        if name_id in taken:
+            new_taken[name_id] = taken[name_id]
         if complete:
             ready.append(Ready(f, version))
-            new_taken[f.name] = version
+            new_taken[name_id] = version_id
         else:
             first_seen = pending.get(f.name, [None, now])[1]
             new_pending[f.name] = [version, first_seen]
