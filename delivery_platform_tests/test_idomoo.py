@@ -486,12 +486,12 @@ def test_a_batch_is_uploaded_on_its_send_date_and_named_by_its_upload_time(data_
 def test_the_data_file_is_signed_with_our_key_and_encrypted_to_idomoos(data_dir, pgp_keys, tmp_path):
     import gnupg
 
-    _, idomoo_fpr, idomoo_public, idomoo_home = pgp_keys
+    _, _, idomoo_public, idomoo_home = pgp_keys
     ours_home = tempfile.mkdtemp(prefix="gpgo", dir="/tmp")
     try:
         ours = gnupg.GPG(gnupghome=ours_home)
         our_key = str(ours.gen_key(ours.gen_key_input(name_email="crm@acme.example", passphrase="ours-pw",
-                                                      key_type="RSA", key_length=2048)))
+                                                      key_type="RSA", key_length=1024)))  # fast
         (tmp_path / "idomoo.asc").write_text(idomoo_public)
         (tmp_path / "ours.asc").write_text(ours.export_keys(our_key, secret=True, passphrase="ours-pw"))
         result = run(settings={"pgp_public_key_file": str(tmp_path / "idomoo.asc"),
@@ -505,7 +505,6 @@ def test_the_data_file_is_signed_with_our_key_and_encrypted_to_idomoos(data_dir,
         decrypted = idomoo.decrypt(path.read_bytes(), passphrase="pw", always_trust=True)
         assert decrypted.ok and str(decrypted).startswith("RecipientID,FirstName")
         assert decrypted.valid and decrypted.fingerprint == our_key, decrypted.status
-        assert decrypted.key_id and idomoo_fpr
     finally:
         subprocess.run(["gpgconf", "--homedir", ours_home, "--kill", "gpg-agent"], capture_output=True)
 
