@@ -84,7 +84,7 @@ def test_onboarding_then_updates_against_what_was_delivered_and_no_raw_pii(data_
         meta = result.asset_materializations_for_node("digital_audience__crm_records")[0].metadata
         produced[day] = (meta["mode"].value, meta["rows"].value, meta["opt_outs"].value)
     assert produced["2026-11-14"][0] == "onboarding" and produced["2026-11-15"][0] == "update"
-    assert sum(v[2] for v in produced.values()) > 0  # opt-outs happened and were sent
+    assert sum(v[2] for v in produced.values()) > 0  # opt-outs happened (counted, not sent: R6)
     outbox = data_dir / "outbox" / "digital_audience"
     con = duckdb.connect(str(small_warehouse), read_only=True)
     # every contact opted in by the end of the 15th and not out is in the onboarding or the update of the 15th
@@ -95,8 +95,9 @@ def test_onboarding_then_updates_against_what_was_delivered_and_no_raw_pii(data_
     sent = set()
     for name in ("acme_crm_20261114.csv", "acme_crm_update_20261115.csv"):
         sent |= {line.split(",")[-1] for line in (outbox / name).read_text().splitlines()[1:]}
-    sent -= {line.split(",")[-1] for line in (outbox / "acme_crm_optout_20261115.csv").read_text().splitlines()[1:]}
-    assert sent == expected
+    assert not list(outbox.glob("*optout*"))  # never in the onboarding location
+    # opt-outs stay at dA until a location for them is configured: what we sent covers the eligible
+    assert expected <= sent
     raw = [r[0].strip().lower() for r in con.execute("SELECT email_raw FROM crm_contacts WHERE email_raw IS NOT NULL").fetchall()]
     for path in outbox.iterdir():
         text = path.read_text().lower()
@@ -249,11 +250,18 @@ def test_escaping_and_colliding_names_on_the_s3_inbox(data_dir, s3_server, monke
     assert not list((data_dir / "received" / "digital_audience").glob("*evil*"))
 
 
-def test_cookie_sync_pixel_url_is_encoded():
+def test_cookie_sync_pixel_url_is_the_documents_with_encoded_values():
     from delivery_platform.vendors.digital_audience.pixel import cookie_sync_url
 
-    url = cookie_sync_url("p 42", "ck/1?&=x", site="shop.example/nl")
-    assert url == "https://pixel.digitalaudience.io/sync?partner=p+42&uid=ck%2F1%3F%26%3Dx&site=shop.example%2Fnl"
+    # the document's own example, with its placeholders as values, comes back verbatim (R7)
+    assert cookie_sync_url("NAMEOFTHEPARTNER", "DMPCOOKIEID", site="NAMEORIDOFTHESITE") == (
+        "https://target.digitalaudience.io/bakery/sync/dmpsyncendpoint"
+        "?site=NAMEORIDOFTHESITE&partner=NAMEOFTHEPARTNER&cookieid=DMPCOOKIEID&read=false")
+    assert cookie_sync_url("p 42", "ck/1?&=x", site="shop.example/nl") == (
+        "https://target.digitalaudience.io/bakery/sync/dmpsyncendpoint"
+        "?site=shop.example%2Fnl&partner=p%2042&cookieid=ck%2F1%3F%26%3Dx&read=false")
+    assert cookie_sync_url("acme", "c1") == ("https://target.digitalaudience.io/bakery/sync/dmpsyncendpoint"
+                                              "?partner=acme&cookieid=c1&read=false")
     with pytest.raises(ValueError):
         cookie_sync_url("", "x")
 
@@ -275,3 +283,120 @@ def test_gzip_option_and_match_rate(data_dir):
     _, runs = ingest(instance, resources)
     meta = runs[0].asset_materializations_for_node("digital_audience__match_export")[0].metadata
     assert 0 < meta["match_rate"].value <= 1 and meta["matched_records"].value > 0
+
+
+@pytest.mark.fault("da-match-export", "columns in another order in the header; a required name missing",
+                   "read by name (R8); a missing name is refused, named and quarantined")
+def test_the_match_export_is_read_by_header_name(data_dir):
+    inbox = data_dir / "inbox" / "digital_audience"
+    inbox.mkdir(parents=True)
+    (inbox / "swapped.csv").write_bytes(b"matched_at,crm_id,cookie_id\r\n"
+                                        b"2026-11-16,CRM1,ck-1\r\n,CRM2,ck-2\r\n")
+    (inbox / "nameless.csv").write_bytes(b"cookie,crm_id,matched_at\r\nck-1,CRM1,\r\n")
+    _, runs = ingest(dg.DagsterInstance.ephemeral(), {"digital_audience_returns": inbox_resource()})
+    by_file = {r.dagster_run.tags["source_file"]: r for r in runs}
+    assert by_file["swapped.csv"].success
+    stored = data_dir / "returns" / "da_matches" / "swapped.csv.parquet"
+    rows = duckdb.connect().execute(f"SELECT * FROM read_parquet('{stored}') ORDER BY 1").fetchall()
+    assert rows == [("ck-1", "CRM1", "2026-11-16"), ("ck-2", "CRM2", None)]
+    failed = by_file["nameless.csv"]
+    assert not failed.success
+    message = next(e for e in failed.all_events if e.is_step_failure).event_specific_data.error.message
+    assert "nameless.csv" in message and "lacks the required column(s) ['cookie_id']" in message, message
+    assert (data_dir / "quarantine" / "digital_audience" / "nameless.csv").exists()
+
+
+def test_other_files_in_the_inbox_are_logged_once_not_silently_ignored(data_dir, capfd):
+    inbox = data_dir / "inbox" / "digital_audience"
+    inbox.mkdir(parents=True)
+    (inbox / "acme_matches_20261115.zip").write_bytes(b"PK")
+    instance = dg.DagsterInstance.ephemeral()
+    first, runs = ingest(instance, {"digital_audience_returns": inbox_resource()})
+    assert runs == [] and "not taking in 'acme_matches_20261115.zip'" in capfd.readouterr().err
+    ingest(instance, {"digital_audience_returns": inbox_resource()}, cursor=first.cursor)
+    assert "acme_matches_20261115.zip" not in capfd.readouterr().err  # said once per version, not every tick
+
+
+def test_a_missing_nightly_match_export_alerts_once_a_day_after_the_hour(data_dir, monkeypatch):
+    from delivery_platform.alerts import AlertSinks
+    from delivery_platform.core import clock
+    from delivery_platform_tests.http_doubles import Recorder
+
+    monkeypatch.setenv("DA_MATCH_EXPORT_DEADLINE_HOUR", "8")
+    instance = dg.DagsterInstance.ephemeral()
+    assert run("2026-11-19", instance).success  # records at dA: an export is now promised every night
+    inbox = data_dir / "inbox" / "digital_audience"
+    inbox.mkdir(parents=True, exist_ok=True)
+    resource = inbox_resource().process_config_and_initialize()
+    with Recorder() as hook:
+        sinks, cursor = AlertSinks(webhook_url=hook.url + "/hook"), None
+
+        def tick(at):
+            nonlocal cursor
+            with clock.pinned(at):
+                context = dg.build_sensor_context(instance=instance, cursor=cursor)
+                result = match_export_sensor(context, resource, sinks)
+            cursor = result.cursor
+            return len(hook.requests)
+
+        assert tick("2026-11-21T07:55Z") == 0  # before the hour: nothing yet
+        assert tick("2026-11-21T08:05Z") == 1  # none arrived: one alert
+        assert tick("2026-11-21T09:05Z") == 1 and tick("2026-11-21T23:00Z") == 1  # once that day
+        (inbox / "acme_matches_20261121.csv").write_text("cookie_id,crm_id,matched_at\r\nck-1,CRM1,\r\n")
+        assert tick("2026-11-22T02:00Z") == 1  # tonight's arrived
+        assert tick("2026-11-22T09:00Z") == 1  # so no alert that day
+        assert tick("2026-11-23T08:30Z") == 2  # the next night's did not
+        assert b"has not arrived by 08:00 UTC" in hook.requests[-1][2]
+
+
+@pytest.mark.fault("warehouse-rows", "contacts opt out between deliveries",
+                   "never in an onboarding/update file; WARN check and alert name the count; sent only to "
+                   "the "
+                   "configured opt-out location")
+def test_opt_outs_are_counted_alerted_and_sent_only_to_their_own_location(data_dir, monkeypatch):
+    from delivery_platform.alerts import AlertSinks, process_run
+    from delivery_platform.alerts.sensors import AlertLog
+    from delivery_platform_tests.http_doubles import Recorder
+
+    instance = dg.DagsterInstance.ephemeral()
+    days = ("2026-11-14", "2026-11-16", "2026-11-18")  # the small warehouse has opt-outs on the 16th and 18th
+    assert run(days[0], instance).success
+    # first without an opt-out location: counted and reported, not sent
+    second = run(days[1], instance)
+    check = next(c for c in second.get_asset_check_evaluations() if c.check_name == "opt_outs")
+    count = check.metadata["opt_outs"].value
+    assert count > 0 and check.passed is False and check.severity == dg.AssetCheckSeverity.WARN
+    assert f"{count:,} contact(s) opted out" in check.description and "NOT sent anywhere" in check.description
+    with Recorder() as hook:
+        alerts = process_run(instance, second.run_id, AlertSinks(webhook_url=hook.url + "/h"), AlertLog())
+        assert [a.check for a in alerts] == ["opt_outs"] and len(hook.requests) == 1
+        assert f"{count:,} contact(s) opted out" in hook.requests[0][2].decode()
+    # then with a location and format: the opt-outs go there, and only there
+    monkeypatch.setenv("DELIVERY_DIGITAL_AUDIENCE_OPTOUT_DESTINATION", "local")
+    monkeypatch.setenv("DELIVERY_DIGITAL_AUDIENCE_OPTOUT_FORMAT", "custom,email_sha256")
+    third = run(days[2], instance)
+    assert third.success
+    opted = next(c for c in third.get_asset_check_evaluations() if c.check_name == "opt_outs")
+    checked = next(c for c in third.get_asset_check_evaluations() if c.check_name == "files_match_spec")
+    assert checked.passed and checked.metadata["files_checked"].value == 2  # the opt-out file is checked too
+    [optout_file] = (data_dir / "outbox" / "digital_audience_optout").iterdir()
+    assert optout_file.name == "acme_crm_optout_20261118.csv" and optout_file.name in opted.description
+    lines = optout_file.read_bytes().split(b"\r\n")
+    assert lines[0] == b"custom,email_sha256"
+    assert len([x for x in lines[1:] if x]) == opted.metadata["opt_outs"].value
+    sent_ids = set()
+    for path in (data_dir / "outbox" / "digital_audience").iterdir():
+        sent_ids |= {line.split(",")[-1] for line in path.read_text().splitlines()[1:]}
+    assert not list((data_dir / "outbox" / "digital_audience").glob("*optout*"))
+    assert not {line.split(b",")[0].decode() for line in lines[1:] if line} & {
+        line.split(",")[-1] for line in (data_dir / "outbox" / "digital_audience" /
+                                         "acme_crm_update_20261118.csv").read_text().splitlines()[1:]}
+
+
+def test_an_opt_out_location_without_a_format_fails_naming_the_variable(data_dir, monkeypatch):
+    monkeypatch.setenv("DELIVERY_DIGITAL_AUDIENCE_OPTOUT_DESTINATION", "local")
+    result = run("2026-11-15", dg.DagsterInstance.ephemeral())
+    assert not result.success
+    message = next(e for e in result.all_events if e.is_step_failure).event_specific_data.error.message
+    assert "DELIVERY_DIGITAL_AUDIENCE_OPTOUT_FORMAT is not set" in message
+    assert not (data_dir / "outbox" / "digital_audience").exists()

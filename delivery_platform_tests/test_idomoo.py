@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import subprocess
@@ -43,7 +44,8 @@ def test_upload_names_encoding_and_a_rerun_that_sends_nothing_new(data_dir):
     first = run(instance=instance)
     assert first.success
     [path] = uploaded(data_dir)
-    assert path.name.startswith("acme_welcome_20261115_") and path.name.endswith("_01.csv")
+    # uploaded late (the suite's clock is 2026-11-21 09:00): the name carries the real upload time
+    assert path.name == "acme_welcome_20261121_090000_01.csv"
     text = path.read_bytes()
     assert text.startswith(b"RecipientID,FirstName,LastName,Email,Language,OfferCode,City,Points\n")
     again = run(instance=instance)
@@ -163,7 +165,7 @@ def account_listing(n_old: int, t0: float) -> list[FileInfo]:
     return files
 
 
-def test_the_sensor_watermark_ignores_old_files_fast_and_waits_for_flags():
+def test_the_sensor_cursor_skips_files_seen_fast_and_waits_for_flags():
     t0 = time.time()
     listing = account_listing(5_000, t0)
     first, cursor = ready_purls(listing, "Downloads", {})
@@ -458,3 +460,218 @@ def test_a_flag_without_its_purl_raises_one_alert(data_dir, tmp_path):
         for _ in range(2):  # two ticks: one alert
             downloads_sensor(dg.build_sensor_context(instance=instance), destination, settings_from_env(), sinks)
         assert len(hook.requests) == 1 and b"PURL_lost.csv.flg" in hook.requests[0][2]
+
+
+def test_a_batch_is_uploaded_on_its_send_date_and_named_by_its_upload_time(data_dir):
+    from delivery_platform.core import clock
+
+    instance = dg.DagsterInstance.ephemeral()
+    with clock.pinned("2026-11-15T05:00:07Z"):
+        assert run("2026-11-15", instance=instance).success
+        early = run("2026-11-16", instance=instance)  # tomorrow's batch is not sent today
+    assert [p.name for p in uploaded(data_dir)] == ["acme_welcome_20261115_050007_01.csv"]
+    assert not early.success
+    message = next(e for e in early.all_events if e.is_step_failure).event_specific_data.error.message
+    assert "uploaded on its send date; today is 2026-11-15" in message
+    # the daily schedule asks for today's send date, not yesterday's
+    schedule = build_defs("local").resolve_schedule_def("idomoo_daily_schedule")
+    import datetime as dt
+
+    with dg.instance_for_test() as temp:
+        tick = schedule.evaluate_tick(dg.build_schedule_context(
+            instance=temp, scheduled_execution_time=dt.datetime(2026, 11, 21, 5, tzinfo=dt.timezone.utc)))
+    assert [r.partition_key for r in tick.run_requests] == ["2026-11-21"]
+
+
+def test_the_data_file_is_signed_with_our_key_and_encrypted_to_idomoos(data_dir, pgp_keys, tmp_path):
+    import gnupg
+
+    _, _, idomoo_public, idomoo_home = pgp_keys
+    ours_home = tempfile.mkdtemp(prefix="gpgo", dir="/tmp")
+    try:
+        ours = gnupg.GPG(gnupghome=ours_home)
+        our_key = str(ours.gen_key(ours.gen_key_input(name_email="crm@acme.example", passphrase="ours-pw",
+                                                      key_type="RSA", key_length=1024)))  # fast
+        (tmp_path / "idomoo.asc").write_text(idomoo_public)
+        (tmp_path / "ours.asc").write_text(ours.export_keys(our_key, secret=True, passphrase="ours-pw"))
+        result = run(settings={"pgp_public_key_file": str(tmp_path / "idomoo.asc"),
+                               "pgp_private_key_file": str(tmp_path / "ours.asc"),
+                               "pgp_passphrase": "ours-pw"})
+        assert result.success
+        [path] = uploaded(data_dir)
+        # Idomoo's side: its secret key decrypts, and our public key verifies the signature
+        idomoo = gnupg.GPG(gnupghome=idomoo_home)
+        idomoo.import_keys(ours.export_keys(our_key))
+        decrypted = idomoo.decrypt(path.read_bytes(), passphrase="pw", always_trust=True)
+        assert decrypted.ok and str(decrypted).startswith("RecipientID,FirstName")
+        assert decrypted.valid and decrypted.fingerprint == our_key, decrypted.status
+    finally:
+        subprocess.run(["gpgconf", "--homedir", ours_home, "--kill", "gpg-agent"], capture_output=True)
+
+
+@pytest.mark.fault("idomoo-purl", "a PURL whose flag is older than anything seen before (sftp put -p, vendor "
+                   "clock behind, late re-send)",
+                   "taken in: the cursor is what was seen, not a time watermark")
+def test_a_purl_with_an_old_timestamp_is_still_taken_in():
+    t0 = 1_800_000_000.0
+    listing = [FileInfo("Downloads/PURL_b.csv", 10, t0), FileInfo("Downloads/PURL_b.csv.flg", 0, t0)]
+    ready, cursor = ready_purls(listing, "Downloads", {})
+    assert [r.name for r in ready] == ["Downloads/PURL_b.csv"]
+    # a re-sent older batch keeps its original times: a day older than anything seen
+    listing += [FileInfo("Downloads/PURL_a.csv", 12, t0 - 86_400),
+                FileInfo("Downloads/PURL_a.csv.flg", 0, t0 - 86_400)]
+    ready, cursor = ready_purls(listing, "Downloads", cursor)
+    assert [r.name for r in ready] == ["Downloads/PURL_a.csv"]
+    assert ready_purls(listing, "Downloads", cursor)[0] == []  # and only once
+    # the same name again with other bytes but an older time is a new version: taken in again
+    listing[2] = FileInfo("Downloads/PURL_a.csv", 14, t0 - 90_000)
+    listing[3] = FileInfo("Downloads/PURL_a.csv.flg", 0, t0 - 90_000)
+    assert [r.name for r in ready_purls(listing, "Downloads", cursor)[0]] == ["Downloads/PURL_a.csv"]
+
+
+@pytest.mark.fault("idomoo-purl", "same-named PURL files in two sub-folders of Downloads",
+                   "keyed by full path: two partitions, two stored tables, each run checks its own rows")
+def test_same_named_purl_files_in_two_sub_folders_never_mix(data_dir):
+    instance = dg.DagsterInstance.ephemeral()
+    assert run(instance=instance).success
+    [upload] = uploaded(data_dir)
+    good = _good_purl(upload)
+    downloads = data_dir / "outbox" / "idomoo" / "Downloads"
+    for folder, rows in (("a", good), ("b", good[:3])):  # b's copy is short: its check must fail, a's pass
+        (downloads / folder).mkdir(parents=True)
+        (downloads / folder / f"PURL_{upload.name}").write_text("\n".join(rows) + "\n")
+        (downloads / folder / f"PURL_{upload.name}.flg").write_text("")
+    settings = settings_from_env()
+    defs = build_defs("local")
+    destination = defs.resources["idomoo_destination"]
+    tick = downloads_sensor(dg.build_sensor_context(instance=instance), destination, settings)
+    keys = sorted(r.partition_key for r in tick.run_requests)
+    assert keys == [f"a~PURL_{upload.name}", f"b~PURL_{upload.name}"]
+    instance.add_dynamic_partitions(purl_files.name, keys)
+    resources = {"idomoo_destination": destination, "idomoo_settings": settings,
+                 "ledger": defs.resources["ledger"], "warehouse": defs.resources["warehouse"]}
+    outcome = {}
+    for request in sorted(tick.run_requests, key=lambda r: r.partition_key):
+        result = dg.materialize([purl_results, purl_links_are_https, purl_every_row_came_back],
+                                instance=instance, partition_key=request.partition_key, tags=request.tags,
+                                resources=resources)
+        checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+        outcome[request.partition_key[0]] = checks["every_row_came_back"]
+    assert outcome == {"a": True, "b": False}
+    stored = data_dir / "returns" / "idomoo_purls"
+    counts = {k[0]: duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{stored / k}.parquet')")
+              .fetchone()[0] for k in keys}
+    assert counts == {"a": len(good) - 1, "b": 2}
+
+
+def test_flags_off_a_purl_is_complete_when_unchanged_across_two_ticks():
+    t0 = 1_800_000_000.0
+    growing = [FileInfo("Downloads/PURL_x.csv", 100, t0)]
+    ready, cursor = ready_purls(growing, "Downloads", {}, flags=False, now=t0)
+    assert ready == []  # first sight: not yet known to be complete
+    growing = [FileInfo("Downloads/PURL_x.csv", 250, t0 + 5)]  # still being written between ticks
+    ready, cursor = ready_purls(growing, "Downloads", cursor, flags=False, now=t0 + 120)
+    assert ready == []
+    ready, cursor = ready_purls(growing, "Downloads", cursor, flags=False, now=t0 + 240)
+    assert [(r.name, r.file.size) for r in ready] == [("Downloads/PURL_x.csv", 250)]
+    assert ready_purls(growing, "Downloads", cursor, flags=False, now=t0 + 360)[0] == []
+    # error files and flags are not PURL files
+    others = [FileInfo("Downloads/ERROR_x.csv", 5, t0), FileInfo("Downloads/PURL_x.csv.flg", 0, t0)]
+    _, c = ready_purls(others, "Downloads", {}, flags=False, now=t0)
+    assert ready_purls(others, "Downloads", c, flags=False, now=t0 + 1)[0] == []
+
+
+def test_flags_on_the_flag_decides_even_for_a_stable_file():
+    t0 = 1_800_000_000.0
+    listing = [FileInfo("Downloads/PURL_x.csv", 100, t0)]
+    cursor = {}
+    for tick in range(3):  # stable, but no flag: never taken in with flags on
+        ready, cursor = ready_purls(listing, "Downloads", cursor, flags=True, now=t0 + tick)
+        assert ready == []
+    listing.append(FileInfo("Downloads/PURL_x.flg", 0, t0 + 10))  # the PURL_x.flg spelling
+    assert [r.name for r in ready_purls(listing, "Downloads", cursor, flags=True, now=t0 + 20)[0]] == \
+        ["Downloads/PURL_x.csv"]
+    # a flag older than the PURL (the PURL is being rewritten) does not complete it
+    rewritten = [FileInfo("Downloads/PURL_y.csv", 100, t0 + 50), FileInfo("Downloads/PURL_y.csv.flg", 0, t0)]
+    assert ready_purls(rewritten, "Downloads", {}, flags=True, now=t0 + 60)[0] == []
+
+
+@pytest.mark.parametrize("flags", [True, False])
+def test_a_purl_that_never_completes_raises_one_alert_and_a_growing_file_is_not_taken_half_written(
+        data_dir, flags):
+    from delivery_platform.alerts import AlertSinks
+    from delivery_platform.core import clock
+    from delivery_platform_tests.http_doubles import Recorder
+
+    downloads = data_dir / "outbox" / "idomoo" / "Downloads"
+    downloads.mkdir(parents=True)
+    purl = downloads / "PURL_stuck.csv"
+    settings = settings_from_env().model_copy(update={"flags": flags, "orphan_flag_minutes": 30})
+    destination = build_defs("local").resources["idomoo_destination"]
+    instance, cursor, requested = dg.DagsterInstance.ephemeral(), None, []
+    with Recorder() as hook:
+        sinks = AlertSinks(webhook_url=hook.url + "/hook")
+        for minute in range(0, 80, 10):  # the file grows on every tick (flags off) / never gets a flag (on)
+            with purl.open("a") as handle:
+                handle.write(f"row {minute}\n")
+            os.utime(purl, (1_800_000_000 + minute, 1_800_000_000 + minute))
+            at = dt.datetime(2026, 11, 21, 10, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=minute)
+            with clock.pinned(at):
+                context = dg.build_sensor_context(instance=instance, cursor=cursor)
+                result = downloads_sensor(context, destination, settings, sinks)
+            cursor = result.cursor
+            requested += result.run_requests
+        assert requested == []  # never taken in half-written
+        assert len(hook.requests) == 1 and b"PURL_stuck.csv never completed" in hook.requests[0][2]
+
+
+def test_a_purl_not_back_in_time_raises_one_alert_naming_the_data_file(data_dir):
+    from delivery_platform.alerts import AlertSinks
+    from delivery_platform.core import clock
+    from delivery_platform_tests.http_doubles import Recorder
+
+    instance = dg.DagsterInstance.ephemeral()
+    with clock.pinned("2026-11-15T05:00:00Z"):
+        assert run("2026-11-15", instance=instance).success
+    [upload] = uploaded(data_dir)
+    settings = settings_from_env().model_copy(update={"purl_return_hours": 6})
+    destination = build_defs("local").resources["idomoo_destination"]
+    cursor = None
+    with Recorder() as hook:
+        sinks = AlertSinks(webhook_url=hook.url + "/hook")
+        for at in ("2026-11-15T10:00Z", "2026-11-15T11:30Z", "2026-11-15T12:00Z"):
+            with clock.pinned(at):
+                context = dg.build_sensor_context(instance=instance, cursor=cursor)
+                cursor = downloads_sensor(context, destination, settings, sinks).cursor
+        assert len(hook.requests) == 1 and upload.name.encode() in hook.requests[0][2]
+        # another upload whose PURL came back in time is never chased
+        simulate(data_dir / "outbox" / "idomoo", settings)
+        with clock.pinned("2026-11-16T12:00Z"):
+            context = dg.build_sensor_context(instance=instance, cursor=cursor)
+            downloads_sensor(context, destination, settings, sinks)
+        assert len(hook.requests) == 1
+
+
+@pytest.mark.fault("idomoo-purl", "a newer version of a PURL file is refused (truncated)",
+                   "the older version's stored rows stay; both versions kept; nothing mixed")
+def test_a_refused_newer_version_never_replaces_or_mixes_with_the_stored_rows(data_dir):
+    upload, name, first = _purl_env(data_dir, b"placeholder")
+    good = ("\n".join(_good_purl(upload)) + "\n").encode()
+    downloads = data_dir / "outbox" / "idomoo" / "Downloads"
+    defs = build_defs("local")
+    resources = {"idomoo_destination": defs.resources["idomoo_destination"], "idomoo_settings": settings_from_env(),
+                 "ledger": defs.resources["ledger"], "warehouse": defs.resources["warehouse"]}
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(purl_files.name, [name])
+    outcomes = []
+    cut = hostile("truncated file", upload)
+    for data in (good, cut):  # then Idomoo re-sends it cut short
+        (downloads / name).write_bytes(data)
+        outcomes.append(dg.materialize([purl_results, purl_links_are_https, purl_every_row_came_back],
+                                       partition_key=name, instance=instance, resources=resources,
+                                       raise_on_error=False).success)
+    assert outcomes == [True, False]
+    stored = data_dir / "returns" / "idomoo_purls" / f"{name}.parquet"
+    count = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{stored}')").fetchone()[0]
+    assert count == len(_good_purl(upload)) - 1  # the accepted version's rows, whole
+    assert (data_dir / "quarantine" / "idomoo" / name).read_bytes() == cut

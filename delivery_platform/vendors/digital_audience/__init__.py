@@ -6,6 +6,7 @@ import dagster as dg
 
 from .assets import ASSETS, CHECKS, settings_from_env
 from .matches import build_sensor, inbox_resource, match_export, matches_known_records, simulate_match_export
+from .optouts import OPTOUT, optout_resource
 
 SCHEDULE_HOUR_UTC = 3  # dA polls the storage daily; the day's update is there well before business hours
 
@@ -26,7 +27,7 @@ def build_defs(env: str) -> dg.Definitions:
     return dg.Definitions(assets=[*ASSETS, match_export], asset_checks=[*CHECKS, matches_known_records],
                           jobs=[daily_delivery], schedules=[schedule], sensors=[sensor],
                           resources={"digital_audience_settings": settings_from_env(),
-                                     "digital_audience_returns": inbox_resource()})
+                                     "digital_audience_returns": inbox_resource(), OPTOUT: optout_resource()})
 
 
 def demo(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str) -> dict:

@@ -1,5 +1,6 @@
 """digitalAudience: CRM contacts -> normalised and hashed in SQL -> onboarding file, then daily
-update and opt-out files against what was delivered -> dA's storage (SFTP/S3); and the nightly
+update files (new and changed records) against what was delivered -> dA's storage (SFTP/S3); opt-outs
+counted and reported, sent only to a separately configured location (optouts.py); and the nightly
 match export back, ingested once per file.
 
 Read beside `digitalaudience-dmp-integration.txt` ("CRM Onboarding", "Ongoing CRM data update",
@@ -28,8 +29,9 @@ from ...validation import check_result, validate_parquet
 from ...validation.sql_checks import EMAIL_LIKE_RE, PHONE_LIKE_RE, sql_literal
 from ...warehouse.assets import source_key
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
-from . import spec
+from . import optouts, spec
 from .normalise import email_sql, phone_sql, sha256_upper_sql
+from .optouts import optout_target
 
 VENDOR, DELIVERABLE = "digital_audience", "crm"
 DOC = "digitalaudience-dmp-integration.txt"
@@ -106,7 +108,9 @@ def _stage(warehouse: WarehouseResource, key: str) -> dict[str, Path]:
     kinds={"duckdb"},
     description=f"CRM records for dA ({DOC}: 'CRM Onboarding', 'Ongoing CRM data update'; DIGEST 4.2-4.3). The first "
                 "delivery is the full onboarding file; after that the day's update: contacts opted in since the last "
-                "DELIVERED file, and opt-outs. Emails and phones are normalised and SHA-256 hashed in SQL; raw values "
+                "DELIVERED file, and contacts whose identifiers changed (same `custom`). Opt-outs are "
+                "counted, never "
+                "sent with them (R6). Emails and phones are normalised and SHA-256 hashed in SQL; raw values "
                 "never reach a file.",
 )
 def crm_records(context: dg.AssetExecutionContext, warehouse: WarehouseResource, ledger: LedgerResource) -> dg.MaterializeResult:
@@ -118,19 +122,30 @@ def crm_records(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         eligible = copy_to_parquet(con, eligible_sql(key), staged["state"])
         state = sql_literal(str(staged["state"]))
         if previous is None:
-            mode = "onboarding"
+            mode, changed = "onboarding", 0
             rows = copy_to_parquet(con, f"SELECT * FROM read_parquet({state})", staged["records"])
-            optouts = copy_to_parquet(con, f"SELECT * FROM read_parquet({state}) WHERE false", staged["optouts"])
+            opted_out = copy_to_parquet(con, f"SELECT * FROM read_parquet({state}) WHERE false",
+                                        staged["optouts"])
         else:
             mode, prev = "update", sql_literal(str(previous[1]))
-            rows = copy_to_parquet(con, f"SELECT * FROM read_parquet({state}) c WHERE NOT EXISTS (SELECT 1 FROM "
-                                        f"read_parquet({prev}) p WHERE p.custom = c.custom) ORDER BY custom", staged["records"])
-            optouts = copy_to_parquet(con, f"SELECT * FROM read_parquet({prev}) p WHERE NOT EXISTS (SELECT 1 FROM "
-                                           f"read_parquet({state}) c WHERE p.custom = c.custom) ORDER BY custom", staged["optouts"])
-    staged["plan"].write_text(json.dumps({"mode": mode, "previous": previous[0] if previous else None}))
-    context.log.info(f"{key}: {mode}: {rows:,} records, {optouts:,} opt-outs")
+            # new contacts, and contacts whose email, phone, address or ad ids changed (R6): the
+            # same `custom` id with the new hashes; EXCEPT compares NULLs as equal
+            rows = copy_to_parquet(con, f"SELECT * FROM (SELECT * FROM read_parquet({state}) EXCEPT "
+                                        f"SELECT * FROM read_parquet({prev})) ORDER BY custom",
+                                   staged["records"])
+            sent = sql_literal(str(staged["records"]))
+            changed = con.execute(f"SELECT count(*) FROM read_parquet({sent}) WHERE custom IN "
+                                  f"(SELECT custom FROM read_parquet({prev}))").fetchall()[0][0]
+            gone = f"NOT EXISTS (SELECT 1 FROM read_parquet({state}) c WHERE p.custom = c.custom)"
+            opted_out = copy_to_parquet(con, f"SELECT * FROM read_parquet({prev}) p WHERE {gone} "
+                                             "ORDER BY custom", staged["optouts"])
+    staged["plan"].write_text(json.dumps({"mode": mode, "previous": previous[0] if previous else None,
+                                          "opt_outs": opted_out, "changed": changed}))
+    context.log.info(f"{key}: {mode}: {rows:,} records ({changed:,} changed), {opted_out:,} opt-outs")
     return dg.MaterializeResult(metadata={
-        "mode": dg.MetadataValue.text(mode), "rows": dg.MetadataValue.int(rows), "opt_outs": dg.MetadataValue.int(optouts),
+        "mode": dg.MetadataValue.text(mode), "rows": dg.MetadataValue.int(rows),
+        "opt_outs": dg.MetadataValue.int(opted_out),
+        "changed_records": dg.MetadataValue.int(changed),
         "eligible_contacts": dg.MetadataValue.int(eligible), "unusable_emails": dg.MetadataValue.int(bad_email),
         "unusable_phones": dg.MetadataValue.int(bad_phone),
         "previous_delivery": dg.MetadataValue.text(previous[0] if previous else "none")})
@@ -151,17 +166,43 @@ def crm_records_spec(context: dg.AssetCheckExecutionContext, warehouse: Warehous
     return check_result(failed[0] if failed else reports[0])
 
 
+@dg.asset_check(asset=crm_records, name="opt_outs", blocking=False, partitions_def=daily,
+                description="WARN when contacts opted out since the last delivery: how many, and where they "
+                            "went. "
+                            "Opt-outs never reach the onboarding location (R6); they are sent only to a "
+                            "separately "
+                            "configured location (DELIVERY_DIGITAL_AUDIENCE_OPTOUT_*).")
+def crm_records_opt_outs(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
+                         digital_audience_settings: DigitalAudienceSettings) -> dg.AssetCheckResult:
+    key = context.partition_key
+    plan = json.loads(_stage(warehouse, key)["plan"].read_text())
+    count, target = plan.get("opt_outs", 0), optout_target()
+    name = optout_file_name(digital_audience_settings, key) if target and count else None
+    return dg.AssetCheckResult(passed=count == 0, severity=dg.AssetCheckSeverity.WARN,
+                               description=optouts.report(count, plan.get("previous"), target, name),
+                               metadata={"opt_outs": count,
+                                         "opt_out_location_configured": target is not None})
+
+
+def optout_file_name(s: DigitalAudienceSettings, key: str) -> str:
+    return f"{s.client}_crm_optout_{key.replace('-', '')}.{'csv.gz' if s.gzip else 'csv'}"
+
+
 def file_names(client: str, key: str, mode: str, gzip: bool = False) -> dict[str, str]:
     day, ext = key.replace("-", ""), "csv.gz" if gzip else "csv"
     if mode == "onboarding":
         return {"records": f"{client}_crm_{day}.{ext}"}
-    return {"records": f"{client}_crm_update_{day}.{ext}", "optouts": f"{client}_crm_optout_{day}.{ext}"}
+    # opt-outs never go here (R6): see optouts.py
+    return {"records": f"{client}_crm_update_{day}.{ext}"}
 
 
 @dg.asset(
     key=[VENDOR, "crm_files"], group_name=VENDOR, partitions_def=daily, deps=[crm_records], kinds={"csv"},
-    description="`<client>_crm_YYYYMMDD.csv` (onboarding) or `<client>_crm_update_YYYYMMDD.csv` and "
-                "`<client>_crm_optout_YYYYMMDD.csv`: UTF-8, comma, header row, CRLF (DIGEST 4.1), uncompressed (4.5 #5).",
+    description="`<client>_crm_YYYYMMDD.csv` (onboarding) or `<client>_crm_update_YYYYMMDD.csv`; and, only "
+                "with an "
+                "opt-out location configured, `<client>_crm_optout_YYYYMMDD.csv` apart from them: UTF-8, "
+                "comma, "
+                "header row, CRLF (DIGEST 4.1), uncompressed (4.5 #5).",
 )
 def crm_files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
               digital_audience_settings: DigitalAudienceSettings) -> dg.MaterializeResult:
@@ -179,10 +220,33 @@ def crm_files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                    f"FROM read_parquet({sql_literal(str(staged[part]))})")
             [written] = write_lines(con, sql, writer)
             outgoing.append(OutgoingFile(written.path, name, rows=written.rows, md5=written.md5, bytes=written.bytes))
-    # opt-outs first: a contact who left and came back is never removed after being re-added
-    outgoing.sort(key=lambda f: "_optout_" not in f.name)
     write_manifest(folder, outgoing, mode=mode, partition=key)
-    return dg.MaterializeResult(metadata={**files_metadata(outgoing), "mode": dg.MetadataValue.text(mode)})
+    optout_files = _write_optouts(warehouse, digital_audience_settings, key)
+    return dg.MaterializeResult(metadata={**files_metadata(outgoing), "mode": dg.MetadataValue.text(mode),
+                                          "opt_out_files": dg.MetadataValue.json([f.name for f in
+                                                                                  optout_files])})
+
+
+def _write_optouts(warehouse: WarehouseResource, s: DigitalAudienceSettings, key: str) -> list[OutgoingFile]:
+    """The opt-out file, in its own folder and manifest, only when a location and format are
+    configured and there are opt-outs; otherwise the folder is left empty."""
+    folder = reset_folder(warehouse.files_dir(VENDOR, optouts.DELIVERABLE, key))
+    target, staged = optout_target(), _stage(warehouse, key)["optouts"]
+    outgoing = []
+    with warehouse.connect(attach_warehouse=False) as con:
+        count = con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(staged))})").fetchall()[0][0]
+        if target and count:
+            name = optout_file_name(s, key)
+            header = csv_header(target.columns, line_end=spec.LINE_END).encode()
+            writer = PartWriter(folder, lambda n, name=name: name, single_part=True,
+                                gzip_level=6 if s.gzip else None, header=header)
+            sql = (f"SELECT {csv_line_sql(target.columns, line_end=spec.LINE_END)} AS line "
+                   f"FROM read_parquet({sql_literal(str(staged))})")
+            [written] = write_lines(con, sql, writer)
+            outgoing.append(OutgoingFile(written.path, name, rows=written.rows, md5=written.md5,
+                                         bytes=written.bytes))
+    write_manifest(folder, outgoing, partition=key)
+    return outgoing
 
 
 HEX64 = re.compile(r"^[0-9A-F]{64}$")
@@ -214,8 +278,13 @@ def crm_files_match_spec(context: dg.AssetCheckExecutionContext, warehouse: Ware
     key = context.partition_key
     outgoing, _ = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
     problems = []
-    header = csv_header(spec.COLUMNS, line_end=spec.LINE_END).encode()
-    for f in outgoing:
+    records_header = csv_header(spec.COLUMNS, line_end=spec.LINE_END).encode()
+    # the opt-out file too, with the header of its configured columns
+    optout_files, _ = read_manifest(warehouse.files_dir(VENDOR, optouts.DELIVERABLE, key))
+    target = optout_target() if optout_files else None
+    headers = {f.name: csv_header(target.columns, line_end=spec.LINE_END).encode() for f in optout_files}
+    for f in [*outgoing, *optout_files]:
+        header = headers.get(f.name, records_header)
         data = f.path.read_bytes()
         if f.name.endswith(".gz"):
             import gzip as gz
@@ -231,8 +300,10 @@ def crm_files_match_spec(context: dg.AssetCheckExecutionContext, warehouse: Ware
         leaks = raw_pii_in_file(f.path)
         if leaks:
             problems.append(f"{f.name}: raw email or phone on {len(leaks)} lines ({', '.join(leaks[:5])})")
-    return dg.AssetCheckResult(passed=not problems, description="; ".join(problems) or f"{len(outgoing)} file(s) as specified",
-                               metadata={"files_checked": len(outgoing)})
+    checked = len(outgoing) + len(optout_files)
+    return dg.AssetCheckResult(passed=not problems,
+                               description="; ".join(problems) or f"{checked} file(s) as specified",
+                               metadata={"files_checked": checked})
 
 
 @dg.asset(
@@ -242,9 +313,15 @@ def crm_files_match_spec(context: dg.AssetCheckExecutionContext, warehouse: Ware
                 "default); after success the delivered contact set is kept for the next update.",
 )
 def crm_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, warehouse: WarehouseResource,
-                 ledger: LedgerResource, digital_audience_destination: DestinationResource) -> dg.MaterializeResult:
+                 ledger: LedgerResource, digital_audience_destination: DestinationResource,
+                 digital_audience_optout: DestinationResource) -> dg.MaterializeResult:
     key = context.partition_key
     outgoing, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
+    optout_files, _ = read_manifest(warehouse.files_dir(VENDOR, optouts.DELIVERABLE, key))
+    if optout_files:  # first, to its own location: a contact who left and came back is not removed after
+        deliver_partition(context, vendor=VENDOR, deliverable=optouts.DELIVERABLE, files=optout_files,
+                          destination=digital_audience_optout, ledger=ledger.get(),
+                          redeliver=config.redeliver)
     outcome = deliver_partition(context, vendor=VENDOR, deliverable=DELIVERABLE, files=outgoing,
                                 destination=digital_audience_destination, ledger=ledger.get(), redeliver=config.redeliver)
     state_dir().mkdir(parents=True, exist_ok=True)
@@ -256,4 +333,4 @@ def crm_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, ware
 
 
 ASSETS = [crm_records, crm_files, crm_delivery]
-CHECKS = [crm_records_spec, crm_files_match_spec]
+CHECKS = [crm_records_spec, crm_records_opt_outs, crm_files_match_spec]

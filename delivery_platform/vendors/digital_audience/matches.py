@@ -21,6 +21,7 @@ import dagster as dg
 import duckdb
 
 from ... import settings
+from ...core import clock
 from ...destinations.local import LocalDestination
 from ...destinations.resource import DestinationResource, destination_from_env
 from ...receiving import csv_error, keep_received, quarantine
@@ -55,12 +56,48 @@ def quarantine_dir() -> Path:
 
 
 def build_sensor(running: bool) -> dg.SensorDefinition:
+    from ...alerts.sinks import AlertSinks
+
+    def tick(context: dg.SensorEvaluationContext, digital_audience_returns: DestinationResource,
+             alert_sinks: AlertSinks):
+        return match_export_sensor(context, digital_audience_returns, alert_sinks)
+
     return dg.sensor(
         name="digital_audience_match_export_sensor", minimum_interval_seconds=300,
         asset_selection=dg.AssetSelection.assets(dg.AssetKey([VENDOR, "match_export"])),
         default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
-        description="Watches dA's drop location for match-export files; one run per new or changed file.",
-    )(match_export_sensor)
+        description="Watches dA's drop location for match-export files; one run per new or changed file; "
+                    "alerts once a day when tonight's export has not arrived by "
+                    "DA_MATCH_EXPORT_DEADLINE_HOUR.",
+    )(tick)
+
+
+def deadline_hour(environ: dict | None = None) -> int:
+    """`DA_MATCH_EXPORT_DEADLINE_HOUR` (UTC, default 8): by then tonight's export must be there."""
+    environ = os.environ if environ is None else environ
+    return int(environ.get("DA_MATCH_EXPORT_DEADLINE_HOUR", "8"))
+
+
+def missing_export_alert(last_arrival: str | None, now: dt.datetime, hour: int, sinks, ledger=None) -> bool:
+    """One alert per day when no new export arrived since midnight UTC and the hour has passed.
+    Only once we have delivered records to dA (before that nothing can match). True if sent."""
+    from ...alerts.model import Alert
+    from ...alerts.sensors import AlertLog
+    from ...ledger import Ledger
+
+    today = now.date().isoformat()
+    if now.hour < hour or (last_arrival or "") >= today:
+        return False
+    delivered = [d for d in (ledger or Ledger()).history(VENDOR, "crm", status="delivered")
+                 if d.partition_key < today]
+    if not delivered or not AlertLog().claim(f"da-match-export-missing:{today}"):
+        return False
+    sinks.send(Alert("deadline_missed", VENDOR,
+                     f"digitalAudience match export for the night before {today} has not "
+                     f"arrived by {hour:02d}:00 UTC", deliverable="match_export", partition=today,
+                     detail=f"last new export seen on {last_arrival or 'never'}; dA promises one every "
+                            "night"))
+    return True
 
 
 def partition_key_for(name: str) -> str | None:
@@ -72,16 +109,23 @@ def partition_key_for(name: str) -> str | None:
     return "~".join(parts)
 
 
-def match_export_sensor(context: dg.SensorEvaluationContext, digital_audience_returns: DestinationResource):
-    seen: dict = json.loads(context.cursor) if context.cursor else {}
+def match_export_sensor(context: dg.SensorEvaluationContext, digital_audience_returns: DestinationResource,
+                        alert_sinks=None):
+    cursor: dict = json.loads(context.cursor) if context.cursor else {}
+    seen = cursor["files"] if "files" in cursor else cursor  # older cursors were the files map alone
+    last_arrival = cursor.get("last_arrival")
     with open_inbox(digital_audience_returns) as inbox:
-        listing = [f for f in inbox.list() if f.name.endswith((".csv", ".csv.gz"))]
+        listing = inbox.list()
     requests, new_partitions, current = [], [], {}
     for f in listing:
         # a new version is a new size, time or (where the store reports it) checksum
         version = f"{f.size}:{f.mtime!r}" + (f":{f.md5}" if f.md5 else "")
         current[f.name] = version
         if seen.get(f.name) == version:
+            continue
+        if not f.name.endswith((".csv", ".csv.gz")):
+            # not an export we know how to read: said once per version, never silently skipped
+            context.log.warning(f"not taking in {f.name!r}: a match export is a .csv or .csv.gz file")
             continue
         key = partition_key_for(f.name)
         if key is None:
@@ -92,16 +136,56 @@ def match_export_sensor(context: dg.SensorEvaluationContext, digital_audience_re
         new_partitions.append(key)
         requests.append(dg.RunRequest(run_key=f"{f.name}:{version}", partition_key=key,
                                       tags={"vendor": VENDOR, "source_file": f.name}))
+    now = clock.now()
+    if requests:
+        last_arrival = now.date().isoformat()
+    if alert_sinks is not None and missing_export_alert(last_arrival, now, deadline_hour(), alert_sinks):
+        context.log.error(f"no match export has arrived today by {deadline_hour():02d}:00 UTC: alert sent")
     # the cursor holds only files still present, so it stays as small as the folder
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(current, sort_keys=True),
+    return dg.SensorResult(run_requests=requests,
+                           cursor=json.dumps({"files": current, "last_arrival": last_arrival},
+                                             sort_keys=True),
                            dynamic_partitions_requests=[match_files.build_add_request(new_partitions)] if new_partitions else [])
 
 
-def read_export_sql(path: Path) -> str:
+REQUIRED = ("cookie_id", "crm_id")  # matched_at may be absent (NULL)
+COLUMNS = ("cookie_id", "crm_id", "matched_at")
+
+
+def export_header(path: Path) -> list[str]:
+    """The header row's names, as the file spells them (R8: columns are found by name)."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            first = handle.readline(1 << 16)
+        text = first.decode("utf-8").removeprefix("\ufeff").rstrip("\r\n")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise ValueError(f"the header row cannot be read as UTF-8 CSV ({exc})") from None
+    return next(csv.reader([text]), [])
+
+
+def check_header(header: list[str]) -> None:
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise ValueError(f"the header {header[:8]} lacks the required column(s) {missing} (needed: "
+                         f"{', '.join(REQUIRED)}; optional: matched_at)")
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise ValueError(f"the header names {twice} more than once")
+
+
+def read_export_sql(path: Path, header: list[str]) -> str:
+    """Every column as text, then ours picked by name: a file with its columns in another order is
+    read right (R8); extra columns are ignored."""
     compression = "gzip" if path.name.endswith(".gz") else "none"
-    return (f"SELECT * FROM read_csv({sql_literal(str(path))}, header = true, delim = ',', quote = '\"', "
-            f"columns = {{'cookie_id': 'VARCHAR', 'crm_id': 'VARCHAR', 'matched_at': 'VARCHAR'}}, "
-            f"compression = '{compression}', auto_detect = false, strict_mode = true, null_padding = false)")
+    columns = "{" + ", ".join(f"{sql_literal(h)}: 'VARCHAR'" for h in header) + "}"
+    picked = ", ".join(f'"{c}"' if c in header else f'NULL::VARCHAR AS "{c}"' for c in COLUMNS)
+    return (f"SELECT {picked} FROM read_csv({sql_literal(str(path))}, header = true, delim = ',', "
+            f"quote = '\"', columns = {columns}, compression = '{compression}', auto_detect = false, "
+            "strict_mode = true, null_padding = false)")
 
 
 @dg.asset(key=[VENDOR, "match_export"], group_name=VENDOR, partitions_def=match_files, kinds={"csv"},
@@ -117,11 +201,14 @@ def match_export(context: dg.AssetExecutionContext, digital_audience_returns: De
     try:
         if kept.stat().st_size == 0:
             raise ValueError("the file is empty")
-        rows = copy_to_parquet(con, read_export_sql(kept), staged)
+        header = export_header(kept)
+        check_header(header)
+        rows = copy_to_parquet(con, read_export_sql(kept, header), staged)
     except (duckdb.Error, ValueError) as exc:
         quarantine(kept, quarantine_dir(), key)
         first = csv_error(exc) if isinstance(exc, duckdb.Error) else str(exc)
-        raise dg.Failure(f"digitalAudience match export {name}: cannot be read as cookie_id,crm_id,matched_at CSV: "
+        raise dg.Failure(f"digitalAudience match export {name}: cannot be read as a CSV with cookie_id, "
+                         "crm_id (and matched_at) columns named in its header: "
                          f"{first}. Kept at {quarantine_dir() / key}.", allow_retries=False) from None
     finally:
         con.close()

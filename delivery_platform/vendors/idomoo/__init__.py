@@ -20,7 +20,9 @@ def build_defs(env: str) -> dg.Definitions:
     running = env == "production"
     schedule = dg.build_schedule_from_partitioned_job(
         daily_delivery, name="idomoo_daily_schedule", hour_of_day=SCHEDULE_HOUR_UTC, minute_of_hour=0,
-        description=f"Daily at {SCHEDULE_HOUR_UTC:02d}:00 UTC: the batch of recipients whose send date is the partition.",
+        description=f"Daily at {SCHEDULE_HOUR_UTC:02d}:00 UTC: the batch of recipients whose send date is "
+                    "TODAY "
+                    "(uploaded on its send date; the partitions end a day later for that).",
         default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED)
     return dg.Definitions(assets=[*ASSETS, purl_results], asset_checks=[*CHECKS, purl_links_are_https, purl_every_row_came_back],
                           jobs=[daily_delivery], schedules=[schedule], sensors=[build_sensor(running)],

@@ -22,21 +22,27 @@ from ...formats.delimited import EncodingProblem, write_delimited
 from ...formats.pgp import PGPError, encrypt_file, is_pgp_message
 from ...ledger import Ledger
 from ...manifest import files_metadata, read_manifest, write_manifest
-from ...partitions import daily
+from ...partitions import FIRST_DAY
 from ...resources import LedgerResource
 from ...validation import check_result, validate_parquet
 from ...validation.sql_checks import sql_literal
 from ...warehouse.assets import source_key
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
 from . import spec
+from .returns import record_upload
 
 VENDOR, DELIVERABLE = "idomoo", "data_file"
+# A partition is a send date, and its batch goes up ON that date (not the day after, as for data
+# days): end_offset=1 makes today's partition exist, so the daily schedule requests today.
+daily = dg.DailyPartitionsDefinition(start_date=FIRST_DAY, timezone="UTC", end_offset=1)
 DOC = "idomoo-batch-mode.txt"
 
 
 class IdomooSettings(dg.ConfigurableResource):
     """The project agreed with Idomoo (resource `idomoo_settings`; env `IDOMOO_CLIENT`, `IDOMOO_PROJECT`,
-    `IDOMOO_ENCODING`, `IDOMOO_DELIMITER`, `IDOMOO_PGP_PUBLIC_KEY_FILE`, `IDOMOO_UPLOADS`, `IDOMOO_DOWNLOADS`)."""
+    `IDOMOO_ENCODING`, `IDOMOO_DELIMITER`, `IDOMOO_PGP_PUBLIC_KEY_FILE`, `IDOMOO_PGP_PRIVATE_KEY_FILE`,
+    `IDOMOO_PGP_PASSPHRASE`, `IDOMOO_UPLOADS`, `IDOMOO_DOWNLOADS`, `IDOMOO_FLAGS`,
+    `IDOMOO_INCOMPLETE_MINUTES`, `IDOMOO_PURL_RETURN_HOURS`)."""
 
     client: str = "acme"
     project: str = "welcome"
@@ -52,10 +58,12 @@ class IdomooSettings(dg.ConfigurableResource):
     encoding: str = "utf-8"
     zip: bool = False
     pgp_public_key_file: Optional[str] = None
-    pgp_private_key_file: Optional[str] = None  # ours, to decrypt encrypted PURL files
+    pgp_private_key_file: Optional[str] = None  # ours: signs the data file (R10), decrypts PURL files
     pgp_passphrase: Optional[str] = None  # secret: IDOMOO_PGP_PASSPHRASE
     error_prefix: str = "ERROR_"  # Idomoo's optional error file: <prefix><original file name> (5.3 #6: confirm)
-    orphan_flag_minutes: int = 30  # a flag without its PURL for this long raises an alert
+    orphan_flag_minutes: int = 30  # a PURL or flag not complete for this long raises an alert
+    flags: bool = True  # R9: .flg files on, or off (complete = unchanged across two sensor ticks)
+    purl_return_hours: float = 24.0  # a PURL not back this long after its upload raises an alert
     uploads_folder: str = "Uploads"  # 5.3 #3: the documents disagree on the case; check at setup
     downloads_folder: str = "Downloads"
     purl_prefix: str = spec.PURL_PREFIX
@@ -75,6 +83,12 @@ def settings_from_env(environ: dict | None = None) -> IdomooSettings:
                        ("IDOMOO_DOWNLOADS", "downloads_folder")):
         if environ.get(var):
             kwargs[field] = environ[var]
+    if environ.get("IDOMOO_FLAGS"):
+        kwargs["flags"] = environ["IDOMOO_FLAGS"].strip().lower() in ("1", "true", "yes", "on")
+    for var, field, kind in (("IDOMOO_PURL_RETURN_HOURS", "purl_return_hours", float),
+                             ("IDOMOO_INCOMPLETE_MINUTES", "orphan_flag_minutes", int)):
+        if environ.get(var):
+            kwargs[field] = kind(environ[var])
     if environ.get("IDOMOO_PGP_PASSPHRASE"):
         kwargs["pgp_passphrase"] = dg.EnvVar("IDOMOO_PGP_PASSPHRASE")
     return IdomooSettings(**kwargs)
@@ -128,7 +142,10 @@ def _delivered_name(ledger: Ledger, key: str) -> list:
 
 
 @dg.asset(key=[VENDOR, "data_file"], group_name=VENDOR, partitions_def=daily, deps=[recipients], kinds={"csv"},
-          description="The data file: `<client>_<project>_YYYYMMdd_HHMMss_NN.<ext>` in UTC (5.3 #1), the configured "
+          description="The data file: `<client>_<project>_YYYYMMdd_HHMMss_NN.<ext>`, the UTC time it is "
+                      "built and "
+                      "uploaded, on the send date (5.3 #1; a batch is never built before its send date), the "
+                      "configured "
                       "delimiter and encoding (UTF-8 without BOM or Windows-1252, a character it cannot hold is an error "
                       "naming row and column), optionally zipped and PGP-encrypted to Idomoo's public key. A partition "
                       "whose content was already built keeps its name, so a re-run sends nothing new.")
@@ -138,6 +155,14 @@ def data_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, l
     if s.extension not in spec.EXTENSIONS:
         raise dg.Failure(f"idomoo_settings.extension={s.extension!r}: expected one of {', '.join(spec.EXTENSIONS)}",
                          allow_retries=False)
+    send_date, today = dt.date.fromisoformat(key), clock.today()
+    if today < send_date:  # Idomoo renders at once: an early batch would reach people early
+        raise dg.Failure(f"idomoo {key}: a batch is uploaded on its send date; today is {today}",
+                         allow_retries=False)
+    if today > send_date:
+        late = (today - send_date).days
+        context.log.warning(f"idomoo {key}: uploading {late} day(s) after the send date; the name carries "
+                            "today's time")
     folder = warehouse.files_dir(VENDOR, DELIVERABLE, key)
     staged = warehouse.staged_table(VENDOR, DELIVERABLE, key)
     con = duckdb.connect()
@@ -163,8 +188,7 @@ def data_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, l
         if old != plain and old.is_file():
             old.unlink()
     sequence = 1 + len({d.file_name for d in ledger.get().history(VENDOR, DELIVERABLE) if d.partition_key == key})
-    name = spec.data_file_name(s.client, s.project, dt.date.fromisoformat(key), clock.now(),
-                               sequence, s.extension)
+    name = spec.data_file_name(s.client, s.project, clock.now(), sequence, s.extension)
     path = folder / name
     os.replace(plain, path)
     if s.zip:
@@ -174,11 +198,18 @@ def data_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, l
         path, name = zipped, zipped.name
     if s.pgp_public_key_file:
         encrypted = path.with_name(name.rsplit(".", 1)[0] + ".gpg")  # "data_file.gpg" (Special Features 1)
+        # R10: encrypted to Idomoo's key and, with our key configured, signed with it (both readings
+        # of "encrypt his data file, using his private key")
+        ours = s.pgp_private_key_file
         try:
-            fingerprint = encrypt_file(path, encrypted, Path(s.pgp_public_key_file).read_text())
+            fingerprint = encrypt_file(path, encrypted, Path(s.pgp_public_key_file).read_text(),
+                                       signing_key=Path(ours).read_text() if ours else None,
+                                       passphrase=s.pgp_passphrase)
         except (PGPError, OSError) as exc:
-            raise dg.Failure(f"idomoo {key}: {exc} (IDOMOO_PGP_PUBLIC_KEY_FILE)", allow_retries=False) from None
-        context.log.info(f"encrypted to key {fingerprint}")
+            variables = "IDOMOO_PGP_PUBLIC_KEY_FILE" + (", IDOMOO_PGP_PRIVATE_KEY_FILE, IDOMOO_PGP_PASSPHRASE"
+                                                        if ours else "")
+            raise dg.Failure(f"idomoo {key}: {exc} ({variables})", allow_retries=False) from None
+        context.log.info(f"encrypted to key {fingerprint}" + (" and signed with ours" if ours else ""))
         path.unlink()
         path, name = encrypted, encrypted.name
     outgoing = [OutgoingFile(path, f"{s.uploads_folder}/{name}", rows=count, md5=file_md5(path), bytes=path.stat().st_size)]
@@ -249,6 +280,8 @@ def data_file_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig
                              "receive the same name twice", allow_retries=False)
     outcome = deliver_partition(context, vendor=VENDOR, deliverable=DELIVERABLE, files=outgoing,
                                 destination=idomoo_destination, ledger=book, redeliver=config.redeliver)
+    for f in outgoing:  # the PURL return deadline counts from here (returns.py)
+        record_upload(f.name, clock.now().timestamp())
     return dg.MaterializeResult(metadata={**outcome.metadata(), "target": idomoo_destination.describe()})
 
 

@@ -1,14 +1,22 @@
-"""What Idomoo sends back: PURL files (and their `.flg` flags) in the SFTP account's Downloads
-folder ({DOC} "General Process" 3, "Special Features" 2), and a simulator that plays Idomoo on the
-embedded default.
+"""What Idomoo sends back: PURL files (and, optionally, their `.flg` flags) in the SFTP account's
+Downloads folder ({DOC} "General Process" 3, "Special Features" 2), and a simulator that plays
+Idomoo on the embedded default.
 
-The sensor treats a PURL file as complete when its flag exists (`PURL_x.csv.flg` or `PURL_x.flg`,
-DIGEST 5.3 #2). Its cursor is a watermark: the newest flag time handled plus the flags at that
-time, so a tick over a folder of 10,000 old files only compares times. Each PURL becomes a dynamic
-partition of `idomoo/purl_results` and one run (run key = name + size + mtime, at the store's precision).
+When is a PURL file complete (R9)? With flags on (`IDOMOO_FLAGS=on`, the default), when its flag
+exists (`PURL_x.csv.flg` or `PURL_x.flg`, DIGEST 5.3 #2) and is not older than the PURL file; with
+flags off, when its size and modification time are the same on two sensor ticks in a row. A PURL
+file (or a flag) that has not completed after `orphan_flag_minutes` raises one alert.
+
+The cursor is what was seen, not a time watermark (issue 22.1): per file still in the folder, the
+version taken in (size and mtime, and its flag's) and the version waiting to complete. Anything new
+is taken in whatever its timestamp (`sftp put -p`, a vendor clock behind ours, a late re-send).
+Each PURL file is keyed by its full path under Downloads (`/` written `~`, issue 22.2), so files of
+the same name in two sub-folders never share a partition or a stored table; each version is one
+run (run key = path + version).
 """
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -16,12 +24,15 @@ import shutil
 import time
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
 from ... import settings
+from ...core import clock
+from ...destinations.base import FileInfo
 from ...destinations.resource import DestinationResource
 from ...receiving import csv_error, keep_received, quarantine
 from ...resources import LedgerResource
@@ -30,6 +41,7 @@ from ...validation.sql_checks import sql_literal
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
 from . import spec
 from .assets import IdomooSettings
+from .returns import overdue_returns
 
 VENDOR, TABLE = "idomoo", "idomoo_purls"
 purl_files = dg.DynamicPartitionsDefinition(name="idomoo_purl_files")
@@ -37,69 +49,139 @@ MAX_UNZIPPED = 1 << 30  # a PURL zip may not expand past 1 GiB
 MAX_RATIO = 200  # nor by more than 200x (a zip bomb)
 
 
-def ready_purls(listing, downloads: str, cursor: dict) -> tuple[list, dict]:
-    """PURL files whose flag is newer than the watermark (pure: tested and benchmarked directly)."""
-    mark, at_mark = cursor.get("watermark", 0.0), set(cursor.get("at_watermark", []))
+def _version(f) -> str:
+    return f"{f.size}:{f.mtime!r}" + (f":{f.md5}" if f.md5 else "")
+
+
+def purl_key(name: str, downloads: str) -> str:
+    """The partition key of a PURL file: its path under Downloads, `/` written `~`."""
+    return name[len(downloads) + 1:].replace("/", "~")
+
+
+def _is_purl(name: str, downloads: str, s: IdomooSettings | None) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    prefix, errors = (s.purl_prefix, s.error_prefix) if s else (spec.PURL_PREFIX, "ERROR_")
+    return (name.startswith(downloads + "/") and not base.startswith(".") and not base.endswith(".flg")
+            and ".part" not in base and base.startswith(prefix) and not (errors and base.startswith(errors)))
+
+
+def _flag_of(purl, by_name: dict):
+    return by_name.get(purl.name + ".flg") or by_name.get(purl.name.rsplit(".", 1)[0] + ".flg")
+
+
+def _short(text: str, size: int) -> str:
+    """A short stable digest: the cursor holds one per file, so 10,000 files stay near 300 kB."""
+    return hashlib.blake2b(text.encode(), digest_size=size).hexdigest()
+
+
+def ready_purls(listing, downloads: str, cursor: dict, *, flags: bool = True, now: float | None = None,
+                settings: IdomooSettings | None = None) -> tuple[list, dict]:
+    """PURL files complete and not yet taken in at this version (pure: tested directly).
+
+    Returns the ready files (each with `.version`) and the new cursor: `taken` (digest of the
+    name -> digest of the version taken in) and `pending` (name -> [version, first seen]), both
+    for files still in the folder only."""
+    now = clock.now().timestamp() if now is None else now
+    taken, pending = cursor.get("taken", {}), cursor.get("pending", {})
     by_name = {f.name: f for f in listing}
-    ready, newest, names_at_newest = [], mark, set(at_mark)
+    ready, new_taken, new_pending = [], {}, {}
     for f in listing:
-        if not f.name.endswith(".flg") or not f.name.startswith(downloads + "/"):
+        if not _is_purl(f.name, downloads, settings):
             continue
-        t = f.mtime or 0.0
-        if t < mark or (t == mark and f.name in at_mark):
+        version = _version(f)
+        if flags:
+            flag = _flag_of(f, by_name)
+            complete = flag is not None and (flag.mtime or 0) >= (f.mtime or 0)
+            version += f"|flag:{_version(flag)}" if flag is not None else ""
+        else:
+            # complete when unchanged since the previous tick (a file still being written changes)
+            complete = pending.get(f.name, [None])[0] == version
+        name_id, version_id = _short(f.name, 6), _short(version, 5)
+        if taken.get(name_id) == version_id:
+            new_taken[name_id] = version_id
             continue
-        base = f.name[:-4]
-        purl = by_name.get(base) or next((by_name[n] for n in by_name if n.rsplit(".", 1)[0] == base and n != f.name
-                                          and not n.endswith(".flg")), None)
-        if purl is None:
-            continue  # a flag without its PURL yet: look again next tick (the watermark does not pass it)
-        ready.append(purl)
-        if t > newest:
-            newest, names_at_newest = t, {f.name}
-        elif t == newest:
-            names_at_newest.add(f.name)
-    # never move the watermark past a flag whose PURL is missing
-    waiting = [f for f in listing if f.name.endswith(".flg") and (f.mtime or 0) > mark and f.name[:-4] not in by_name
-               and not any(n.rsplit(".", 1)[0] == f.name[:-4] for n in by_name if not n.endswith(".flg"))]
-    if waiting:
-        newest = min([newest] + [(w.mtime or 0) - 1e-6 for w in waiting])
-        names_at_newest = {n for n in names_at_newest}
-    return ready, {"watermark": newest, "at_watermark": sorted(names_at_newest)}
+        if name_id in taken:
+            new_taken[name_id] = taken[name_id]
+        if complete:
+            ready.append(Ready(f, version))
+            new_taken[name_id] = version_id
+        else:
+            first_seen = pending.get(f.name, [None, now])[1]
+            new_pending[f.name] = [version, first_seen]
+    return ready, {"taken": new_taken, "pending": new_pending}
+
+
+@dataclass(frozen=True)
+class Ready:
+    file: FileInfo
+    version: str
+
+    @property
+    def name(self) -> str:
+        return self.file.name
 
 
 def orphan_flags(listing, downloads: str, older_than_s: float, now: float) -> list:
-    """Flags whose PURL file has not appeared after `older_than_s` seconds."""
+    """Flags whose PURL file has not appeared after `older_than_s` seconds (the server's mtimes
+    against the wall clock: both are real time)."""
     names = {f.name for f in listing}
     return [f for f in listing if f.name.endswith(".flg") and f.name.startswith(downloads + "/")
             and now - (f.mtime or now) > older_than_s and f.name[:-4] not in names
             and not any(n != f.name and n.rsplit(".", 1)[0] == f.name[:-4] for n in names)]
 
 
+def incomplete_purls(cursor: dict, older_than_s: float, now: float) -> list[tuple[str, float]]:
+    """PURL files waiting to complete (no flag, or still changing) for longer than `older_than_s`."""
+    return [(name, first) for name, (_, first) in cursor.get("pending", {}).items()
+            if now - first > older_than_s]
+
+
+def _alert(alert_sinks, key: str, title: str, detail: str, check: str) -> bool:
+    from ...alerts.model import Alert
+    from ...alerts.sensors import AlertLog
+
+    if alert_sinks is None or not AlertLog().claim(key):
+        return False
+    alert_sinks.send(Alert("check_failed", VENDOR, title, deliverable="purl_results", check=check,
+                           detail=detail))
+    return True
+
+
 def downloads_sensor(context: dg.SensorEvaluationContext, idomoo_destination: DestinationResource,
                      idomoo_settings: IdomooSettings, alert_sinks=None):
+    s = idomoo_settings
     cursor = json.loads(context.cursor) if context.cursor else {}
     with idomoo_destination.get() as account:
-        listing = account.list(idomoo_settings.downloads_folder + "/")
-    ready, new_cursor = ready_purls(listing, idomoo_settings.downloads_folder, cursor)
-    orphans = orphan_flags(listing, idomoo_settings.downloads_folder, idomoo_settings.orphan_flag_minutes * 60, time.time())
-    if orphans and alert_sinks is not None:
-        from ...alerts.model import Alert
-        from ...alerts.sensors import AlertLog
-
-        log = AlertLog()
-        for flag in orphans:
-            if log.claim(f"idomoo-orphan-flag:{flag.name}:{int(flag.mtime or 0)}"):
-                alert_sinks.send(Alert("check_failed", VENDOR, f"Idomoo flag {flag.name} has no PURL file",
-                                       deliverable="purl_results", check="flag_without_purl",
-                                       detail=f"the flag is {idomoo_settings.orphan_flag_minutes}+ minutes old"))
-    for flag in orphans:
+        listing = account.list(s.downloads_folder + "/")
+    now = clock.now().timestamp()
+    ready, new_cursor = ready_purls(listing, s.downloads_folder, cursor, flags=s.flags, now=now, settings=s)
+    limit = s.orphan_flag_minutes * 60
+    for flag in orphan_flags(listing, s.downloads_folder, limit, time.time()):
         context.log.error(f"{flag.name}: a flag without its PURL file")
+        _alert(alert_sinks, f"idomoo-orphan-flag:{flag.name}:{int(flag.mtime or 0)}",
+               f"Idomoo flag {flag.name} has no PURL file",
+               f"the flag is {s.orphan_flag_minutes}+ minutes old",
+               "flag_without_purl")
+    for name, first in incomplete_purls(new_cursor, limit, now):
+        why = "its flag has not come" if s.flags else "its size or time still changes"
+        context.log.error(f"{name}: not complete after {s.orphan_flag_minutes}+ minutes ({why})")
+        _alert(alert_sinks, f"idomoo-incomplete:{name}:{int(first)}",
+               f"Idomoo PURL file {name} never completed",
+               f"{why} after {s.orphan_flag_minutes}+ minutes; it is not taken in", "purl_incomplete")
+    for missing in overdue_returns(listing, s, now):
+        expected = spec.purl_name(missing.rsplit("/", 1)[-1], s.purl_prefix, s.purl_suffix)
+        context.log.error(f"{missing}: no PURL file {expected} after {s.purl_return_hours} h")
+        _alert(alert_sinks, f"idomoo-purl-overdue:{missing}",
+               f"Idomoo PURL file for {missing} has not arrived",
+               f"uploaded more than {s.purl_return_hours} h ago; no {expected} (nor an error file) in "
+               f"{s.downloads_folder}", "purl_overdue")
     requests, keys = [], []
-    for purl in ready:
-        key = purl.name.rsplit("/", 1)[-1]
+    for item in ready:
+        key = purl_key(item.name, s.downloads_folder)
         keys.append(key)
-        requests.append(dg.RunRequest(run_key=f"{purl.name}:{purl.size}:{purl.mtime!r}", partition_key=key,
-                                      tags={"vendor": VENDOR, "source_file": purl.name}))
+        requests.append(dg.RunRequest(run_key=f"{item.name}:{item.version}", partition_key=key,
+                                      tags={"vendor": VENDOR, "source_file": item.name,
+                                            "source_version": item.version[:200]}))
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(new_cursor),
                            dynamic_partitions_requests=[purl_files.build_add_request(keys)] if keys else [])
 
@@ -116,8 +198,12 @@ def build_sensor(running: bool) -> dg.SensorDefinition:
     return dg.sensor(name="idomoo_downloads_sensor", minimum_interval_seconds=interval,
                      asset_selection=dg.AssetSelection.assets(dg.AssetKey([VENDOR, "purl_results"])),
                      default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
-                     description="Watches the Idomoo Downloads folder; one run per PURL file once its .flg is there; "
-                                 "alerts on a flag whose PURL never comes.",
+                     description="Watches the Idomoo Downloads folder; one run per new version of a PURL "
+                                 "file once "
+                                 "complete (its .flg, or unchanged across two ticks with IDOMOO_FLAGS=off); "
+                                 "alerts "
+                                 "on a PURL or flag that never completes and on a PURL overdue after its "
+                                 "upload.",
                      )(tick)
 
 
@@ -157,7 +243,7 @@ def purl_results(context: dg.AssetExecutionContext, idomoo_destination: Destinat
     from ...formats.delimited import DELIMITERS, ENCODINGS
 
     key, s = context.partition_key, idomoo_settings
-    remote = context.run.tags.get("source_file") or f"{s.downloads_folder}/{key}"
+    remote = source_file(context, s)
     with idomoo_destination.get() as account:
         kept = keep_received(account, remote, received_dir(), key)  # our copy first: nothing received is lost
     data = kept.read_bytes()
@@ -214,35 +300,52 @@ def purl_results(context: dg.AssetExecutionContext, idomoo_destination: Destinat
     partial = target.with_name(f".{target.name}.{os.getpid()}")
     shutil.copyfile(staged, partial)
     os.replace(partial, target)
-    errors = _ingest_error_file(idomoo_destination, s, key)
+    # this run's own rows: its checks read these, never a later version's (issue 22.2)
+    run_copy = _run_data(context.run_id)
+    run_copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(staged, run_copy)
+    errors = _ingest_error_file(idomoo_destination, s, key, remote, context.run_id)
     return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(count), "source_file": remote,
                                           "stored": dg.MetadataValue.path(str(target)),
                                           "error_rows": dg.MetadataValue.int(errors)})
 
 
-def _error_name(purl_key: str, s: IdomooSettings) -> str | None:
-    original = spec.original_name(purl_key, s.purl_prefix, s.purl_suffix)
+def source_file(context, s: IdomooSettings) -> str:
+    """The PURL file's path on the account: the sensor's tag, else the partition key's path."""
+    tags = context.run.tags if context.run else {}
+    return tags.get("source_file") or f"{s.downloads_folder}/{context.partition_key.replace('~', '/')}"
+
+
+def _run_data(run_id: str, kind: str = "purls") -> Path:
+    return settings.staging_dir() / VENDOR / "purl_results" / "runs" / f"{run_id}.{kind}.parquet"
+
+
+def _error_name(purl_name: str, s: IdomooSettings) -> str | None:
+    original = spec.original_name(purl_name.rsplit("/", 1)[-1], s.purl_prefix, s.purl_suffix)
     return f"{s.error_prefix}{original}" if original else None
 
 
-def _ingest_error_file(idomoo_destination: DestinationResource, s: IdomooSettings, purl_key: str) -> int:
+def _ingest_error_file(idomoo_destination: DestinationResource, s: IdomooSettings, purl_key: str, remote: str,
+                       run_id: str) -> int:
     """Idomoo's optional error file for the batch ("Error Handling"): kept, stored as Parquet
     (data/returns/idomoo_errors/) and counted; its rows are surfaced by `every_row_came_back`."""
     from ...formats.delimited import DELIMITERS, ENCODINGS
 
-    name = _error_name(purl_key, s)
+    name = _error_name(remote, s)
     if not name:
         return 0
+    folder = remote.rsplit("/", 1)[0]  # beside its PURL file, in the same sub-folder
+    error_key = purl_key.rsplit("~", 1)[0] + "~" + name if "~" in purl_key else name
     with idomoo_destination.get() as account:
-        if not account.exists(f"{s.downloads_folder}/{name}"):
+        if not account.exists(f"{folder}/{name}"):
             return 0
-        kept = keep_received(account, f"{s.downloads_folder}/{name}", received_dir(), name)
+        kept = keep_received(account, f"{folder}/{name}", received_dir(), error_key)
     text = kept.read_bytes().decode(ENCODINGS[s.encoding.lower()]).removeprefix("\ufeff")
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=DELIMITERS[s.delimiter]))
     if not rows or s.key_header not in rows[0]:
         raise _quarantine(kept, name, f"the error file has no {s.key_header!r} column")
     header, body = rows[0], [r for r in rows[1:] if r]
-    target = settings.returns_dir() / "idomoo_errors" / f"{name}.parquet"
+    target = _run_data(run_id, "errors")
     target.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     con.execute("CREATE TABLE errors (" + ", ".join(f'"{h}" VARCHAR' for h in header) + ")")
@@ -251,6 +354,9 @@ def _ingest_error_file(idomoo_destination: DestinationResource, s: IdomooSetting
                         [r + [""] * (len(header) - len(r)) for r in body])
     copy_to_parquet(con, "SELECT * FROM errors", target)
     con.close()
+    stored = settings.returns_dir() / "idomoo_errors" / f"{error_key}.parquet"
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(target, stored)
     return len(body)
 
 
@@ -258,10 +364,16 @@ def _stored(key: str) -> Path:
     return settings.returns_dir() / TABLE / f"{key}.parquet"
 
 
+def _checked(context) -> Path:
+    """The rows this run took in (never another run's version); the stored table otherwise."""
+    own = _run_data(context.run.run_id)
+    return own if own.exists() else _stored(context.partition_key)
+
+
 @dg.asset_check(asset=purl_results, name="links_are_https",
                 description="Every PURL row has https `thumbnail_1` and `landingPage` links and a unique recipient key.")
 def purl_links_are_https(context: dg.AssetCheckExecutionContext, idomoo_settings: IdomooSettings) -> dg.AssetCheckResult:
-    report = validate_parquet(_stored(context.partition_key),
+    report = validate_parquet(_checked(context),
                               spec.purl_schema(idomoo_settings.headers, idomoo_settings.key_header), redact=False,
                               name=f"PURL {context.partition_key}")
     return check_result(report)
@@ -272,8 +384,8 @@ def purl_links_are_https(context: dg.AssetCheckExecutionContext, idomoo_settings
 def purl_every_row_came_back(context: dg.AssetCheckExecutionContext, ledger: LedgerResource, warehouse: WarehouseResource,
                              idomoo_settings: IdomooSettings) -> dg.AssetCheckResult:
     s = idomoo_settings
-    key = context.partition_key
-    original = spec.original_name(key, s.purl_prefix, s.purl_suffix)
+    key, rows = context.partition_key, _checked(context)
+    original = spec.original_name(source_file(context, s).rsplit("/", 1)[-1], s.purl_prefix, s.purl_suffix)
     sent = [d for d in ledger.get().find_name(VENDOR, f"{s.uploads_folder}/{original}") if d.status == "delivered"]
     if not original or not sent:
         return dg.AssetCheckResult(passed=False, description=f"{key}: no uploaded data file named {original!r} in the ledger")
@@ -283,8 +395,8 @@ def purl_every_row_came_back(context: dg.AssetCheckExecutionContext, ledger: Led
     missing, extra = (con.execute(
         f"SELECT count(*), list(\"{k}\")[1:5] FROM (SELECT \"{k}\" FROM read_parquet({sql_literal(str(a))}) "
         f"EXCEPT SELECT \"{k}\" FROM read_parquet({sql_literal(str(b))}))").fetchone()
-        for a, b in ((uploaded, _stored(key)), (_stored(key), uploaded)))
-    error_file = settings.returns_dir() / "idomoo_errors" / f"{_error_name(key, s)}.parquet"
+        for a, b in ((uploaded, rows), (rows, uploaded)))
+    error_file = _run_data(context.run.run_id, "errors")
     failed_at_idomoo, samples = 0, []
     if error_file.exists():
         failed_at_idomoo, samples = con.execute(

@@ -22,11 +22,13 @@ HTTPS = r"^https://[^\s/$.?#][^\s]*$"
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
-def data_file_name(client: str, project: str, send_date: dt.date, at: dt.datetime, sequence: int, ext: str) -> str:
-    """`<client>_<project>_YYYYMMdd_HHMMss_NN.<ext>` (5.3 #1): the batch's send date, the UTC time of day
-    the file was built, and NN our sequence for that batch. Two batches never share a name (their
-    dates differ) and a rebuilt batch gets the next NN, so no name is ever used twice."""
-    return f"{client}_{project}_{send_date:%Y%m%d}_{at:%H%M%S}_{sequence:02d}.{ext}"
+def data_file_name(client: str, project: str, at: dt.datetime, sequence: int, ext: str) -> str:
+    """`<client>_<project>_YYYYMMdd_HHMMss_NN.<ext>` (5.3 #1): the UTC date and time the batch is
+    built and uploaded (the document: the name "contains exact time of day"), and NN our sequence
+    for that batch. A batch goes up on its send date, so the date is the send date; a rebuilt batch
+    gets the next NN and a later time, so no name is ever used twice."""
+    at = at.astimezone(dt.timezone.utc)
+    return f"{client}_{project}_{at:%Y%m%d}_{at:%H%M%S}_{sequence:02d}.{ext}"
 
 
 def purl_name(data_file: str, prefix: str = PURL_PREFIX, suffix: str = PURL_SUFFIX) -> str:
