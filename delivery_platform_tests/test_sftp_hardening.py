@@ -235,3 +235,27 @@ def test_a_misconfigured_destination_fails_the_run_at_once_without_retries(monke
     error = failure.event_specific_data.error
     text = error.message + "".join(c.message for c in [error.cause] if c)
     assert "DELIVERY_LOTAME_S3_BUCKET" in text
+
+
+@pytest.mark.fault("sftp", "the watched Idomoo Downloads folder does not exist (wrong case)",
+                   "every sensor tick fails naming the folder; one alert")
+def test_a_missing_watched_folder_is_an_error_on_every_tick_and_one_alert(monkeypatch, openssh_server, data_dir):
+    from delivery_platform.alerts import AlertSinks
+    from delivery_platform.definitions import build_defs
+    from delivery_platform.vendors.idomoo.downloads import downloads_sensor
+    from delivery_platform_tests.http_doubles import Recorder
+
+    env = openssh_server.env("idomoo")
+    (openssh_server.home / env["DELIVERY_IDOMOO_PREFIX"] / "downloads").mkdir()  # the real one is lower case
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("IDOMOO_DOWNLOADS", "Downloads")
+    resources = build_defs("local").resources
+    destination = resources["idomoo_destination"].process_config_and_initialize()
+    settings = resources["idomoo_settings"].process_config_and_initialize()
+    with Recorder() as hook:
+        sinks = AlertSinks(webhook_url=hook.url)
+        for _ in range(3):
+            with pytest.raises(DestinationError, match="Downloads does not exist"):
+                downloads_sensor(dg.build_sensor_context(), destination, settings, sinks)
+        assert len(hook.requests) == 1

@@ -139,6 +139,10 @@ class Destination(ABC):
     def list(self, prefix: str = "") -> list[FileInfo]:
         """Files (not folders) whose name starts with `prefix`, recursively."""
 
+    def require_folder(self, prefix: str = "") -> None:
+        """Raise DestinationError when a watched folder does not exist, so that a wrong folder never
+        looks like an empty one. Object stores have no folders: a prefix always 'exists'."""
+
     @abstractmethod
     def stat(self, name: str) -> FileInfo:
         """Size (and mtime/MD5 where known) of one file; FileNotFoundError if absent."""

@@ -21,7 +21,10 @@ import dagster as dg
 import duckdb
 
 from ... import settings
+from ...alerts.model import Alert
+from ...alerts.sensors import AlertLog
 from ...core import clock
+from ...destinations.base import DestinationError
 from ...destinations.local import LocalDestination
 from ...destinations.resource import DestinationResource, destination_from_env
 from ...receiving import csv_error, keep_received, quarantine
@@ -81,8 +84,6 @@ def deadline_hour(environ: dict | None = None) -> int:
 def missing_export_alert(last_arrival: str | None, now: dt.datetime, hour: int, sinks, ledger=None) -> bool:
     """One alert per day when no new export arrived since midnight UTC and the hour has passed.
     Only once we have delivered records to dA (before that nothing can match). True if sent."""
-    from ...alerts.model import Alert
-    from ...alerts.sensors import AlertLog
     from ...ledger import Ledger
 
     today = now.date().isoformat()
@@ -115,6 +116,14 @@ def match_export_sensor(context: dg.SensorEvaluationContext, digital_audience_re
     seen = cursor["files"] if "files" in cursor else cursor  # older cursors were the files map alone
     last_arrival = cursor.get("last_arrival")
     with open_inbox(digital_audience_returns) as inbox:
+        try:
+            inbox.require_folder()
+        except DestinationError as exc:
+            # a wrong inbox folder must not look like "no export tonight": every tick fails, one alert
+            if alert_sinks is not None and AlertLog().claim(f"da-inbox-missing:{inbox.uri('')}"):
+                alert_sinks.send(Alert("check_failed", "digital_audience", "digitalAudience match export inbox "
+                                       "does not exist", deliverable="match_export", detail=str(exc)))
+            raise
         listing = inbox.list()
     requests, new_partitions, current = [], [], {}
     for f in listing:

@@ -32,7 +32,7 @@ import duckdb
 
 from ... import settings
 from ...core import clock
-from ...destinations.base import FileInfo
+from ...destinations.base import DestinationError, FileInfo
 from ...destinations.resource import DestinationResource
 from ...receiving import csv_error, keep_received, quarantine
 from ...resources import LedgerResource
@@ -152,6 +152,14 @@ def downloads_sensor(context: dg.SensorEvaluationContext, idomoo_destination: De
     s = idomoo_settings
     cursor = json.loads(context.cursor) if context.cursor else {}
     with idomoo_destination.get() as account:
+        try:
+            account.require_folder(s.downloads_folder)
+        except DestinationError as exc:
+            # a wrong or wrongly-cased IDOMOO_DOWNLOADS must not look like an empty folder forever:
+            # the tick fails every time, and one alert says why
+            _alert(alert_sinks, f"idomoo-downloads-missing:{s.downloads_folder}",
+                   f"Idomoo Downloads folder {s.downloads_folder!r} does not exist", str(exc), "downloads_folder")
+            raise
         listing = account.list(s.downloads_folder + "/")
     now = clock.now().timestamp()
     ready, new_cursor = ready_purls(listing, s.downloads_folder, cursor, flags=s.flags, now=now, settings=s)
