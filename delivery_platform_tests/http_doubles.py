@@ -11,8 +11,11 @@ from urllib.parse import parse_qs
 class Recorder:
     """`with Recorder() as hook:` ... `hook.url`, `hook.requests` (path, headers, body)."""
 
-    def __init__(self, answer: dict | None = None):
+    def __init__(self, answer: dict | None = None, script: list[tuple[int, dict]] | None = None):
+        """`script`: (status, headers) answers for the first requests (e.g. a 429 with Retry-After);
+        every request after them gets 200 with `answer`. Every request is recorded."""
         self.requests: list[tuple[str, dict, bytes]] = []
+        self.script = list(script or [])
         answer = answer or {"ok": True}
         recorder = self
 
@@ -23,8 +26,11 @@ class Recorder:
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 recorder.requests.append((self.path, dict(self.headers), body))
-                data = json.dumps(answer).encode()
-                self.send_response(200)
+                status, headers = recorder.script.pop(0) if recorder.script else (200, {})
+                data = json.dumps(answer if status == 200 else {"ok": False, "error": "ratelimited"}).encode()
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

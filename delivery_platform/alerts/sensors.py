@@ -5,6 +5,7 @@ never alerts twice, and a recovery is announced exactly once."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from ..core import clock
 from ..delivery import LEFTOVERS
 from ..ledger import Ledger
 from .model import Alert
+from .outbox import AlertOutbox
 from .sinks import AlertSinks
 
 SCHEMA = """
@@ -166,4 +168,21 @@ def build_alert_sensors(env: str) -> list:
         sent = deadline_alerts(DEADLINES, ledger.get(), AlertLog(), alert_sinks, clock.now())
         return dg.SkipReason(f"{len(sent)} missed deadline(s) alerted")
 
-    return [on_success, on_failure, on_deadline]
+    @dg.sensor(name="alerts_retry", minimum_interval_seconds=60, default_status=status,
+               description="Sends alerts a sink did not accept yet (Slack throttling, SMTP down, ...); its tick "
+                           "fails, naming the sink, while an alert stays undelivered past ALERT_STUCK_MINUTES.")
+    def on_retry(context: dg.SensorEvaluationContext, alert_sinks: AlertSinks) -> dg.SkipReason:
+        outbox = AlertOutbox()
+        sent = alert_sinks.flush(outbox)
+        stuck = outbox.stuck(float(os.environ.get("ALERT_STUCK_MINUTES", "30")) * 60)
+        if stuck:
+            raise AlertSinkDown("alerts not delivered: " + "; ".join(
+                f"{s['sink']}: {s['alerts']} alert(s) since {s['oldest']}, {s['attempts']} attempt(s), last error "
+                f"{s['last_error']}" for s in stuck))
+        return dg.SkipReason(f"{len(sent)} queued alert(s) delivered; none waiting too long")
+
+    return [on_success, on_failure, on_deadline, on_retry]
+
+
+class AlertSinkDown(Exception):
+    """An alert sink has not accepted alerts for too long: the retry sensor's tick fails with this."""

@@ -3,6 +3,8 @@ uses), an email (SMTP) and a generic JSON webhook. Each is optional; secrets are
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import smtplib
@@ -12,7 +14,8 @@ from typing import Optional
 import dagster as dg
 import requests
 
-from .model import Alert
+from .model import Alert, scrub
+from .outbox import AlertOutbox
 
 log = logging.getLogger(__name__)
 
@@ -39,23 +42,45 @@ class AlertSinks(dg.ConfigurableResource):
         return [name for name, on in (("slack", self.slack_token and self.slack_channel),
                                       ("email", self.smtp_host and self.email_to), ("webhook", self.webhook_url)) if on]
 
-    def send(self, alert: Alert) -> list[str]:
-        """Send to every configured sink; returns the sinks that accepted it. A failing sink is
-        logged (without its credentials) and does not stop the others."""
-        sent = []
-        for name in self.configured():
+    def send(self, alert: Alert, key: str | None = None) -> list[str]:
+        """Queue the alert for every configured sink, once per `key` (default: its content), and
+        deliver it now where the sink answers; returns the sinks that accepted it in this call.
+        What fails stays queued and the `alerts_retry` sensor sends it later (alerts/outbox.py)."""
+        sinks = self.configured()
+        if not sinks:
+            return []
+        key = key or alert_key(alert)
+        outbox = AlertOutbox()
+        outbox.enqueue(key, sinks, alert)
+        return self.flush(outbox, key=key)
+
+    def flush(self, outbox: AlertOutbox | None = None, *, key: str | None = None,
+              now: float | None = None) -> list[str]:
+        """Send every queued alert that is due (or only `key`'s); returns the sinks that accepted one."""
+        outbox = outbox or AlertOutbox()
+        accepted = []
+        for k, sink, alert in outbox.take_due(self.configured(), now, key):
             try:
-                getattr(self, f"_{name}")(alert)
-                sent.append(name)
+                getattr(self, f"_{sink}")(alert)
             except Exception as exc:  # noqa: BLE001 - one broken sink must not silence the others
-                log.warning("alert sink %s failed: %s", name, type(exc).__name__)
-        return sent
+                # the type and a scrubbed, short message: never a credential
+                outbox.failed(k, sink, f"{type(exc).__name__}: {scrub(str(exc))[:200]}", now)
+                log.warning("alert sink %s failed (%s); queued for a retry", sink, type(exc).__name__)
+            else:
+                outbox.sent(k, sink, now)
+                accepted.append(sink)
+        return accepted
 
     def _slack(self, alert: Alert) -> None:
         from slack_sdk import WebClient
+        from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
-        WebClient(token=self.slack_token, base_url=self.slack_base_url, timeout=int(self.timeout_s)).chat_postMessage(
-            channel=self.slack_channel, text=alert.text())
+        # slack_sdk's own handlers: wait Retry-After on a 429, retry a dropped connection; beyond
+        # those the outbox retries later
+        client = WebClient(token=self.slack_token, base_url=self.slack_base_url, timeout=int(self.timeout_s),
+                           retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2),
+                                           ConnectionErrorRetryHandler(max_retry_count=2)])
+        client.chat_postMessage(channel=self.slack_channel, text=alert.text())
 
     def _email(self, alert: Alert) -> None:
         message = EmailMessage()
@@ -70,6 +95,11 @@ class AlertSinks(dg.ConfigurableResource):
 
     def _webhook(self, alert: Alert) -> None:
         requests.post(self.webhook_url, json=alert.payload(), timeout=self.timeout_s).raise_for_status()
+
+
+def alert_key(alert: Alert) -> str:
+    """The same alert (same content) is queued once."""
+    return "content:" + hashlib.sha256(json.dumps(alert.payload(), sort_keys=True).encode()).hexdigest()[:32]
 
 
 def alert_sinks_from_env(environ: dict | None = None) -> AlertSinks:

@@ -1,0 +1,121 @@
+"""The alert outbox: every alert is delivered at least once to every sink, never twice.
+
+An alert is written here once per configured sink (keyed, so the same alert is never queued
+twice) before anything is sent. A sink that fails (Slack 429 past its own retries, SMTP down,
+a webhook 5xx) leaves its row pending with a backoff; the `alerts_retry` sensor sends what is
+due, and a row still pending after `ALERT_STUCK_MINUTES` makes that sensor's tick fail, naming
+the sink, so a sink that stays down shows in the UI's sensor page and the daemon's log.
+A row being sent is leased for two minutes: a process killed mid-send is retried after the
+lease, which may send that one alert twice (at-least-once), never zero times.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator
+
+from .. import settings
+from .model import Alert
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alert_outbox (
+    key         TEXT NOT NULL,
+    sink        TEXT NOT NULL,
+    alert       TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('pending', 'sending', 'sent')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    created_at  REAL NOT NULL,
+    next_try_at REAL NOT NULL,
+    sent_at     REAL,
+    PRIMARY KEY (key, sink)
+);
+"""
+LEASE_S = 120
+MAX_BACKOFF_S = 3600
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before the next try after `attempts` failures: 30 s, 1 min, 2 min, ... at most 1 h."""
+    return min(30 * 2 ** max(attempts - 1, 0), MAX_BACKOFF_S)
+
+
+class AlertOutbox:
+    def __init__(self, path: Path | None = None):
+        self.path = path or settings.data_dir() / "alerts.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._write() as con:
+            con.execute(SCHEMA.strip().rstrip(";"))
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        finally:
+            con.close()
+
+    def enqueue(self, key: str, sinks: list[str], alert: Alert, now: float | None = None) -> int:
+        """Queue the alert for each sink once; returns how many rows are new."""
+        now = time.time() if now is None else now
+        payload = json.dumps(asdict(alert), default=str)
+        with self._write() as con:
+            return sum(con.execute("INSERT OR IGNORE INTO alert_outbox (key, sink, alert, status, created_at, "
+                                   "next_try_at) VALUES (?, ?, ?, 'pending', ?, ?)",
+                                   (key, sink, payload, now, now)).rowcount for sink in sinks)
+
+    def take_due(self, sinks: list[str], now: float | None = None, key: str | None = None) -> list[tuple]:
+        """Lease the rows due now (pending, or sending with an expired lease): (key, sink, alert)."""
+        now = time.time() if now is None else now
+        marks = ",".join("?" for _ in sinks) or "''"
+        where = (f"sink IN ({marks}) AND ((status = 'pending' AND next_try_at <= ?) OR "
+                 "(status = 'sending' AND next_try_at <= ?))") + (" AND key = ?" if key else "")
+        params = [*sinks, now, now, *([key] if key else [])]
+        with self._write() as con:
+            rows = con.execute(f"SELECT key, sink, alert FROM alert_outbox WHERE {where} ORDER BY created_at",
+                               params).fetchall()
+            for k, sink, _ in rows:
+                con.execute("UPDATE alert_outbox SET status = 'sending', next_try_at = ? WHERE key = ? AND sink = ?",
+                            (now + LEASE_S, k, sink))
+        return [(k, sink, Alert(**json.loads(payload))) for k, sink, payload in rows]
+
+    def sent(self, key: str, sink: str, now: float | None = None) -> None:
+        with self._write() as con:
+            con.execute("UPDATE alert_outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
+                        "last_error = NULL WHERE key = ? AND sink = ?", (time.time() if now is None else now, key, sink))
+
+    def failed(self, key: str, sink: str, error: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._write() as con:
+            attempts = con.execute("SELECT attempts FROM alert_outbox WHERE key = ? AND sink = ?",
+                                   (key, sink)).fetchone()[0] + 1
+            con.execute("UPDATE alert_outbox SET status = 'pending', attempts = ?, last_error = ?, next_try_at = ? "
+                        "WHERE key = ? AND sink = ?", (attempts, error[:500], now + backoff(attempts), key, sink))
+
+    def stuck(self, older_than_s: float, now: float | None = None) -> list[dict]:
+        """Alerts still not delivered `older_than_s` after they were raised, per sink."""
+        cutoff = (time.time() if now is None else now) - older_than_s
+        with self._write() as con:
+            rows = con.execute("SELECT sink, count(*), min(created_at), max(attempts), max(last_error) FROM "
+                               "alert_outbox WHERE status != 'sent' AND created_at <= ? GROUP BY sink ORDER BY sink",
+                               (cutoff,)).fetchall()
+        return [{"sink": s, "alerts": n, "oldest": dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(
+                 timespec="seconds"), "attempts": a, "last_error": e} for s, n, t, a, e in rows]
+
+    def rows(self) -> list[dict]:
+        with self._write() as con:
+            con.row_factory = sqlite3.Row
+            return [dict(r) for r in con.execute("SELECT * FROM alert_outbox ORDER BY created_at")]
