@@ -52,6 +52,7 @@ class Published:
     uri: str
     size: int
     md5: str
+    note: str | None = None  # recorded in the ledger beside the delivery (e.g. "accepted earlier")
 
 
 def file_md5(path: Path) -> str:
