@@ -251,11 +251,16 @@ class ISpotApiResource(dg.ConfigurableResource):
 
 
 def ispot_api_from_env(environ: dict | None = None) -> ISpotApiResource:
-    """`ISPOT_CLIENT_ID` / `ISPOT_CLIENT_SECRET` as EnvVars (read when a run starts), `ISPOT_API_BASE_URL`."""
+    """`ISPOT_CLIENT_ID` / `ISPOT_CLIENT_SECRET` as EnvVars (read when a run starts), `ISPOT_API_BASE_URL`,
+    `ISPOT_API_MAX_ATTEMPTS` and `ISPOT_API_BACKOFF_SECONDS` (retries within one upload)."""
     environ = os.environ if environ is None else environ
     kwargs: dict = {}
     if environ.get("ISPOT_API_BASE_URL"):
         kwargs["base_url"] = environ["ISPOT_API_BASE_URL"]
+    if environ.get("ISPOT_API_MAX_ATTEMPTS"):
+        kwargs["max_attempts"] = int(environ["ISPOT_API_MAX_ATTEMPTS"])
+    if environ.get("ISPOT_API_BACKOFF_SECONDS"):
+        kwargs["backoff_s"] = float(environ["ISPOT_API_BACKOFF_SECONDS"])
     if environ.get("ISPOT_CLIENT_ID"):
         kwargs["client_id"] = dg.EnvVar("ISPOT_CLIENT_ID")
         kwargs["client_secret"] = dg.EnvVar("ISPOT_CLIENT_SECRET")

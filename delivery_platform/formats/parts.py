@@ -200,12 +200,14 @@ def balanced_cuts(line_bytes: np.ndarray, *, header_bytes: int, max_bytes: int) 
     ends = np.cumsum(line_bytes, dtype=np.int64)
     total = int(ends[-1])
     parts = max(1, -(-total // room))
-    while True:
+    starts = ends - line_bytes
+    while parts < n_lines:
         share = total / parts
-        starts = ends - line_bytes
-        cuts = [int(np.searchsorted(starts, share * k, side="left")) for k in range(1, parts)] + [n_lines]
-        sizes = np.diff([0] + cuts)
+        # a line longer than a share leaves a stretch empty: drop the empty cut
+        cuts = sorted({int(np.searchsorted(starts, share * k, side="left")) for k in range(1, parts)} - {0})
+        cuts = [c for c in cuts if c < n_lines] + [n_lines]
         bytes_per_part = [int(ends[c - 1] - (ends[p - 1] if p else 0)) for p, c in zip([0] + cuts[:-1], cuts)]
-        if all(s > 0 for s in sizes) and max(bytes_per_part) + header_bytes <= max_bytes:
+        if max(bytes_per_part) + header_bytes <= max_bytes:
             return cuts
         parts += 1  # only with a few, very uneven lines: one more part
+    return list(range(1, n_lines + 1))
