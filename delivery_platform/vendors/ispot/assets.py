@@ -431,7 +431,7 @@ def conversions_delivery(context: dg.AssetExecutionContext, config: DeliveryConf
     book = ledger.get()
     if not files:
         target = "iSpot API" if ispot_api.configured else ispot_destination.describe()
-        return _nothing_to_send(context, book, key, info, target)
+        return _nothing_to_send(context, book, key, info, target, f"{window}: {why}")
     # which rows each file carries, recorded before its first upload (topups.py: why nothing repeats)
     for entry in info["contents"]:
         book.record_contents(VENDOR, DELIVERABLE, FileContents(key, entry["file_name"], entry["after_key"],
@@ -457,7 +457,7 @@ def conversions_delivery(context: dg.AssetExecutionContext, config: DeliveryConf
     })
 
 
-def _nothing_to_send(context, book, key: str, info: dict, target: str) -> dg.MaterializeResult:
+def _nothing_to_send(context, book, key: str, info: dict, target: str, window: str) -> dg.MaterializeResult:
     """No file this run: a day with no events is delivered-empty; a delivered day has nothing new."""
     if not info.get("recorded_before") and not book.delivered(VENDOR, DELIVERABLE, key):
         book.record_empty(VENDOR, DELIVERABLE, key, reason="nothing to send: no conversions in the day",
@@ -469,7 +469,7 @@ def _nothing_to_send(context, book, key: str, info: dict, target: str) -> dg.Mat
         action = "nothing new to send: every event of the day loaded so far was delivered"
     context.log.info(f"ispot {key}: {action}")
     return dg.MaterializeResult(metadata={"delivery_action": action, "file_count": 0, "bytes": 0, "rows": 0,
-                                          "target": target})
+                                          "target": target, "processing_window": window})
 
 
 ASSETS = [conversions, conversion_files, conversions_delivery]
