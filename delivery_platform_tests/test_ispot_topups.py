@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from delivery_platform.alerts.sensors import AlertLog, process_run
+from delivery_platform.alerts.sinks import AlertSinks
 from delivery_platform.core import clock
 from delivery_platform.definitions import build_defs
 from delivery_platform.formats.parts import balanced_cuts
@@ -24,11 +26,11 @@ DAY = "2026-11-19"
 OUTBOX_NAME = "conversions_20261119_{:03d}.csv"
 
 
-def run(partition=DAY, settings=None, at=None):
+def run(partition=DAY, settings=None, at=None, instance=None):
     config = {"resources": {"ispot_settings": {"config": settings}}} if settings else None
     job = build_defs("local").resolve_job_def("ispot_daily_delivery")
     with clock.pinned(at or "2026-11-20T12:00:00Z"):
-        return job.execute_in_process(partition_key=partition, instance=dg.DagsterInstance.ephemeral(),
+        return job.execute_in_process(partition_key=partition, instance=instance or dg.DagsterInstance.ephemeral(),
                                       raise_on_error=False, run_config=config)
 
 
@@ -177,10 +179,16 @@ def test_409_for_a_name_we_never_sent_fails_the_run(warehouse, api):
 
 # --- 2. size policy ------------------------------------------------------------------------------
 
-def test_a_day_under_the_minimum_is_held_before_upload_and_sent_once_it_is_allowed(warehouse, api, monkeypatch):
+def test_a_day_under_the_minimum_is_held_before_upload_and_sent_once_it_is_allowed(warehouse, api, monkeypatch,
+                                                                                    tmp_path):
     warehouse(day_events(5))
-    held = run()
+    instance = dg.DagsterInstance.ephemeral()
+    held = run(instance=instance)
     assert not held.success and api.state.upload_requests == 0
+    alerts = process_run(instance, held.run_id, AlertSinks(), AlertLog(tmp_path / "alerts.sqlite"))
+    check_alert = next(a for a in alerts if a.kind == "check_failed")
+    assert check_alert.check == "minimum_size" and "too small" in check_alert.detail
+    assert "run_failed" in {a.kind for a in alerts}
     check = checks(held)["minimum_size"]
     assert check.passed is False and check.severity == dg.AssetCheckSeverity.ERROR
     for words in ("400 'The file is too small", "5 rows", "ISPOT_MIN_UPLOAD_BYTES", "top-up", "2026-12-01"):
