@@ -107,7 +107,7 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
                     same = None
                 # A store that cannot be read back (iSpot's API): the name is ours when an earlier attempt
                 # of ours published these very bytes and its answer was lost.
-                earlier = None if same is not None else ledger.own_earlier_attempt(
+                earlier = None if same is not None or destination.can_read_back else ledger.own_earlier_attempt(
                     vendor, deliverable, partition_key, p.name, p.md5, attempt)
                 if same is None and earlier is None:
                     ledger.finish(attempt, "failed", error=str(exc))
@@ -128,7 +128,8 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
                 logger.info(f"{p.name}: {published.note}")
             logger.info(f"published {published.uri} ({published.size:,} bytes, md5 {published.md5})")
             sent.append({"name": p.name, "uri": published.uri, "bytes": published.size, "md5": published.md5, "rows": p.rows})
-        ledger.mark_partition(vendor, deliverable, partition_key, "complete", files=len(planned), run_id=run_id)
+        total = len(ledger.delivered(vendor, deliverable, partition_key)) if append else len(planned)
+        ledger.mark_partition(vendor, deliverable, partition_key, "complete", files=total, run_id=run_id)
         return DeliveryOutcome(plan.action, sent, destination.kind, time.monotonic() - started)
 
 

@@ -45,10 +45,15 @@ SMALL, SMALL_GROWS, EMPTY, OUTAGE, LOST_ANSWER, SKIPPED, RERUN, LATE_OLD = 5, 8,
 def api(monkeypatch):
     with ISpotApiServer() as server:
         server.state.min_bytes = MIN_BYTES
-        for key, value in {"ISPOT_API_BASE_URL": server.url, "ISPOT_CLIENT_ID": server.state.client_id,
-                           "ISPOT_CLIENT_SECRET": server.state.client_secret, "ISPOT_API_MAX_ATTEMPTS": "2",
-                           "ISPOT_API_BACKOFF_SECONDS": "0", "ISPOT_MIN_UPLOAD_BYTES": str(MIN_BYTES),
-                           "ISPOT_SPLIT_BYTES": str(SPLIT_BYTES)}.items():
+        for key, value in {
+            "ISPOT_API_BASE_URL": server.url,
+            "ISPOT_CLIENT_ID": server.state.client_id,
+            "ISPOT_CLIENT_SECRET": server.state.client_secret,
+            "ISPOT_API_MAX_ATTEMPTS": "2",
+            "ISPOT_API_BACKOFF_SECONDS": "0",
+            "ISPOT_MIN_UPLOAD_BYTES": str(MIN_BYTES),
+            "ISPOT_SPLIT_BYTES": str(SPLIT_BYTES),
+        }.items():
             monkeypatch.setenv(key, value)
         yield server
 
@@ -81,8 +86,12 @@ def test_ispot_holds_the_warehouse_truth_after_every_day(seed, tmp_path, data_di
     maker = EventMaker(rng)
     days = calendar(FIRST, DAYS, at=dt.time(12))
     sensor = scn.defs.resolve_sensor_def("ispot_topup_sensor")
-    resources = {"warehouse": WarehouseResource(), "ledger": LedgerResource(),
-                 "ispot_api": scn.defs.resources["ispot_api"], "ispot_settings": scn.defs.resources["ispot_settings"]}
+    resources = {
+        "warehouse": WarehouseResource(),
+        "ledger": LedgerResource(),
+        "ispot_api": scn.defs.resources["ispot_api"],
+        "ispot_settings": scn.defs.resources["ispot_settings"],
+    }
     excluded: Counter = Counter()
     seen_reasons: set[str] = set()
     outcomes: dict[str, list[bool]] = {}
@@ -90,8 +99,17 @@ def test_ispot_holds_the_warehouse_truth_after_every_day(seed, tmp_path, data_di
     last_id = 0
 
     def run(partition: str, at: dt.datetime, **settings) -> bool:
-        config = {"resources": {"ispot_settings": {"config": {"min_bytes": MIN_BYTES, "split_bytes": SPLIT_BYTES,
-                                                             **settings}}}} if settings else None
+        config = (
+            {
+                "resources": {
+                    "ispot_settings": {
+                        "config": {"min_bytes": MIN_BYTES, "split_bytes": SPLIT_BYTES, **settings}
+                    }
+                }
+            }
+            if settings
+            else None
+        )
         result = scn.run(JOB, partition, at=at, run_config=config)
         outcomes.setdefault(partition, []).append(result.success)
         for m in result.asset_materializations_for_node("ispot__conversions_delivery"):
@@ -109,15 +127,19 @@ def test_ispot_holds_the_warehouse_truth_after_every_day(seed, tmp_path, data_di
             rows += maker.make(day.date, rng.randint(25, 45), ipv6=rng.randint(0, 2))
         if i >= 2:  # late events for one of the last days, loaded this morning before the run
             back = days[i - rng.randint(1, min(i, 4))].date
-            rows += maker.make(back, rng.choice([0, 3, 20]), loaded_at=(now - dt.timedelta(hours=2)).replace(
-                tzinfo=None))
+            rows += maker.make(
+                back, rng.choice([0, 3, 20]), loaded_at=(now - dt.timedelta(hours=2)).replace(tzinfo=None)
+            )
         if i == SMALL_GROWS:
-            rows += maker.make(days[SMALL].date, 20, loaded_at=(now - dt.timedelta(hours=1)).replace(tzinfo=None))
+            rows += maker.make(
+                days[SMALL].date, 20, loaded_at=(now - dt.timedelta(hours=1)).replace(tzinfo=None)
+            )
         if i == LATE_OLD:  # arrives 27 days after its day: outside iSpot's window
             rows += maker.make(days[2].date, 20, loaded_at=(now - dt.timedelta(hours=1)).replace(tzinfo=None))
         if i == RERUN:
-            rows += maker.make(days[i - 1].date, 20, loaded_at=(now - dt.timedelta(minutes=30)).replace(
-                tzinfo=None))
+            rows += maker.make(
+                days[i - 1].date, 20, loaded_at=(now - dt.timedelta(minutes=30)).replace(tzinfo=None)
+            )
         with scn.warehouse() as con:
             insert(con, rows)
         # --- the day's runs ---------------------------------------------------------------------------
@@ -150,11 +172,15 @@ def test_ispot_holds_the_warehouse_truth_after_every_day(seed, tmp_path, data_di
             held = replica.rows_of_day(d.partition)
             v6 = Counter({r: n for r, n in want.items() if ":" in r[0]})
             excluded["ipv6"] += sum(v6.values()) if d.index == i else 0
-            assert not held - want, f"{d.partition}: rows at iSpot that the warehouse does not have (or twice)"
+            assert not held - want, (
+                f"{d.partition}: rows at iSpot that the warehouse does not have (or twice)"
+            )
             missing = want - v6 - held
             if missing:
                 reason = classify(d.partition, missing, step=i, days=days, now=at)
-                assert reason, f"step {i}: {d.partition} misses {sum(missing.values())} rows: {list(missing)[:2]}"
+                assert reason, (
+                    f"step {i}: {d.partition} misses {sum(missing.values())} rows: {list(missing)[:2]}"
+                )
                 seen_reasons.add(reason)
                 excluded[reason] += sum(missing.values())
     # the special days did what the documents say
@@ -163,10 +189,16 @@ def test_ispot_holds_the_warehouse_truth_after_every_day(seed, tmp_path, data_di
         assert outcomes[days[special].partition][0] is False and outcomes[days[special].partition][-1] is True
     assert outcomes[days[SKIPPED].partition] == [True]  # run once, by the sensor, the next day
     assert ledger.empty_reason("ispot", "conversions", days[EMPTY].partition)
-    assert deadline_alerts({("ispot", "conversions"): DEADLINES[("ispot", "conversions")]}, ledger,
-                           AlertLog(tmp_path / "alerts.sqlite"), AlertSinks(),
-                           dt.datetime.combine(days[EMPTY].date + dt.timedelta(days=2), dt.time(15),
-                                               tzinfo=dt.timezone.utc)) == []  # the empty day is not "missed"
+    assert (
+        deadline_alerts(
+            {("ispot", "conversions"): DEADLINES[("ispot", "conversions")]},
+            ledger,
+            AlertLog(tmp_path / "alerts.sqlite"),
+            AlertSinks(),
+            dt.datetime.combine(days[EMPTY].date + dt.timedelta(days=2), dt.time(15), tzinfo=dt.timezone.utc),
+        )
+        == []
+    )  # the empty day is not "missed"
     for dst_day in ("2026-10-25", "2026-11-01"):  # both DST changes: still the standard window, UTC days
         window = windows[dst_day][0]
         assert window.startswith("standard"), (dst_day, window)

@@ -30,8 +30,12 @@ def run(partition=DAY, settings=None, at=None, instance=None):
     config = {"resources": {"ispot_settings": {"config": settings}}} if settings else None
     job = build_defs("local").resolve_job_def("ispot_daily_delivery")
     with clock.pinned(at or "2026-11-20T12:00:00Z"):
-        return job.execute_in_process(partition_key=partition, instance=instance or dg.DagsterInstance.ephemeral(),
-                                      raise_on_error=False, run_config=config)
+        return job.execute_in_process(
+            partition_key=partition,
+            instance=instance or dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+            run_config=config,
+        )
 
 
 def checks(result):
@@ -39,18 +43,31 @@ def checks(result):
 
 
 def day_events(n, hour=10, loaded=None, **kw):
-    rows = [event(f"{DAY} {hour:02d}:{m // 60:02d}:{m % 60:02d}", ip=f"10.1.{m // 250}.{m % 250 + 1}", **kw)
-            for m in range(n)]
+    rows = [
+        event(f"{DAY} {hour:02d}:{m // 60:02d}:{m % 60:02d}", ip=f"10.1.{m // 250}.{m % 250 + 1}", **kw)
+        for m in range(n)
+    ]
     return [{**r, "loaded_at": loaded} if loaded else r for r in rows]
 
 
 def add_events(path, rows, first_id):
     con = duckdb.connect(str(path))
     for i, r in enumerate(rows):
-        con.execute("INSERT INTO ispot_conversion_events (event_id, client_ip, event_ts, loaded_at, site_id, platform, "
-                    "event_type, custom_data, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [first_id + i, r["client_ip"], r["event_ts"], r.get("loaded_at") or r["event_ts"], r["site_id"],
-                     r["platform"], r["event_type"], r["custom_data"], r["user_agent"]])
+        con.execute(
+            "INSERT INTO ispot_conversion_events (event_id, client_ip, event_ts, loaded_at, site_id, "
+            "platform, event_type, custom_data, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                first_id + i,
+                r["client_ip"],
+                r["event_ts"],
+                r.get("loaded_at") or r["event_ts"],
+                r["site_id"],
+                r["platform"],
+                r["event_type"],
+                r["custom_data"],
+                r["user_agent"],
+            ],
+        )
     con.close()
 
 
@@ -63,6 +80,7 @@ def warehouse(tmp_path, data_dir, monkeypatch):
         path = events_warehouse(tmp_path / f"events{len(made)}.duckdb", rows)
         monkeypatch.setenv("DELIVERY_WAREHOUSE_PATH", str(path))
         return path
+
     return make
 
 
@@ -85,6 +103,7 @@ def data_lines(body: bytes) -> list[bytes]:
 
 # --- 1. late events: top-ups ---------------------------------------------------------------------
 
+
 def test_late_events_go_out_as_a_top_up_with_only_the_unsent_events(warehouse, api):
     path = warehouse(day_events(30))
     assert run().success
@@ -95,7 +114,9 @@ def test_late_events_go_out_as_a_top_up_with_only_the_unsent_events(warehouse, a
     topup = run(at="2026-11-21T09:00:00Z")
     assert topup.success
     second = api.state.received[OUTBOX_NAME.format(2)].body
-    assert sorted(data_lines(second)) == sorted(line for line in data_lines(second) if b'"2026-11-19 22:' in line)
+    assert sorted(data_lines(second)) == sorted(
+        line for line in data_lines(second) if b'"2026-11-19 22:' in line
+    )
     assert len(data_lines(second)) == 20 and not set(data_lines(first)) & set(data_lines(second))
     # a re-run with nothing new sends nothing
     uploads = api.state.upload_requests
@@ -133,8 +154,11 @@ def test_a_failed_upload_is_resent_with_exactly_its_recorded_rows_then_the_new_o
     assert len(data_lines(api.state.received[OUTBOX_NAME.format(2)].body)) == 20
 
 
-@pytest.mark.fault("ispot-api", "file stored, answer lost (500), retry gets 409",
-                   "recorded delivered once as 'accepted earlier'; the run succeeds")
+@pytest.mark.fault(
+    "ispot-api",
+    "file stored, answer lost (500), retry gets 409",
+    "recorded delivered once as 'accepted earlier'; the run succeeds",
+)
 def test_409_after_our_own_retry_is_recorded_delivered_once(warehouse, api):
     warehouse(day_events(30))
     api.state.fail_next(("store_then", 500))
@@ -148,8 +172,11 @@ def test_409_after_our_own_retry_is_recorded_delivered_once(warehouse, api):
     assert ledger.notes("ispot")[delivered[0].id].startswith("accepted earlier")
 
 
-@pytest.mark.fault("ispot-api", "file stored, then the run dies (500 on every retry); next run gets 409",
-                   "the next run recognises its own bytes from the ledger: delivered once, 'accepted earlier'")
+@pytest.mark.fault(
+    "ispot-api",
+    "file stored, then the run dies (500 on every retry); next run gets 409",
+    "the next run recognises its own bytes from the ledger: delivered once, 'accepted earlier'",
+)
 def test_409_in_a_later_run_for_bytes_we_sent_is_accepted_earlier(warehouse, api):
     warehouse(day_events(30))
     api.state.fail_next(("store_then", 500))
@@ -161,26 +188,35 @@ def test_409_in_a_later_run_for_bytes_we_sent_is_accepted_earlier(warehouse, api
     assert len(delivered) == 1 and Ledger().notes("ispot")[delivered[0].id].startswith("accepted earlier")
 
 
-@pytest.mark.fault("ispot-api", "409 for a name this platform never sent",
-                   "the run fails naming the file; nothing recorded as delivered; alerted as a failed run")
+@pytest.mark.fault(
+    "ispot-api",
+    "409 for a name this platform never sent",
+    "the run fails naming the file; nothing recorded as delivered; alerted as a failed run",
+)
 def test_409_for_a_name_we_never_sent_fails_the_run(warehouse, api):
     warehouse(day_events(30))
     from delivery_platform_tests.ispot_api_double import Received
+
     name = OUTBOX_NAME.format(1)
     api.state.received[name] = Received(name, b"someone else's file", "text/csv")
     result = run()
     assert not result.success
     failure = result.get_run_failure_event() or next(e for e in result.all_events if e.is_step_failure)
-    text = "\n".join(str(e.message) + str(getattr(e.event_specific_data, "error", "")) for e in result.all_events
-                     if e.is_step_failure)
+    text = "\n".join(
+        str(e.message) + str(getattr(e.event_specific_data, "error", ""))
+        for e in result.all_events
+        if e.is_step_failure
+    )
     assert failure is not None and name in text and "No delivery of ours used this name" in text
     assert Ledger().history("ispot", "conversions", status="delivered") == []
 
 
 # --- 2. size policy ------------------------------------------------------------------------------
 
-def test_a_day_under_the_minimum_is_held_before_upload_and_sent_once_it_is_allowed(warehouse, api, monkeypatch,
-                                                                                    tmp_path):
+
+def test_a_day_under_the_minimum_is_held_before_upload_and_sent_once_it_is_allowed(
+    warehouse, api, monkeypatch, tmp_path
+):
     warehouse(day_events(5))
     instance = dg.DagsterInstance.ephemeral()
     held = run(instance=instance)
@@ -193,7 +229,9 @@ def test_a_day_under_the_minimum_is_held_before_upload_and_sent_once_it_is_allow
     assert check.passed is False and check.severity == dg.AssetCheckSeverity.ERROR
     for words in ("400 'The file is too small", "5 rows", "ISPOT_MIN_UPLOAD_BYTES", "top-up", "2026-12-01"):
         assert words in check.description
-    assert Ledger().attempts("ispot", "conversions", DAY) == [] and not Ledger().contents("ispot", "conversions", DAY)
+    assert Ledger().attempts("ispot", "conversions", DAY) == [] and not Ledger().contents(
+        "ispot", "conversions", DAY
+    )
     # the operator agrees a lower minimum with iSpot: the rows are still eligible
     monkeypatch.setenv("ISPOT_MIN_UPLOAD_BYTES", "500")
     api.state.min_bytes = 500
@@ -221,8 +259,10 @@ def test_parts_are_balanced_and_each_under_the_maximum(warehouse, api):
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
-@given(st.lists(st.integers(min_value=50, max_value=400), min_size=1, max_size=400),
-       st.integers(min_value=4_000, max_value=40_000))
+@given(
+    st.lists(st.integers(min_value=50, max_value=400), min_size=1, max_size=400),
+    st.integers(min_value=4_000, max_value=40_000),
+)
 def test_balanced_cuts_fewest_parts_under_the_maximum_and_even(lengths, max_bytes):
     line_bytes = np.array(lengths, dtype=np.int64)
     header = 50
@@ -240,27 +280,49 @@ def test_balanced_cuts_fewest_parts_under_the_maximum_and_even(lengths, max_byte
 # --- 3. header profiles (golden bytes) -----------------------------------------------------------
 
 GOLDEN_ROWS = [
-    {**event("2026-11-19 08:00:00", custom="customer_new,channel_paid-search"), "order_id": "ORD-1",
-     "amount": "12.30"},
-    {**event("2026-11-19 09:30:00", ip="10.0.0.2", platform="APP", kind="signup", custom=None), "order_id": None,
-     "amount": None},
+    {
+        **event("2026-11-19 08:00:00", custom="customer_new,channel_paid-search"),
+        "order_id": "ORD-1",
+        "amount": "12.30",
+    },
+    {
+        **event("2026-11-19 09:30:00", ip="10.0.0.2", platform="APP", kind="signup", custom=None),
+        "order_id": None,
+        "amount": None,
+    },
 ]
 
 
-@pytest.mark.parametrize("profile,optional,expected", [
-    ("document", "", (
-        b'ip,datetime,siteid,app,type,customdata,useragent\n'
-        b'"66.87.152.32","2026-11-19 08:00:00","TC-1234-1","web","purchase","customer_new,channel_paid-search",'
-        b'"Mozilla/5.0 (Macintosh; Intel) AppleWebKit/537.36"\n'
-        b'"10.0.0.2","2026-11-19 09:30:00","TC-1234-1","app","signup","",'
-        b'"Mozilla/5.0 (Macintosh; Intel) AppleWebKit/537.36"\n')),
-    ("error_table", "orderid,amount,customertype,channel", (
-        b'LATEST_IPADDRESS,TIME_STAMP,SITE_ID,app,type,customdata,useragent,orderid,amount,customertype,channel\n'
-        b'"66.87.152.32","2026-11-19 08:00:00","TC-1234-1","web","purchase","customer_new,channel_paid-search",'
-        b'"Mozilla/5.0 (Macintosh; Intel) AppleWebKit/537.36","ORD-1","12.30","new","paid-search"\n'
-        b'"10.0.0.2","2026-11-19 09:30:00","TC-1234-1","app","signup","",'
-        b'"Mozilla/5.0 (Macintosh; Intel) AppleWebKit/537.36","","","",""\n')),
-])
+@pytest.mark.parametrize(
+    "profile,optional,expected",
+    [
+        (
+            "document",
+            "",
+            (
+                b"ip,datetime,siteid,app,type,customdata,useragent\n"
+                b'"66.87.152.32","2026-11-19 08:00:00","TC-1234-1","web","purchase",'
+                b'"customer_new,channel_paid-search",'
+                b'"Mozilla/5.0 (Macintosh; Intel) AppleWebKit/537.36"\n'
+                b'"10.0.0.2","2026-11-19 09:30:00","TC-1234-1","app","signup","",'
+                b'"Mozilla/5.0 (Macintosh; Intel) AppleWebKit/537.36"\n'
+            ),
+        ),
+        (
+            "error_table",
+            "orderid,amount,customertype,channel",
+            (
+                b"LATEST_IPADDRESS,TIME_STAMP,SITE_ID,app,type,customdata,useragent,"
+                b"orderid,amount,customertype,channel\n"
+                b'"66.87.152.32","2026-11-19 08:00:00","TC-1234-1","web","purchase",'
+                b'"customer_new,channel_paid-search",'
+                b'"Mozilla/5.0 (Macintosh; Intel) AppleWebKit/537.36","ORD-1","12.30","new","paid-search"\n'
+                b'"10.0.0.2","2026-11-19 09:30:00","TC-1234-1","app","signup","",'
+                b'"Mozilla/5.0 (Macintosh; Intel) AppleWebKit/537.36","","","",""\n'
+            ),
+        ),
+    ],
+)
 def test_golden_bytes_of_each_header_profile(warehouse, data_dir, monkeypatch, profile, optional, expected):
     warehouse(GOLDEN_ROWS)
     monkeypatch.setenv("ISPOT_HEADER_PROFILE", profile)
@@ -288,12 +350,14 @@ def test_an_optional_column_without_a_warehouse_source_is_refused(warehouse, mon
     monkeypatch.setenv("ISPOT_OPTIONAL_COLUMNS", "orderid,sku")
     result = run()
     assert not result.success
-    text = "\n".join(str(getattr(e.event_specific_data, "error", "")) for e in result.all_events
-                     if e.is_step_failure)
+    text = "\n".join(
+        str(getattr(e.event_specific_data, "error", "")) for e in result.all_events if e.is_step_failure
+    )
     assert "sku" in text and "no column for it" in text
 
 
 # --- 5. IPv6 ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("include", [False, True])
 def test_ipv6_switch_default_off_counted_either_way(warehouse, data_dir, monkeypatch, include):
@@ -309,6 +373,7 @@ def test_ipv6_switch_default_off_counted_either_way(warehouse, data_dir, monkeyp
 
 
 # --- the sensor ---------------------------------------------------------------------------------
+
 
 def test_the_top_up_sensor_requests_days_inside_the_window_with_late_events(warehouse, api):
     path = warehouse(day_events(30))
@@ -330,8 +395,14 @@ def test_the_top_up_sensor_requests_days_inside_the_window_with_late_events(ware
     defs = build_defs("local")
     sensor = defs.resolve_sensor_def("ispot_topup_sensor")
     with clock.pinned(at):
-        with dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), resources={
-                "warehouse": wh, "ledger": LedgerResource(), "ispot_api": defs.resources["ispot_api"],
-                "ispot_settings": ISpotSettings(min_bytes=2000)}) as context:
+        with dg.build_sensor_context(
+            instance=dg.DagsterInstance.ephemeral(),
+            resources={
+                "warehouse": wh,
+                "ledger": LedgerResource(),
+                "ispot_api": defs.resources["ispot_api"],
+                "ispot_settings": ISpotSettings(min_bytes=2000),
+            },
+        ) as context:
             requests = sensor(context)
     assert [r.partition_key for r in requests] == [DAY]

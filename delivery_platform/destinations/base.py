@@ -87,6 +87,9 @@ class Destination(ABC):
 
     #: short kind name shown in metadata: local, s3, gcs, azure, sftp
     kind: str = "abstract"
+    #: False for a store whose files cannot be read back (iSpot's upload API): the ledger then
+    #: decides whether a name that already exists there holds our bytes
+    can_read_back: bool = True
 
     def __init__(self, vendor: str):
         self.vendor = vendor

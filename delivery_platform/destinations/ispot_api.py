@@ -198,6 +198,7 @@ class ISpotApiDestination(Destination):
     the record of what was sent, and a 409 for a name the ledger does not know is an error."""
 
     kind = "ispot-api"
+    can_read_back = False
 
     def __init__(self, client: ISpotClient):
         super().__init__("ispot")

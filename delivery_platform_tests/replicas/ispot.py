@@ -36,7 +36,9 @@ class ISpotReplica:
     def upload(self, name: str, body: bytes) -> None:
         """Apply one upload as iSpot would, or raise Refused with the document's status."""
         if not name.endswith(".csv"):
-            raise Refused(400, "The file cannot be processed because it is not in the required CSV file format.")
+            raise Refused(
+                400, "The file cannot be processed because it is not in the required CSV file format."
+            )
         text = body.decode("utf-8")  # UnicodeDecodeError: not "CSV UTF-8"
         first, _, rest = text.partition("\n")
         if first != ",".join(self.header):

@@ -16,7 +16,7 @@ UA = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0"
 
 def line_bytes(row: tuple) -> int:
     """Bytes of one data line as the document wants it (every value quoted), for the size rule."""
-    return len(("\"" + "\",\"".join(v.replace('"', '""') for v in row) + "\"\n").encode())
+    return len(('"' + '","'.join(v.replace('"', '""') for v in row) + '"\n').encode())
 
 
 @dataclass
@@ -35,15 +35,31 @@ class EventMaker:
             at = dt.datetime.combine(day, dt.time()) + dt.timedelta(seconds=self.rng.randrange(86400))
             ip = f"2001:db8::{i:x}" if k >= n else f"10.{i // 65025 % 250}.{i // 255 % 255}.{i % 255 + 1}"
             loaded = loaded_at or at + dt.timedelta(seconds=30 + self.rng.randrange(1800))
-            custom = self.rng.choice([None, "customer_new,channel_paid-search", "customer_returning,channel_email"])
-            out.append((i, ip, at, loaded, self.rng.choice(["TC-1234-1", "TC-1234-2"]),
-                        self.rng.choice(["web", "app"]), self.rng.choice(["purchase", "signup"]), custom, UA))
+            custom = self.rng.choice(
+                [None, "customer_new,channel_paid-search", "customer_returning,channel_email"]
+            )
+            out.append(
+                (
+                    i,
+                    ip,
+                    at,
+                    loaded,
+                    self.rng.choice(["TC-1234-1", "TC-1234-2"]),
+                    self.rng.choice(["web", "app"]),
+                    self.rng.choice(["purchase", "signup"]),
+                    custom,
+                    UA,
+                )
+            )
         return out
 
 
 def insert(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
-    con.executemany("INSERT INTO ispot_conversion_events (event_id, client_ip, event_ts, loaded_at, site_id, "
-                    "platform, event_type, custom_data, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    con.executemany(
+        "INSERT INTO ispot_conversion_events (event_id, client_ip, event_ts, loaded_at, site_id, "
+        "platform, event_type, custom_data, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
 
 
 def truth(path, now: dt.datetime) -> dict[str, Counter]:
@@ -51,9 +67,11 @@ def truth(path, now: dt.datetime) -> dict[str, Counter]:
     con = duckdb.connect(str(path), read_only=True)
     try:
         rows = con.execute(
-            "SELECT strftime(event_ts, '%Y-%m-%d'), client_ip, strftime(event_ts, '%Y-%m-%d %H:%M:%S'), site_id, "
-            "platform, event_type, coalesce(custom_data, ''), user_agent FROM ispot_conversion_events "
-            "WHERE loaded_at <= ?", [now.replace(tzinfo=None)]).fetchall()
+            "SELECT strftime(event_ts, '%Y-%m-%d'), client_ip, strftime(event_ts, '%Y-%m-%d %H:%M:%S'), "
+            "site_id, platform, event_type, coalesce(custom_data, ''), user_agent "
+            "FROM ispot_conversion_events WHERE loaded_at <= ?",
+            [now.replace(tzinfo=None)],
+        ).fetchall()
     finally:
         con.close()
     out: dict[str, Counter] = {}

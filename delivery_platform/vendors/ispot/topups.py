@@ -55,13 +55,21 @@ class Batch:
     delivered_files: int
 
     def to_json(self) -> dict:
-        return {"pending": [p.__dict__ for p in self.pending], "sent_through": self.sent_through,
-                "next_sequence": self.next_sequence, "delivered_files": self.delivered_files}
+        return {
+            "pending": [p.__dict__ for p in self.pending],
+            "sent_through": self.sent_through,
+            "next_sequence": self.next_sequence,
+            "delivered_files": self.delivered_files,
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> "Batch":
-        return cls(tuple(FileContents(**p) for p in data["pending"]), data["sent_through"], data["next_sequence"],
-                   data["delivered_files"])
+        return cls(
+            tuple(FileContents(**p) for p in data["pending"]),
+            data["sent_through"],
+            data["next_sequence"],
+            data["delivered_files"],
+        )
 
 
 def plan_batch(ledger: Ledger, partition_key: str) -> Batch:
@@ -77,15 +85,19 @@ def plan_batch(ledger: Ledger, partition_key: str) -> Batch:
 def day_events_sql(partition_key: str, up_to: str) -> str:
     """The day's events loaded by `up_to`, with their key."""
     start, end = (sql_literal(t.isoformat(sep=" ")) for t in day_bounds(partition_key))
-    return (f"SELECT *, {KEY_SQL} AS _key FROM ispot_conversion_events "
-            f"WHERE event_ts >= {start} AND event_ts < {end} AND loaded_at <= {sql_literal(up_to)}")
+    return (
+        f"SELECT *, {KEY_SQL} AS _key FROM ispot_conversion_events "
+        f"WHERE event_ts >= {start} AND event_ts < {end} AND loaded_at <= {sql_literal(up_to)}"
+    )
 
 
 def in_batch_sql(batch: Batch) -> str:
     """A condition on `_key`: the rows of the pending files and every row above the recorded ones."""
     above = "TRUE" if batch.sent_through is None else f"_key > {sql_literal(batch.sent_through)}"
-    ranges = [f"(_key > {sql_literal(p.after_key or '')} AND _key <= {sql_literal(p.through_key)})"
-              for p in batch.pending]
+    ranges = [
+        f"(_key > {sql_literal(p.after_key or '')} AND _key <= {sql_literal(p.through_key)})"
+        for p in batch.pending
+    ]
     return "(" + " OR ".join([above] + ranges) + ")"
 
 
@@ -116,11 +128,17 @@ SOURCES = {
 
 def file_select(columns: tuple[str, ...], headers: tuple[str, ...]) -> str:
     """The SELECT list of the file's columns, named as the header profile names them."""
-    return ", ".join(f"{SOURCES[c]} AS \"{h}\"" for c, h in zip(columns, headers))
+    return ", ".join(f'{SOURCES[c]} AS "{h}"' for c, h in zip(columns, headers))
 
 
-def unsent_by_day_sql(days: dict[str, str | None], up_to: str, include_ipv6: bool, line_sql: str,
-                      columns: tuple[str, ...], headers: tuple[str, ...]) -> str:
+def unsent_by_day_sql(
+    days: dict[str, str | None],
+    up_to: str,
+    include_ipv6: bool,
+    line_sql: str,
+    columns: tuple[str, ...],
+    headers: tuple[str, ...],
+) -> str:
     """Per data day: sendable events above every recorded file, and the bytes their lines take."""
     conditions = []
     for key, through in days.items():
@@ -128,7 +146,9 @@ def unsent_by_day_sql(days: dict[str, str | None], up_to: str, include_ipv6: boo
         above = "" if through is None else f" AND {KEY_SQL} > {sql_literal(through)}"
         conditions.append(f"(event_ts >= {start} AND event_ts < {end}{above})")
     ipv6 = "" if include_ipv6 else " AND NOT contains(client_ip, ':')"
-    return (f"SELECT day, count(*) AS events, sum(strlen({line_sql})) AS bytes FROM ("
-            f"SELECT strftime(event_ts, '%Y-%m-%d') AS day, {file_select(columns, headers)} "
-            f"FROM ispot_conversion_events WHERE loaded_at <= {sql_literal(up_to)}{ipv6} "
-            f"AND ({' OR '.join(conditions) or 'FALSE'})) GROUP BY day ORDER BY day")
+    return (
+        f"SELECT day, count(*) AS events, sum(strlen({line_sql})) AS bytes FROM ("
+        f"SELECT strftime(event_ts, '%Y-%m-%d') AS day, {file_select(columns, headers)} "
+        f"FROM ispot_conversion_events WHERE loaded_at <= {sql_literal(up_to)}{ipv6} "
+        f"AND ({' OR '.join(conditions) or 'FALSE'})) GROUP BY day ORDER BY day"
+    )
