@@ -107,15 +107,16 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
                     same = None
                 # A store that cannot be read back (iSpot's API): the name is ours when an earlier attempt
                 # of ours published these very bytes and its answer was lost.
-                earlier = None if same is not None or destination.can_read_back else ledger.own_earlier_attempt(
-                    vendor, deliverable, partition_key, p.name, p.md5, attempt)
+                earlier = None
+                if same is None and not destination.can_read_back:
+                    earlier = ledger.own_earlier_attempt(vendor, deliverable, partition_key, p.name, p.md5, attempt)
                 if same is None and earlier is None:
                     ledger.finish(attempt, "failed", error=str(exc))
                     raise
                 ledger.finish(attempt, "delivered", remote_uri=destination.uri(p.name))
                 if earlier is not None:
-                    ledger.note(attempt, f"accepted earlier: attempt {earlier.attempt} (run {earlier.run_id}) "
-                                         f"published these bytes; the vendor answered 'already exists'")
+                    ledger.note(attempt, f"accepted earlier: attempt {earlier.attempt} "
+                                         f"(run {earlier.run_id}) published these bytes; the vendor answered 'already exists'")
                 logger.info(f"{p.name}: already at the destination with the same bytes; recorded as delivered")
                 sent.append({"name": p.name, "uri": destination.uri(p.name), "bytes": p.bytes, "md5": p.md5, "rows": p.rows})
                 continue

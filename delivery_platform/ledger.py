@@ -371,19 +371,20 @@ class Ledger:
             known = (contents.partition_key, contents.after_key, contents.through_key, contents.rows)
             if row is None:
                 con.execute("INSERT INTO file_contents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (vendor, deliverable, contents.partition_key, contents.file_name, contents.after_key,
-                             contents.through_key, contents.rows, _now()))
+                            (vendor, deliverable, contents.partition_key, contents.file_name,
+                             contents.after_key, contents.through_key, contents.rows, _now()))
             elif tuple(row) != known:
                 raise LedgerError(f"{vendor}/{deliverable} {contents.file_name} was recorded carrying rows "
-                                  f"({row['after_key']}, {row['through_key']}] ({row['rows']} rows); refusing to "
+                                  f"({row['after_key']}, {row['through_key']}] ({row['rows']} rows); "
+                                  "refusing to "
                                   f"reuse the name for ({contents.after_key}, {contents.through_key}] "
                                   f"({contents.rows} rows)")
 
     def contents(self, vendor: str, deliverable: str, partition_key: str) -> list[FileContents]:
         """Every file of the partition whose contents were recorded (attempted or delivered), by name."""
         with self._connect() as con:
-            rows = con.execute("SELECT partition_key, file_name, after_key, through_key, rows FROM file_contents "
-                               "WHERE vendor=? AND deliverable=? AND partition_key=? ORDER BY file_name",
+            rows = con.execute("SELECT partition_key, file_name, after_key, through_key, rows "
+                               "FROM file_contents WHERE vendor=? AND deliverable=? AND partition_key=? ORDER BY file_name",
                                (vendor, deliverable, partition_key)).fetchall()
         return [FileContents(**dict(r)) for r in rows]
 
@@ -421,8 +422,8 @@ class Ledger:
         changed = [f.name for f in files if f.name in done and done[f.name].md5 != f.md5]
         if changed:
             raise AlreadyDeliveredDifferently(
-                f"{vendor}/{deliverable} partition {partition_key}: {', '.join(changed)} already delivered with "
-                "other bytes; a file name is never reused for other contents")
+                f"{vendor}/{deliverable} partition {partition_key}: {', '.join(changed)} already "
+                "delivered with other bytes; a file name is never reused for other contents")
         send = tuple(f for f in files if f.name not in done)
         already = tuple(done[f.name] for f in files if f.name in done)
         if not send:

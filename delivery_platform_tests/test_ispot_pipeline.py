@@ -55,7 +55,8 @@ def test_golden_bytes_of_a_small_day(tiny, data_dir):
     # rows in the order of their key (loaded_at, event_id): the order top-up ranges are cut in
     assert produced == (
         b'ip,datetime,siteid,app,type,customdata,useragent\n'
-        b'"10.1.2.3","2026-11-19 00:00:00","TC-1234-2","app","signup","","Dalvik/2.1.0 (Linux; U; ""quoted"")"\n'
+        b'"10.1.2.3","2026-11-19 00:00:00","TC-1234-2","app","signup","",'
+        b'"Dalvik/2.1.0 (Linux; U; ""quoted"")"\n'
         b'"66.87.152.32","2026-11-19 17:30:56","TC-1234-1","web","purchase","customer_new,channel_paid-search",'
         b'"Mozilla/5.0 (Macintosh; Intel) AppleWebKit/537.36"\n')
     staged = result.asset_materializations_for_node("ispot__conversions")[0].metadata

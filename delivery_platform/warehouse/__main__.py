@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--end-date", type=dt.date.fromisoformat, default=None,
                    help="last day with data, YYYY-MM-DD (default: yesterday, UTC)")
     s.add_argument("--ispot-events-per-day", type=int, default=None,
-                   help="iSpot events a day regardless of --scale (the demo uses 60,000: over iSpot's 8 MB minimum)")
+                   help="iSpot events a day regardless of --scale "
+                        "(the demo uses 60,000: over iSpot's 8 MB minimum)")
     s.add_argument("--seed", type=int, default=7, help="random seed (same seed, same tables)")
     s.add_argument("--path", default=None, help="warehouse file (default $DELIVERY_WAREHOUSE_PATH or data/warehouse.duckdb)")
     s.add_argument("--threads", type=int, default=None)

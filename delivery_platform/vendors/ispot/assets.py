@@ -67,8 +67,8 @@ class ISpotSettings(dg.ConfigurableResource):
     def file_columns(self) -> tuple[str, ...]:
         unknown = [c for c in self.optional_columns if c not in spec.OPTIONAL_COLUMNS]
         if unknown:
-            raise dg.Failure(f"ISPOT_OPTIONAL_COLUMNS names {', '.join(unknown)}: iSpot's optional columns are "
-                             f"{', '.join(spec.OPTIONAL_COLUMNS)}", allow_retries=False)
+            raise dg.Failure(f"ISPOT_OPTIONAL_COLUMNS names {', '.join(unknown)}: iSpot's optional "
+                             f"columns are {', '.join(spec.OPTIONAL_COLUMNS)}", allow_retries=False)
         unsourced = [c for c in self.optional_columns if c not in topups.SOURCES]
         if unsourced:
             raise dg.Failure(f"ISPOT_OPTIONAL_COLUMNS names {', '.join(unsourced)}, but the warehouse table "
@@ -90,9 +90,11 @@ def settings_from_env(environ: dict | None = None) -> ISpotSettings:
     if environ.get("ISPOT_SITE_IDS"):
         kwargs["site_ids"] = [s.strip() for s in environ["ISPOT_SITE_IDS"].split(",") if s.strip()]
     if environ.get("ISPOT_OPTIONAL_COLUMNS"):
-        kwargs["optional_columns"] = [s.strip() for s in environ["ISPOT_OPTIONAL_COLUMNS"].split(",") if s.strip()]
-    for name, field in (("ISPOT_ONBOARDING", "onboarding"), ("ISPOT_ALLOW_REPROCESSING", "allow_reprocessing"),
-                        ("ISPOT_ZIP", "zip"), ("ISPOT_INCLUDE_IPV6", "include_ipv6")):
+        names = environ["ISPOT_OPTIONAL_COLUMNS"].split(",")
+        kwargs["optional_columns"] = [s.strip() for s in names if s.strip()]
+    flags = (("ISPOT_ONBOARDING", "onboarding"), ("ISPOT_ALLOW_REPROCESSING", "allow_reprocessing"),
+             ("ISPOT_ZIP", "zip"), ("ISPOT_INCLUDE_IPV6", "include_ipv6"))
+    for name, field in flags:
         if environ.get(name):
             kwargs[field] = _flag(environ[name])
     for name, field in (("ISPOT_SPLIT_BYTES", "split_bytes"), ("ISPOT_MIN_UPLOAD_BYTES", "min_bytes")):
@@ -112,15 +114,17 @@ def counts_sql(partition_key: str, batch: topups.Batch, up_to: str) -> str:
     in_day = f"event_ts >= {start} AND event_ts < {end}"
     loaded = f"{in_day} AND loaded_at <= {sql_literal(up_to)}"
     above = "" if batch.sent_through is None else f" AND _key > {sql_literal(batch.sent_through)}"
+    batch_rows = f"{loaded} AND {topups.in_batch_sql(batch)}"
+    loaded_today = f"loaded_at >= {start} AND loaded_at < {end}"
     return f"""
         SELECT count(*) FILTER (WHERE {in_day}) AS in_day,
                count(*) FILTER (WHERE {in_day} AND loaded_at > {sql_literal(up_to)}) AS not_loaded_yet,
-               count(*) FILTER (WHERE {loaded} AND {topups.in_batch_sql(batch)} AND contains(client_ip, ':')) AS ipv6,
-               count(*) FILTER (WHERE {loaded} AND {topups.in_batch_sql(batch)} AND loaded_at >= {end}) AS late,
+               count(*) FILTER (WHERE {batch_rows} AND contains(client_ip, ':')) AS ipv6,
+               count(*) FILTER (WHERE {batch_rows} AND loaded_at >= {end}) AS late,
                max(_key) FILTER (WHERE {loaded}{above}) AS new_through,
-               count(*) FILTER (WHERE loaded_at >= {start} AND loaded_at < {end} AND event_ts < {start}) AS other_days
+               count(*) FILTER (WHERE {loaded_today} AND event_ts < {start}) AS other_days
         FROM (SELECT *, {topups.KEY_SQL} AS _key FROM ispot_conversion_events
-              WHERE ({in_day}) OR (loaded_at >= {start} AND loaded_at < {end}))"""
+              WHERE ({in_day}) OR ({loaded_today}))"""
 
 
 BATCH_FILE = "batch.json"
@@ -130,9 +134,9 @@ BATCH_FILE = "batch.json"
     key=[VENDOR, DELIVERABLE], group_name=VENDOR, partitions_def=daily, deps=[source_key("ispot_conversion_events")],
     kinds={"duckdb"},
     description=f"The day's web and app conversions not yet sent, in iSpot's columns ({DOC}: 'Available "
-                "Dimensions', 'Matching Methodology'): on the first run every event of the UTC day loaded so far; "
-                "later runs only events loaded since (top-ups), plus any file whose upload never succeeded. "
-                "IPv6 rows are filtered unless ISPOT_INCLUDE_IPV6 (counted either way).",
+                "Dimensions', 'Matching Methodology'): on the first run every event of the UTC day loaded so "
+                "far; later runs only events loaded since (top-ups), plus any file whose upload never "
+                "succeeded. IPv6 rows are filtered unless ISPOT_INCLUDE_IPV6 (counted either way).",
 )
 def conversions(context: dg.AssetExecutionContext, warehouse: WarehouseResource, ledger: LedgerResource,
                 ispot_settings: ISpotSettings) -> dg.MaterializeResult:
@@ -151,9 +155,10 @@ def conversions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         rows = copy_to_parquet(con, sql, target)
     (target.parent / BATCH_FILE).write_text(json.dumps({**batch.to_json(), "watermark": up_to,
                                                          "new_through": new_through}))
+    v6 = "included" if settings.include_ipv6 else "filtered"
     context.log.info(f"{key}: {rows:,} conversions staged ({len(batch.pending)} earlier file(s) to re-send, "
-                     f"{batch.delivered_files} delivered before); IPv6 rows {'included' if settings.include_ipv6 else 'filtered'}: "
-                     f"{ipv6_rows:,}; {not_loaded:,} not loaded by {up_to}")
+                     f"{batch.delivered_files} delivered before); IPv6 rows {v6}: {ipv6_rows:,}; "
+                     f"{not_loaded:,} not loaded by {up_to}")
     return dg.MaterializeResult(metadata={
         "rows": dg.MetadataValue.int(rows),
         "events_in_day": dg.MetadataValue.int(in_day),
@@ -180,8 +185,8 @@ def _staged_relation(path: Path) -> str:
 
 @dg.asset_check(asset=conversions, name="spec", blocking=True, partitions_def=daily,
                 description="Every row meets the pandera model `Conversions` (vendors/ispot/spec.py) with the "
-                            "partition day, the site-id allow-list, the header profile and the optional columns; "
-                            "nothing is written or uploaded otherwise.")
+                            "partition day, the site-id allow-list, the header profile and the optional "
+                            "columns; nothing is written or uploaded otherwise.")
 def conversions_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                      ispot_settings: ISpotSettings) -> dg.AssetCheckResult:
     key = context.partition_key
@@ -190,8 +195,8 @@ def conversions_spec(context: dg.AssetCheckExecutionContext, warehouse: Warehous
                                      optional=tuple(s.optional_columns), include_ipv6=s.include_ipv6)
     con = duckdb.connect()
     try:
-        report = validate_relation(con, _staged_relation(warehouse.staged_table(VENDOR, DELIVERABLE, key)), schema,
-                                   name=f"ispot conversions {key}")
+        staged = _staged_relation(warehouse.staged_table(VENDOR, DELIVERABLE, key))
+        report = validate_relation(con, staged, schema, name=f"ispot conversions {key}")
     finally:
         con.close()
     if not report.passed:
@@ -217,19 +222,21 @@ def hold_message(partition_key: str, rows: int, size: int, min_bytes: int, *, he
     last = dt.date.fromisoformat(partition_key) + dt.timedelta(days=spec.REPROCESSING_DAYS)
     what = ("Nothing of it is uploaded: the rows stay eligible and go out in a later top-up of this day"
             if held else "Written anyway because the target is not iSpot's API")
-    return (f"{partition_key}: {rows:,} rows make {size:,} bytes, under iSpot's minimum of {min_bytes:,} bytes. "
-            f"iSpot would answer 400 'The file is too small. The minimum file size allowed is 8 MB.' and drop it. "
-            f"{what}. What you can do: wait for late events to bring the day over the minimum (the top-up sensor "
-            f"sends it while the day is inside iSpot's 12-day window, until {last}), or agree a lower minimum with "
-            f"iSpot Customer Success, set ISPOT_MIN_UPLOAD_BYTES and re-run the partition.")
+    return (f"{partition_key}: {rows:,} rows make {size:,} bytes, under iSpot's minimum of "
+            f"{min_bytes:,} bytes. iSpot would answer 400 'The file is too small. The minimum file size "
+            f"allowed is 8 MB.' and drop it. {what}. What you can do: wait for late events to bring the day "
+            f"over the minimum (the top-up sensor sends it while the day is inside iSpot's 12-day window, "
+            f"until {last}), or agree a lower minimum with iSpot Customer Success, set "
+            f"ISPOT_MIN_UPLOAD_BYTES and re-run the partition.")
 
 
 @dg.asset(
     key=[VENDOR, "conversion_files"], group_name=VENDOR, partitions_def=daily, deps=[conversions], kinds={"csv"},
     description=f"The CSV files iSpot receives ({DOC}: 'CSV File Format'): UTF-8 without BOM, header row "
                 "unquoted, every data value double-quoted, \\n line endings, the header repeated in every part, "
-                "split into the fewest balanced parts under the size limit, named conversions_YYYYMMDD_NNN.csv "
-                "(top-ups continue the numbering). New rows under the minimum size are held when it is enforced.",
+                "split into the fewest balanced parts under the size limit, named "
+                "conversions_YYYYMMDD_NNN.csv (top-ups continue the numbering). New rows under the minimum "
+                "size are held when it is enforced.",
 )
 def conversion_files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                      ispot_settings: ISpotSettings, ispot_api: ISpotApiResource) -> dg.MaterializeResult:
@@ -257,8 +264,9 @@ def conversion_files(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                           p.after_key, p.through_key))
         new_from = 0 if batch.sent_through is None else _count(
             con, source, f"_key <= {sql_literal(batch.sent_through)}")
-        lengths = np.asarray(con.sql(f"SELECT strlen({line}) FROM {source} WHERE file_row_number >= {new_from} "
-                                     "ORDER BY file_row_number").fetchnumpy().popitem()[1], dtype=np.int64)
+        sizes = con.sql(f"SELECT strlen({line}) FROM {source} WHERE file_row_number >= {new_from} "
+                        "ORDER BY file_row_number").fetchnumpy()
+        lengths = np.asarray(sizes.popitem()[1], dtype=np.int64)
         new_bytes = len(header) + int(lengths.sum())
         if len(lengths) and enforce and new_bytes < settings.min_bytes:
             held = {"rows": len(lengths), "bytes": new_bytes}
@@ -285,8 +293,8 @@ def conversion_files(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     if not files and not held:
         context.log.info(f"{key}: nothing to send ({batch.delivered_files} file(s) delivered before)")
     write_manifest(folder, files, columns=list(headers), partition=key, contents=contents, held=held,
-                   enforce_min_bytes=enforce, min_bytes=settings.min_bytes, delivered_before=batch.delivered_files,
-                   recorded_before=bool(batch.sent_through))
+                   enforce_min_bytes=enforce, min_bytes=settings.min_bytes,
+                   delivered_before=batch.delivered_files, recorded_before=bool(batch.sent_through))
     context.log.info(f"{key}: {len(files)} file(s), {sum(f.bytes for f in files):,} bytes")
     return dg.MaterializeResult(metadata={
         **files_metadata(files), "folder": dg.MetadataValue.path(str(folder)),
@@ -377,10 +385,11 @@ def conversion_files_match_spec(context: dg.AssetCheckExecutionContext, warehous
 
 
 @dg.asset_check(asset=conversion_files, name="minimum_size", blocking=True, partitions_def=daily,
-                description="iSpot refuses files under the minimum (400 'too small', DIGEST R1): when uploading to "
-                            "the API, a day or top-up under ISPOT_MIN_UPLOAD_BYTES (default 8 MB) is held and this "
-                            "check fails before the upload, saying what to do; the rows stay eligible for a later "
-                            "top-up. To the local outbox the files are written and the check only warns.")
+                description="iSpot refuses files under the minimum (400 'too small', DIGEST R1): when "
+                            "uploading to the API, a day or top-up under ISPOT_MIN_UPLOAD_BYTES (default 8 MB) "
+                            "is held and this check fails before the upload, saying what to do; the rows stay "
+                            "eligible for a later top-up. To the local outbox the files are written and the "
+                            "check only warns.")
 def conversion_files_minimum_size(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                                   ispot_settings: ISpotSettings) -> dg.AssetCheckResult:
     key = context.partition_key
@@ -398,13 +407,14 @@ def conversion_files_minimum_size(context: dg.AssetCheckExecutionContext, wareho
         # blocking when nothing else would be uploaded; a warning when earlier files are re-sent anyway
         severity = dg.AssetCheckSeverity.WARN if files else dg.AssetCheckSeverity.ERROR
         return dg.AssetCheckResult(passed=False, severity=severity, metadata=metadata,
-                                   description=hold_message(key, held["rows"], held["bytes"], minimum, held=True))
+                                   description=hold_message(key, held["rows"], held["bytes"], minimum,
+                                                            held=True))
     if small:
         return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
                                    description="; ".join(f"{f.name}: " + hold_message(
                                        key, f.rows or 0, f.bytes or 0, minimum, held=False) for f in small))
-    return dg.AssetCheckResult(passed=True, metadata=metadata,
-                               description=f"every file is at least {minimum:,} bytes" if files else "no file")
+    text = f"every file is at least {minimum:,} bytes" if files else "no file"
+    return dg.AssetCheckResult(passed=True, metadata=metadata, description=text)
 
 
 @dg.asset(

@@ -69,8 +69,8 @@ class Conversions(pa.DataFrameModel):
     useragent: str = pa.Field(not_blank=(), no_formula_prefix=(), description="raw client user agent")
     # optional columns, present only when configured (ISPOT_OPTIONAL_COLUMNS)
     orderid: str = pa.Field(nullable=True, no_formula_prefix=(), description="optional: order reference")
-    amount: str = pa.Field(nullable=True, str_matches=r"^-?\d+\.\d{2}$", description="optional: order amount, "
-                                                                                      "two decimals")
+    amount: str = pa.Field(nullable=True, str_matches=r"^-?\d+\.\d{2}$",
+                           description="optional: order amount, two decimals")
     sku: str = pa.Field(nullable=True, no_formula_prefix=(), description="optional: product sku")
     customertype: str = pa.Field(nullable=True, str_matches=r"^[a-z0-9_-]+$",
                                  description="optional: customer type (the customdata token customer_<type>)")
@@ -100,8 +100,8 @@ def header_names(columns: tuple[str, ...], profile: str = "document") -> tuple[s
     return tuple(names.get(c, c) for c in columns)
 
 
-def conversions_schema(partition_key: str, site_ids: list[str], *, onboarding: bool, profile: str = "document",
-                       optional: tuple[str, ...] = (), include_ipv6: bool = False) -> pa.DataFrameSchema:
+def conversions_schema(partition_key: str, site_ids: list[str], *, onboarding: bool,
+                       profile: str = "document", optional: tuple[str, ...] = (), include_ipv6: bool = False) -> pa.DataFrameSchema:
     """The model with the rules that depend on the run: the partition day, the allow-list, the
     header profile, the optional columns and the IPv6 switch.
 
