@@ -406,3 +406,16 @@ def test_the_top_up_sensor_requests_days_inside_the_window_with_late_events(ware
         ) as context:
             requests = sensor(context)
     assert [r.partition_key for r in requests] == [DAY]
+
+
+def test_the_ledger_never_lets_a_name_carry_other_rows(tmp_path):
+    from delivery_platform.ledger import FileContents, LedgerError
+
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    first = FileContents(DAY, OUTBOX_NAME.format(1), None, "2026-11-20 00:10:00.000000|00000000000000000030", 30)
+    ledger.record_contents("ispot", "conversions", first)
+    ledger.record_contents("ispot", "conversions", first)  # the same range again (a retry): fine
+    with pytest.raises(LedgerError, match="refusing to reuse the name"):
+        ledger.record_contents("ispot", "conversions", FileContents(
+            DAY, OUTBOX_NAME.format(1), None, "2026-11-20 18:00:00.000000|00000000000000001011", 42))
+    assert ledger.contents("ispot", "conversions", DAY) == [first]
