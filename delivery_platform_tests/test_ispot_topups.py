@@ -3,8 +3,11 @@ retry, header profiles, the IPv6 switch, balanced parts. Uploads go to the API d
 
 from __future__ import annotations
 
-import duckdb
+import hashlib
+import time
+
 import dagster as dg
+import duckdb
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -419,3 +422,25 @@ def test_the_ledger_never_lets_a_name_carry_other_rows(tmp_path):
         ledger.record_contents("ispot", "conversions", FileContents(
             DAY, OUTBOX_NAME.format(1), None, "2026-11-20 18:00:00.000000|00000000000000001011", 42))
     assert ledger.contents("ispot", "conversions", DAY) == [first]
+
+
+@pytest.mark.fault("ispot-api", "zipped upload stored, answer lost, run dies; next run re-sends the zip",
+                   "the same zip bytes under the same name: 409 recognised as ours, delivered once")
+def test_a_zipped_file_is_resent_with_the_same_bytes_and_recognised(warehouse, api, monkeypatch):
+    warehouse(day_events(30))
+    monkeypatch.setenv("ISPOT_ZIP", "true")
+    monkeypatch.setenv("ISPOT_MIN_UPLOAD_BYTES", "300")
+    api.state.min_bytes = 300
+    api.state.fail_next(("store_then", 500))
+    api.state.outage = True
+    assert not run().success
+    name = "conversions_20261119_001.zip"
+    stored = api.state.received[name].body
+    api.state.outage = False
+    time.sleep(1.1)  # a member time taken from the clock would now differ
+    assert run(at="2026-11-20T13:00:00Z").success
+    ledger = Ledger()
+    delivered = ledger.history("ispot", "conversions", status="delivered")
+    assert [d.file_name for d in delivered] == [name]
+    assert delivered[0].md5 == hashlib.md5(stored).hexdigest()  # the very bytes iSpot kept
+    assert ledger.notes("ispot")[delivered[0].id].startswith("accepted earlier")

@@ -281,7 +281,8 @@ def conversion_files(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                 after, start = through, end
         files, contents = [], []
         for name, first, end, after, through in spans:
-            writer = PartWriter(folder, lambda n, name=name: name, header=header, single_part=True)
+            csv_name = name[: -len(".zip")] + ".csv" if name.endswith(".zip") else name  # zipped below
+            writer = PartWriter(folder, lambda n, csv_name=csv_name: csv_name, header=header, single_part=True)
             part = write_lines(con, f"SELECT {line} FROM {source} WHERE file_row_number >= {first} "
                                     f"AND file_row_number < {end}", writer)[0]
             files.append(OutgoingFile(part.path, part.name, rows=part.rows, md5=part.md5, bytes=part.bytes))
@@ -304,12 +305,17 @@ def conversion_files(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             round(min(f.bytes for f in files) / max(f.bytes for f in files), 4) if files else 1.0)})
 
 
+ZIP_MEMBER_TIME = 946684800  # 2000-01-01T00:00:00Z
+
+
 def _zip_parts(files: list[OutgoingFile], level: int) -> list[OutgoingFile]:
     """One zip per part, compressed on every core (zlib releases the GIL)."""
     from ...destinations.base import file_md5
 
     def one(f: OutgoingFile) -> OutgoingFile:
         target = Path(f.path).with_suffix(".zip")
+        # a fixed member time: a re-sent file has the same bytes, so the ledger can tell it is ours (R4)
+        os.utime(f.path, (ZIP_MEMBER_TIME, ZIP_MEMBER_TIME))
         zip_file(Path(f.path), target, arcname=f.name, level=level)
         Path(f.path).unlink()
         return OutgoingFile(target, target.name, rows=f.rows, md5=file_md5(target), bytes=target.stat().st_size)
