@@ -196,14 +196,18 @@ def test_409_in_a_later_run_for_bytes_we_sent_is_accepted_earlier(warehouse, api
     "409 for a name this platform never sent",
     "the run fails naming the file; nothing recorded as delivered; alerted as a failed run",
 )
-def test_409_for_a_name_we_never_sent_fails_the_run(warehouse, api):
+def test_409_for_a_name_we_never_sent_fails_the_run(warehouse, api, tmp_path):
     warehouse(day_events(30))
     from delivery_platform_tests.ispot_api_double import Received
 
     name = OUTBOX_NAME.format(1)
     api.state.received[name] = Received(name, b"someone else's file", "text/csv")
-    result = run()
+    instance = dg.DagsterInstance.ephemeral()
+    result = run(instance=instance)
     assert not result.success
+    alerts = process_run(instance, result.run_id, AlertSinks(), AlertLog(tmp_path / "alerts.sqlite"))
+    run_alert = next(a for a in alerts if a.kind == "run_failed")
+    assert name in run_alert.detail and "409" in run_alert.detail
     failure = result.get_run_failure_event() or next(e for e in result.all_events if e.is_step_failure)
     text = "\n".join(
         str(e.message) + str(getattr(e.event_specific_data, "error", ""))
