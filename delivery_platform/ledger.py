@@ -384,7 +384,8 @@ class Ledger:
         """Every file of the partition whose contents were recorded (attempted or delivered), by name."""
         with self._connect() as con:
             rows = con.execute("SELECT partition_key, file_name, after_key, through_key, rows "
-                               "FROM file_contents WHERE vendor=? AND deliverable=? AND partition_key=? ORDER BY file_name",
+                               "FROM file_contents WHERE vendor=? AND deliverable=? AND partition_key=? "
+                               "ORDER BY file_name",
                                (vendor, deliverable, partition_key)).fetchall()
         return [FileContents(**dict(r)) for r in rows]
 
@@ -402,6 +403,12 @@ class Ledger:
             row = con.execute("SELECT reason FROM empty_partitions WHERE vendor=? AND deliverable=? "
                               "AND partition_key=?", (vendor, deliverable, partition_key)).fetchone()
         return row["reason"] if row else None
+
+    def clear_empty(self, vendor: str, deliverable: str, partition_key: str) -> None:
+        """The partition had something to send after all (late events): it is no longer delivered-empty."""
+        with self._write() as con:
+            con.execute("DELETE FROM empty_partitions WHERE vendor=? AND deliverable=? AND partition_key=?",
+                        (vendor, deliverable, partition_key))
 
     def note(self, delivery_id: int, text: str) -> None:
         with self._write() as con:

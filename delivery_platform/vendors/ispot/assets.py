@@ -465,6 +465,7 @@ def conversions_delivery(context: dg.AssetExecutionContext, config: DeliveryConf
                          allow_retries=False) from None
     finally:
         destination.close()
+    book.clear_empty(VENDOR, DELIVERABLE, key)  # a day recorded empty that got late events
     return dg.MaterializeResult(metadata={
         **outcome.metadata(),
         "target": dg.MetadataValue.text("iSpot API" if ispot_api.configured else ispot_destination.describe()),
