@@ -40,7 +40,7 @@ seed: install
 	$(PY) -m delivery_platform.warehouse seed --days 30 --scale 1
 
 demo: install
-	$(PY) -m delivery_platform.warehouse seed --days 30 --scale 1
+	$(PY) -m delivery_platform.warehouse seed --days 30 --scale 1 --ispot-events-per-day 60000
 	$(PY) -m delivery_platform.demo
 
 test: test-deps

@@ -99,7 +99,9 @@ def _remove_abandoned_partials(destination: Destination, abandoned, logger) -> l
 
 def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: Sequence[OutgoingFile],
                   destination: Destination, ledger: Ledger, run_id: str, redeliver: bool = False,
-                  logger: logging.Logger | None = None) -> DeliveryOutcome:
+                  logger: logging.Logger | None = None, append: bool = False) -> DeliveryOutcome:
+    """`append=True`: `files` are added to whatever the partition already holds (iSpot's top-ups);
+    only names not yet delivered are sent, and the partition's earlier files are left alone."""
     logger = logger or log
     _refuse_future_day(vendor, deliverable, partition_key)
     started = time.monotonic()
@@ -113,7 +115,9 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
     destination.logger = logger  # reconnects and retries show in the run's event log
     with ledger.claimed(vendor, deliverable, partition_key, run_id) as abandoned:
         leftovers = _remove_abandoned_partials(destination, abandoned, logger)
-        plan = ledger.plan_delivery(vendor, deliverable, partition_key, [p for _, p in planned], redeliver=redeliver)
+        planned_files = [p for _, p in planned]
+        plan = (ledger.plan_append(vendor, deliverable, partition_key, planned_files) if append else
+                ledger.plan_delivery(vendor, deliverable, partition_key, planned_files, redeliver=redeliver))
         logger.info(f"{vendor}/{deliverable} {partition_key}: {plan.action} ({plan.reason})")
         if plan.action == "skip":
             done = [{"name": d.file_name, "uri": d.remote_uri, "bytes": d.bytes or 0, "md5": d.md5, "rows": d.rows}
@@ -145,10 +149,18 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
                     same = destination.verify(p.name, size=p.bytes, md5=p.md5)
                 except DestinationError:
                     same = None
-                if same is None:
+                # A store that cannot be read back (iSpot's API): the name is ours when an earlier attempt
+                # of ours published these very bytes and its answer was lost.
+                earlier = None
+                if same is None and not destination.can_read_back:
+                    earlier = ledger.own_earlier_attempt(vendor, deliverable, partition_key, p.name, p.md5, attempt)
+                if same is None and earlier is None:
                     ledger.finish(attempt, "failed", error=str(exc))
                     raise
                 ledger.finish(attempt, "delivered", remote_uri=destination.uri(p.name))
+                if earlier is not None:
+                    ledger.note(attempt, f"accepted earlier: attempt {earlier.attempt} "
+                                         f"(run {earlier.run_id}) published these bytes; the vendor answered 'already exists'")
                 logger.info(f"{p.name}: already at the destination with the same bytes; recorded as delivered")
                 sent.append({"name": p.name, "uri": destination.uri(p.name), "bytes": p.bytes, "md5": p.md5, "rows": p.rows})
                 continue
@@ -156,9 +168,13 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
                 ledger.finish(attempt, "failed", error=f"{type(exc).__name__}: {exc}")
                 raise
             ledger.finish(attempt, "delivered", remote_uri=published.uri)
+            if published.note:
+                ledger.note(attempt, published.note)
+                logger.info(f"{p.name}: {published.note}")
             logger.info(f"published {published.uri} ({published.size:,} bytes, md5 {published.md5})")
             sent.append({"name": p.name, "uri": published.uri, "bytes": published.size, "md5": published.md5, "rows": p.rows})
-        ledger.mark_partition(vendor, deliverable, partition_key, "complete", files=len(planned), run_id=run_id)
+        total = len(ledger.delivered(vendor, deliverable, partition_key)) if append else len(planned)
+        ledger.mark_partition(vendor, deliverable, partition_key, "complete", files=total, run_id=run_id)
         return DeliveryOutcome(plan.action, sent, destination.kind, time.monotonic() - started, leftovers)
 
 

@@ -70,6 +70,34 @@ CREATE TABLE IF NOT EXISTS partitions (
     updated_at    TEXT NOT NULL,
     PRIMARY KEY (vendor, deliverable, partition_key)
 );
+-- which rows a file carries, as a range over the deliverable's sort key: (after, through], recorded
+-- before the file's first upload attempt so a retry re-sends exactly that range under that name
+CREATE TABLE IF NOT EXISTS file_contents (
+    vendor        TEXT NOT NULL,
+    deliverable   TEXT NOT NULL,
+    partition_key TEXT NOT NULL,
+    file_name     TEXT NOT NULL,
+    after_key     TEXT,
+    through_key   TEXT NOT NULL,
+    rows          INTEGER NOT NULL,
+    recorded_at   TEXT NOT NULL,
+    PRIMARY KEY (vendor, deliverable, file_name)
+);
+-- a partition with nothing to send, recorded as delivered-empty so no deadline alert calls it missed
+CREATE TABLE IF NOT EXISTS empty_partitions (
+    vendor        TEXT NOT NULL,
+    deliverable   TEXT NOT NULL,
+    partition_key TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    run_id        TEXT,
+    recorded_at   TEXT NOT NULL,
+    PRIMARY KEY (vendor, deliverable, partition_key)
+);
+-- a note on one delivery attempt, e.g. "accepted earlier" for a 409 on a retry of our own upload
+CREATE TABLE IF NOT EXISTS delivery_notes (
+    delivery_id   INTEGER PRIMARY KEY,
+    note          TEXT NOT NULL
+);
 """
 
 
@@ -139,6 +167,17 @@ class DeliveryPlan:
     send: tuple[PlannedFile, ...]
     already: tuple[Delivery, ...]
     reason: str
+
+
+@dataclass(frozen=True)
+class FileContents:
+    """The rows one file carries: sort keys in (after_key, through_key]; after_key None = from the start."""
+
+    partition_key: str
+    file_name: str
+    after_key: str | None
+    through_key: str
+    rows: int
 
 
 class Ledger:
@@ -326,3 +365,89 @@ class Ledger:
                 f"({len(changed)} changed, {len(missing)} new). Re-run with redeliver=True to send them again."
             )
         return DeliveryPlan("redeliver", tuple(files), tuple(done.values()), "re-delivery requested")
+
+    # --- file contents (top-ups), empty partitions, notes ----------------------------------
+    def record_contents(self, vendor: str, deliverable: str, contents: FileContents) -> None:
+        """Record which rows a file carries before its first upload. A name keeps its contents
+        forever: recording other contents for a known name raises LedgerError."""
+        with self._write() as con:
+            row = con.execute("SELECT partition_key, after_key, through_key, rows FROM file_contents "
+                              "WHERE vendor=? AND deliverable=? AND file_name=?",
+                              (vendor, deliverable, contents.file_name)).fetchone()
+            known = (contents.partition_key, contents.after_key, contents.through_key, contents.rows)
+            if row is None:
+                con.execute("INSERT INTO file_contents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (vendor, deliverable, contents.partition_key, contents.file_name,
+                             contents.after_key, contents.through_key, contents.rows, _now()))
+            elif tuple(row) != known:
+                raise LedgerError(f"{vendor}/{deliverable} {contents.file_name} was recorded carrying rows "
+                                  f"({row['after_key']}, {row['through_key']}] ({row['rows']} rows); "
+                                  "refusing to "
+                                  f"reuse the name for ({contents.after_key}, {contents.through_key}] "
+                                  f"({contents.rows} rows)")
+
+    def contents(self, vendor: str, deliverable: str, partition_key: str) -> list[FileContents]:
+        """Every file of the partition whose contents were recorded (attempted or delivered), by name."""
+        with self._connect() as con:
+            rows = con.execute("SELECT partition_key, file_name, after_key, through_key, rows "
+                               "FROM file_contents WHERE vendor=? AND deliverable=? AND partition_key=? "
+                               "ORDER BY file_name",
+                               (vendor, deliverable, partition_key)).fetchall()
+        return [FileContents(**dict(r)) for r in rows]
+
+    def record_empty(self, vendor: str, deliverable: str, partition_key: str, *, reason: str,
+                     run_id: str | None = None) -> None:
+        """A partition with nothing to send is delivered-empty: its state is 'complete' with 0 files."""
+        with self._write() as con:
+            con.execute("INSERT OR REPLACE INTO empty_partitions VALUES (?, ?, ?, ?, ?, ?)",
+                        (vendor, deliverable, partition_key, reason, run_id, _now()))
+        self.mark_partition(vendor, deliverable, partition_key, "complete", files=0, run_id=run_id)
+
+    def empty_reason(self, vendor: str, deliverable: str, partition_key: str) -> str | None:
+        """Why the partition was recorded delivered-empty, or None."""
+        with self._connect() as con:
+            row = con.execute("SELECT reason FROM empty_partitions WHERE vendor=? AND deliverable=? "
+                              "AND partition_key=?", (vendor, deliverable, partition_key)).fetchone()
+        return row["reason"] if row else None
+
+    def clear_empty(self, vendor: str, deliverable: str, partition_key: str) -> None:
+        """The partition had something to send after all (late events): it is no longer delivered-empty."""
+        with self._write() as con:
+            con.execute("DELETE FROM empty_partitions WHERE vendor=? AND deliverable=? AND partition_key=?",
+                        (vendor, deliverable, partition_key))
+
+    def note(self, delivery_id: int, text: str) -> None:
+        with self._write() as con:
+            con.execute("INSERT OR REPLACE INTO delivery_notes VALUES (?, ?)", (delivery_id, text[:2000]))
+
+    def notes(self, vendor: str) -> dict[int, str]:
+        """Notes on the vendor's delivery attempts, by attempt id."""
+        with self._connect() as con:
+            rows = con.execute("SELECT n.delivery_id, n.note FROM delivery_notes n JOIN deliveries d "
+                               "ON d.id = n.delivery_id WHERE d.vendor=?", (vendor,)).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def plan_append(self, vendor: str, deliverable: str, partition_key: str,
+                    files: Sequence[PlannedFile]) -> DeliveryPlan:
+        """Plan for files added to a partition that may already hold others (top-ups): send the
+        given files not yet delivered; the same name delivered with other bytes is refused."""
+        done = {d.file_name: d for d in self.delivered(vendor, deliverable, partition_key)}
+        changed = [f.name for f in files if f.name in done and done[f.name].md5 != f.md5]
+        if changed:
+            raise AlreadyDeliveredDifferently(
+                f"{vendor}/{deliverable} partition {partition_key}: {', '.join(changed)} already "
+                "delivered with other bytes; a file name is never reused for other contents")
+        send = tuple(f for f in files if f.name not in done)
+        already = tuple(done[f.name] for f in files if f.name in done)
+        if not send:
+            return DeliveryPlan("skip", (), already, "already delivered with the same bytes")
+        return DeliveryPlan("send", send, already, f"{len(send)} new file(s) for the partition")
+
+    def own_earlier_attempt(self, vendor: str, deliverable: str, partition_key: str, file_name: str,
+                            md5: str, before_id: int) -> Delivery | None:
+        """An earlier attempt of ours that published these very bytes under this name and may have
+        reached the vendor (its answer lost: a 500, a timeout, a dropped connection, a killed run)."""
+        rows = self._rows("SELECT * FROM deliveries WHERE vendor=? AND deliverable=? AND partition_key=? "
+                          "AND file_name=? AND md5=? AND id < ? ORDER BY id DESC LIMIT 1",
+                          (vendor, deliverable, partition_key, file_name, md5, before_id))
+        return rows[0] if rows else None

@@ -52,7 +52,10 @@ class ISpotDouble:
     received: dict = field(default_factory=dict)  # name -> Received
     token_requests: int = 0
     upload_requests: int = 0
-    faults: list = field(default_factory=list)  # ("status", code, retry_after) | ("slow", seconds) | ("drop",)
+    # ("status", code, retry_after) | ("slow", seconds) | ("drop",) | ("store_then", code): the upload is
+    # stored, then answered with `code` (iSpot kept the file but the answer was lost)
+    faults: list = field(default_factory=list)
+    outage: bool = False  # every upload answers 500 until cleared
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail_next(self, *faults) -> None:
@@ -95,6 +98,15 @@ def _handler(state: ISpotDouble):
         def do_POST(self):  # noqa: N802
             body = self._body()
             fault = state._take_fault()
+            if fault and fault[0] == "store_then" and self.path != "/v4/metrics/conversions":
+                with state.lock:  # meant for an upload: keep it for the next one
+                    state.faults.insert(0, fault)
+                fault = None
+            if fault and fault[0] == "store_then":
+                status = self._upload(body, answer=False)
+                return self._problem(fault[1], "internal") if status == 201 else None
+            if self.path == "/v4/metrics/conversions" and state.outage:
+                return self._problem(500, "internal")
             if fault:
                 kind = fault[0]
                 if kind == "drop":
@@ -127,7 +139,7 @@ def _handler(state: ISpotDouble):
                 state.tokens[token] = time.time() + state.expires_in
             self._answer(200, {"token_type": "Bearer", "expires_in": state.expires_in, "access_token": token})
 
-        def _upload(self, body: bytes) -> None:
+        def _upload(self, body: bytes, answer: bool = True):
             with state.lock:
                 state.upload_requests += 1
             auth = self.headers.get("Authorization") or ""
@@ -157,6 +169,8 @@ def _handler(state: ISpotDouble):
                 if name in state.received:
                     return self._problem(409, "exists")
                 state.received[name] = Received(name, data, upload.get_content_type())
+            if not answer:
+                return 201
             self._answer(201, {"message": MESSAGES["created"]})
 
     return Handler

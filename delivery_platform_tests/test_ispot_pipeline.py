@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dagster as dg
 import pytest
+
+from delivery_platform.alerts.sensors import AlertLog, deadline_alerts
+from delivery_platform.alerts.sinks import AlertSinks
 
 from delivery_platform.definitions import build_defs
 from delivery_platform.ledger import Ledger
@@ -47,11 +52,13 @@ def test_golden_bytes_of_a_small_day(tiny, data_dir):
     result = run()
     assert result.success
     produced = (data_dir / "outbox" / "ispot" / "conversions_20261119_001.csv").read_bytes()
+    # rows in the order of their key (loaded_at, event_id): the order top-up ranges are cut in
     assert produced == (
         b'ip,datetime,siteid,app,type,customdata,useragent\n'
+        b'"10.1.2.3","2026-11-19 00:00:00","TC-1234-2","app","signup","",'
+        b'"Dalvik/2.1.0 (Linux; U; ""quoted"")"\n'
         b'"66.87.152.32","2026-11-19 17:30:56","TC-1234-1","web","purchase","customer_new,channel_paid-search",'
-        b'"Mozilla/5.0 (Macintosh; Intel) AppleWebKit/537.36"\n'
-        b'"10.1.2.3","2026-11-19 00:00:00","TC-1234-2","app","signup","","Dalvik/2.1.0 (Linux; U; ""quoted"")"\n')
+        b'"Mozilla/5.0 (Macintosh; Intel) AppleWebKit/537.36"\n')
     staged = result.asset_materializations_for_node("ispot__conversions")[0].metadata
     assert staged["rows"].value == 2 and staged["filtered_ipv6"].value == 1
     assert checks(result)["minimum_size"].passed is False  # a warning, the run still succeeds
@@ -106,7 +113,7 @@ def test_bad_rows_fail_the_spec_check_and_nothing_is_delivered(tiny, data_dir, b
     assert Ledger().history("ispot") == []
 
 
-def test_an_empty_day_delivers_nothing_and_says_so(tiny, data_dir):
+def test_an_empty_day_delivers_nothing_and_is_recorded_delivered_empty(tiny, data_dir, tmp_path):
     # genuinely empty: the loads have passed the day (an event of the next day has landed)
     tiny([event("2026-11-18 10:00:00"), event("2026-11-20 01:00:00")])
     result = run()
@@ -114,6 +121,17 @@ def test_an_empty_day_delivers_nothing_and_says_so(tiny, data_dir):
     files = result.asset_materializations_for_node("ispot__conversion_files")[0].metadata
     assert files["file_count"].value == 0
     assert not list((data_dir / "outbox").rglob("*.csv"))
+    ledger = Ledger()
+    assert ledger.partition_state("ispot", "conversions", DAY) == "complete"
+    assert ledger.empty_reason("ispot", "conversions", DAY).startswith("nothing to send")
+    delivery = result.asset_materializations_for_node("ispot__conversions_delivery")[0].metadata
+    assert delivery["delivery_action"].value.startswith("delivered-empty") and delivery["rows"].value == 0
+    # so the missed-deadline alert does not call the day missed (it reads the ledger's partition state)
+    sinks = AlertSinks(webhook_url=None)
+    after_deadline = dt.datetime(2026, 11, 20, 15, 0, tzinfo=dt.timezone.utc)
+    missed = deadline_alerts({("ispot", "conversions"): 14}, ledger, AlertLog(tmp_path / "a.sqlite"), sinks,
+                             after_deadline)
+    assert [a.partition for a in missed] == ["2026-11-18"]  # the day before has no ledger record: missed
 
 
 def test_end_to_end_upload_through_the_api_and_no_second_upload(data_dir, monkeypatch):
@@ -121,6 +139,7 @@ def test_end_to_end_upload_through_the_api_and_no_second_upload(data_dir, monkey
         monkeypatch.setenv("ISPOT_API_BASE_URL", api.url)
         monkeypatch.setenv("ISPOT_CLIENT_ID", api.state.client_id)
         monkeypatch.setenv("ISPOT_CLIENT_SECRET", api.state.client_secret)
+        monkeypatch.setenv("ISPOT_MIN_UPLOAD_BYTES", "1000")  # the small test day passes a small minimum
         first = run(partition="2026-11-15")
         assert first.success
         assert list(api.state.received) == ["conversions_20261115_001.csv"]
@@ -130,7 +149,7 @@ def test_end_to_end_upload_through_the_api_and_no_second_upload(data_dir, monkey
         again = run(partition="2026-11-15")
         assert again.success and api.state.upload_requests == uploads  # nothing uploaded twice
         meta = again.asset_materializations_for_node("ispot__conversions_delivery")[0].metadata
-        assert meta["delivery_action"].value.startswith("skipped") and meta["target"].value == "iSpot API"
+        assert meta["delivery_action"].value.startswith("nothing new") and meta["target"].value == "iSpot API"
         assert api.state.token_requests == 1  # the token file is shared by both runs
         logs = "\n".join(str(e) for e in first.all_events + again.all_events)
         assert api.state.client_secret not in logs

@@ -38,6 +38,7 @@ def test_no_secret_or_raw_pii_leaves_through_logs_metadata_or_errors(data_dir, s
         monkeypatch.setenv("ISPOT_API_BASE_URL", api.url)
         monkeypatch.setenv("ISPOT_CLIENT_ID", state.client_id)
         monkeypatch.setenv("ISPOT_CLIENT_SECRET", ISPOT_SECRET)
+        monkeypatch.setenv("ISPOT_MIN_UPLOAD_BYTES", "1000")  # iSpot's 8 MB minimum, scaled to the small day
         for vendor in ("lotame", "optimove"):
             env = s3_server.env(vendor, **{f"DELIVERY_{vendor.upper()}_AWS_SECRET_ACCESS_KEY": AWS_SECRET})
             for key, value in env.items():

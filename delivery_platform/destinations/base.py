@@ -53,6 +53,7 @@ class Published:
     uri: str
     size: int
     md5: str
+    note: str | None = None  # recorded in the ledger beside the delivery (e.g. "accepted earlier")
 
 
 def file_md5(path: Path) -> str:
@@ -90,6 +91,9 @@ class Destination(ABC):
     #: whether an interrupted upload can leave a temporary file behind (stores with rename);
     #: object stores make an upload visible only when complete, so nothing is left to clean
     leaves_partials: bool = False
+    #: False for a store whose files cannot be read back (iSpot's upload API): the ledger then
+    #: decides whether a name that already exists there holds our bytes
+    can_read_back: bool = True
 
     def __init__(self, vendor: str):
         self.vendor = vendor

@@ -38,6 +38,8 @@ TOKEN_PATH = "/v4/oauth2/token"
 UPLOAD_PATH = "/v4/metrics/conversions"
 UPLOAD_FIELD = "upload[file]"
 RETRYABLE = {429, 500, 502, 503, 504}
+# failures after which the server may have stored the upload even though we got no 201 (R4)
+MAYBE_STORED = {500, 502, 504}
 TOKEN_MARGIN_S = 600  # renew ten minutes before expiry
 
 
@@ -88,6 +90,7 @@ class ISpotClient:
         self.sleep = sleep
         self.session = requests.Session()
         self.token_requests = 0
+        self.maybe_stored = False  # set by _send: an earlier try of this call may have reached the server
 
     def __repr__(self) -> str:  # never show the secret
         return f"ISpotClient({self.base_url!r}, client_id={self.client_id!r})"
@@ -134,14 +137,17 @@ class ISpotClient:
     # --- transport with retries -----------------------------------------------------------------
     def _send(self, what: str, call: Callable[[], requests.Response]) -> requests.Response:
         delay = self.backoff_s
+        self.maybe_stored = False
         for attempt in range(1, self.max_attempts + 1):
             try:
                 response = call()
             except (requests.ConnectionError, requests.Timeout) as exc:
                 problem, wait = f"{type(exc).__name__}", delay
+                self.maybe_stored = True
             else:
                 if response.status_code not in RETRYABLE:
                     return response
+                self.maybe_stored |= response.status_code in MAYBE_STORED
                 problem = f"HTTP {response.status_code} {_problem(response)}"
                 retry_after = response.headers.get("Retry-After", "")
                 wait = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else delay
@@ -154,8 +160,11 @@ class ISpotClient:
         raise AssertionError("unreachable")
 
     # --- upload --------------------------------------------------------------------------------
-    def upload(self, path: Path, name: str) -> None:
-        """POST one file. Raises AlreadyExists on 409, ISpotRejected on 400, ISpotApiError otherwise."""
+    def upload(self, path: Path, name: str) -> str | None:
+        """POST one file. Returns None on 201, or the note "accepted earlier" for a 409 that answers
+        our own retry (an earlier try got a 500, a timeout or a dropped connection: iSpot stored the
+        file and the answer was lost; DIGEST R4). Raises AlreadyExists on any other 409,
+        ISpotRejected on 400, ISpotApiError otherwise."""
         refreshed = False
         while True:
             token = self.token(fresh=refreshed)
@@ -170,10 +179,13 @@ class ISpotClient:
             response = self._send(f"upload of {name}", post)
             status = response.status_code
             if status == 201:
-                return
+                return None
             if status == 401 and not refreshed:
                 refreshed = True  # the cached token was revoked or expired early: one fresh token
                 continue
+            if status == 409 and self.maybe_stored:
+                return (f"accepted earlier: iSpot answered 409 to our retry of {name} after an earlier try "
+                        "of the same upload failed without an answer")
             if status == 409:
                 raise AlreadyExists(f"[ispot] iSpot already has a file named {name} (409: {_problem(response)})")
             if status == 400:
@@ -186,6 +198,7 @@ class ISpotApiDestination(Destination):
     the record of what was sent, and a 409 for a name the ledger does not know is an error."""
 
     kind = "ispot-api"
+    can_read_back = False
 
     def __init__(self, client: ISpotClient):
         super().__init__("ispot")
@@ -195,9 +208,9 @@ class ISpotApiDestination(Destination):
         self.client.upload(local_path, name)
 
     def publish(self, local_path: Path, name: str, *, verify: bool = True, md5: str | None = None) -> Published:
-        self._publish(Path(local_path), name)
+        note = self.client.upload(Path(local_path), name)
         return Published(name=name, uri=self.uri(name), size=Path(local_path).stat().st_size,
-                         md5=md5 or file_md5(local_path))
+                         md5=md5 or file_md5(local_path), note=note)
 
     def verify(self, name: str, *, size: int, md5: str) -> FileInfo:
         raise DestinationError(f"[ispot] the iSpot API cannot read back {name}")
@@ -239,11 +252,16 @@ class ISpotApiResource(dg.ConfigurableResource):
 
 
 def ispot_api_from_env(environ: dict | None = None) -> ISpotApiResource:
-    """`ISPOT_CLIENT_ID` / `ISPOT_CLIENT_SECRET` as EnvVars (read when a run starts), `ISPOT_API_BASE_URL`."""
+    """`ISPOT_CLIENT_ID` / `ISPOT_CLIENT_SECRET` as EnvVars (read when a run starts), `ISPOT_API_BASE_URL`,
+    `ISPOT_API_MAX_ATTEMPTS` and `ISPOT_API_BACKOFF_SECONDS` (retries within one upload)."""
     environ = os.environ if environ is None else environ
     kwargs: dict = {}
     if environ.get("ISPOT_API_BASE_URL"):
         kwargs["base_url"] = environ["ISPOT_API_BASE_URL"]
+    if environ.get("ISPOT_API_MAX_ATTEMPTS"):
+        kwargs["max_attempts"] = int(environ["ISPOT_API_MAX_ATTEMPTS"])
+    if environ.get("ISPOT_API_BACKOFF_SECONDS"):
+        kwargs["backoff_s"] = float(environ["ISPOT_API_BACKOFF_SECONDS"])
     if environ.get("ISPOT_CLIENT_ID"):
         kwargs["client_id"] = dg.EnvVar("ISPOT_CLIENT_ID")
         kwargs["client_secret"] = dg.EnvVar("ISPOT_CLIENT_SECRET")

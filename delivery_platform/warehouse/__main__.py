@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="row multiplier; iSpot events are 20,000 x scale per day (500 gives 10 million)")
     s.add_argument("--end-date", type=dt.date.fromisoformat, default=None,
                    help="last day with data, YYYY-MM-DD (default: yesterday, UTC)")
+    s.add_argument("--ispot-events-per-day", type=int, default=None,
+                   help="iSpot events a day regardless of --scale "
+                        "(the demo uses 60,000: over iSpot's 8 MB minimum)")
     s.add_argument("--seed", type=int, default=7, help="random seed (same seed, same tables)")
     s.add_argument("--path", default=None, help="warehouse file (default $DELIVERY_WAREHOUSE_PATH or data/warehouse.duckdb)")
     s.add_argument("--threads", type=int, default=None)
@@ -29,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     end = args.end_date or clock.yesterday()
-    plan = SeedPlan(days=args.days, scale=args.scale, end_date=end, seed=args.seed)
+    plan = SeedPlan(days=args.days, scale=args.scale, end_date=end, seed=args.seed,
+                    ispot_events_per_day=args.ispot_events_per_day)
     path = args.path or settings.warehouse_path()
     started = time.monotonic()
     counts = seed(path, plan, threads=args.threads, memory_limit=args.memory_limit)

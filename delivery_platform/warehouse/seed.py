@@ -39,6 +39,8 @@ class SeedPlan:
     scale: float
     end_date: dt.date  # last day with data (inclusive)
     seed: int = 7
+    # iSpot events a day regardless of scale (the demo's day must pass iSpot's 8 MB minimum)
+    ispot_events_per_day: int | None = None
 
     @property
     def start_date(self) -> dt.date:
@@ -83,7 +85,7 @@ USER_AGENTS = """[
 def _tables_sql(plan: SeedPlan) -> list[tuple[str, str]]:
     start = plan.start_date.isoformat()
     days = plan.days
-    ev = plan.n(ISPOT_EVENTS_PER_DAY)
+    ev = plan.ispot_events_per_day or plan.n(ISPOT_EVENTS_PER_DAY)
     users = plan.n(LOTAME_USERS)
     cust = plan.n(OPTIMOVE_CUSTOMERS)
     tx = plan.n(OPTIMOVE_TRANSACTIONS_PER_DAY)

@@ -7,6 +7,7 @@ import dagster as dg
 from ...destinations.ispot_api import ispot_api_from_env
 from . import spec
 from .assets import ASSETS, CHECKS, settings_from_env
+from .sensor import build_topup_sensor
 
 daily_delivery = dg.define_asset_job(
     "ispot_daily_delivery", selection=dg.AssetSelection.groups("ispot"),
@@ -21,4 +22,5 @@ def build_defs(env: str) -> dg.Definitions:
         default_status=dg.DefaultScheduleStatus.RUNNING if env == "production" else dg.DefaultScheduleStatus.STOPPED)
     return dg.Definitions(
         assets=ASSETS, asset_checks=CHECKS, jobs=[daily_delivery], schedules=[schedule],
+        sensors=[build_topup_sensor(daily_delivery, env)],
         resources={"ispot_api": ispot_api_from_env(), "ispot_settings": settings_from_env()})

@@ -6,28 +6,35 @@ Read beside `ispot-tv-conversions-api.txt`: "CSV File Format" (quoting, header, 
 """
 
 
+import datetime as dt
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import dagster as dg
+import duckdb
+import numpy as np
 
 from ...core import clock
 from ...delivery import DeliveryConfig, OutgoingFile, deliver_files, delivery_retry_policy
+from ...destinations.base import AlreadyExists
 from ...destinations.ispot_api import ISpotApiDestination, ISpotApiResource, ISpotRejected
 from ...destinations.resource import DestinationResource
 from ...formats.compress import zip_file
 from ...formats.lines import csv_header, csv_line_sql
-from ...formats.parts import PartWriter, write_lines
+from ...formats.parts import PartWriter, balanced_cuts, write_lines
+from ...ledger import FileContents
 from ...manifest import files_metadata, read_manifest, reset_folder, write_manifest
 from ...partitions import daily, day_bounds
 from ...resources import LedgerResource
-from ...validation import check_result, validate_parquet
+from ...validation import check_result
+from ...validation.run import validate_relation
 from ...validation.sql_checks import sql_literal
 from ...warehouse.assets import source_key
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
-from . import spec
+from . import spec, topups
 
 VENDOR, DELIVERABLE = "ispot", "conversions"
 DOC = "ispot-tv-conversions-api.txt"
@@ -38,16 +45,43 @@ class ISpotSettings(dg.ConfigurableResource):
 
     Defaults come from environment variables so operators set them once:
     `ISPOT_SITE_IDS` (comma-separated allow-list), `ISPOT_ONBOARDING` (true while iSpot
-    validates: files carry `passthru`), `ISPOT_SPLIT_BYTES`, `ISPOT_ZIP`.
+    validates: files carry `passthru`), `ISPOT_SPLIT_BYTES`, `ISPOT_ZIP`, `ISPOT_MIN_UPLOAD_BYTES`,
+    `ISPOT_HEADER_PROFILE`, `ISPOT_OPTIONAL_COLUMNS`, `ISPOT_INCLUDE_IPV6`, `ISPOT_ALLOW_REPROCESSING`.
     """
 
     site_ids: List[str] = ["TC-1234-1", "TC-1234-2"]
     onboarding: bool = False
-    split_bytes: int = spec.DEFAULT_SPLIT_BYTES  # target per uploaded file; must stay below 200 MB
-    min_bytes: int = spec.MIN_UPLOAD_BYTES  # below this a WARN check fires (the document's 8 MB minimum)
+    split_bytes: int = spec.DEFAULT_SPLIT_BYTES  # most bytes per uploaded file; must stay below 200 MB
+    min_bytes: int = spec.MIN_UPLOAD_BYTES  # iSpot refuses smaller files (400): they are held, not uploaded
+    # hold files under min_bytes: by default only when uploading to the API (the local outbox, the
+    # embedded default, still writes them and a WARN check says iSpot would refuse them)
+    enforce_min_bytes: Optional[bool] = None
     zip: bool = False  # upload each part as a .zip (the document accepts zips; plain CSV is the default)
     zip_level: int = 6
     allow_reprocessing: bool = False  # upload data older than 12 days (paid reprocessing at iSpot)
+    header_profile: str = "document"  # header names: see spec.HEADER_PROFILES (DIGEST R2)
+    optional_columns: List[str] = []  # any of spec.OPTIONAL_COLUMNS iSpot agreed to receive
+    include_ipv6: bool = False  # send IPv6 rows (R5: only for accounts whose partner resolves IPv6)
+    load_settle_seconds: int = 0  # how far behind the clock the watermark stays (see topups.py)
+
+    def file_columns(self) -> tuple[str, ...]:
+        unknown = [c for c in self.optional_columns if c not in spec.OPTIONAL_COLUMNS]
+        if unknown:
+            raise dg.Failure(f"ISPOT_OPTIONAL_COLUMNS names {', '.join(unknown)}: iSpot's optional "
+                             f"columns are {', '.join(spec.OPTIONAL_COLUMNS)}", allow_retries=False)
+        unsourced = [c for c in self.optional_columns if c not in topups.SOURCES]
+        if unsourced:
+            raise dg.Failure(f"ISPOT_OPTIONAL_COLUMNS names {', '.join(unsourced)}, but the warehouse table "
+                             "ispot_conversion_events has no column for it (warehouse/schema.py)",
+                             allow_retries=False)
+        return spec.logical_columns(self.onboarding, tuple(self.optional_columns))
+
+    def file_headers(self) -> tuple[str, ...]:
+        return spec.header_names(self.file_columns(), self.header_profile)
+
+
+def _flag(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes")
 
 
 def settings_from_env(environ: dict | None = None) -> ISpotSettings:
@@ -55,81 +89,116 @@ def settings_from_env(environ: dict | None = None) -> ISpotSettings:
     kwargs: dict = {}
     if environ.get("ISPOT_SITE_IDS"):
         kwargs["site_ids"] = [s.strip() for s in environ["ISPOT_SITE_IDS"].split(",") if s.strip()]
-    if environ.get("ISPOT_ONBOARDING"):
-        kwargs["onboarding"] = environ["ISPOT_ONBOARDING"].lower() in ("1", "true", "yes")
-    if environ.get("ISPOT_SPLIT_BYTES"):
-        kwargs["split_bytes"] = int(environ["ISPOT_SPLIT_BYTES"])
-    if environ.get("ISPOT_ALLOW_REPROCESSING"):
-        kwargs["allow_reprocessing"] = environ["ISPOT_ALLOW_REPROCESSING"].lower() in ("1", "true", "yes")
-    if environ.get("ISPOT_ZIP"):
-        kwargs["zip"] = environ["ISPOT_ZIP"].lower() in ("1", "true", "yes")
+    if environ.get("ISPOT_OPTIONAL_COLUMNS"):
+        names = environ["ISPOT_OPTIONAL_COLUMNS"].split(",")
+        kwargs["optional_columns"] = [s.strip() for s in names if s.strip()]
+    flags = (("ISPOT_ONBOARDING", "onboarding"), ("ISPOT_ALLOW_REPROCESSING", "allow_reprocessing"),
+             ("ISPOT_ZIP", "zip"), ("ISPOT_INCLUDE_IPV6", "include_ipv6"))
+    for name, field in flags:
+        if environ.get(name):
+            kwargs[field] = _flag(environ[name])
+    for name, field in (("ISPOT_SPLIT_BYTES", "split_bytes"), ("ISPOT_MIN_UPLOAD_BYTES", "min_bytes")):
+        if environ.get(name):
+            kwargs[field] = int(environ[name])
+    if environ.get("ISPOT_HEADER_PROFILE"):
+        kwargs["header_profile"] = environ["ISPOT_HEADER_PROFILE"].strip()
     return ISpotSettings(**kwargs)
 
 
-def conversions_sql(partition_key: str, onboarding: bool) -> str:
-    """The day's events in the spec's columns. IPv6 rows are left out here and counted separately."""
-    start, end = day_bounds(partition_key)
-    passthru = "'1' AS passthru, " if onboarding else ""
-    return f"""
-        SELECT client_ip AS ip,
-               strftime(event_ts, '%Y-%m-%d %H:%M:%S') AS datetime,
-               trim(site_id) AS siteid,
-               lower(trim(platform)) AS app,
-               lower(trim(event_type)) AS type,
-               nullif(trim(custom_data), '') AS customdata,
-               {passthru}user_agent AS useragent
-        FROM ispot_conversion_events
-        WHERE event_ts >= {sql_literal(start.isoformat(sep=' '))} AND event_ts < {sql_literal(end.isoformat(sep=' '))}
-          AND NOT contains(client_ip, ':')"""
-    # no ORDER BY: rows keep the warehouse's order, the same on every run over the same data (so
-    # re-runs produce the same bytes); sorting 10 M rows would double the step's time
+def enforces_minimum(settings: ISpotSettings, api: ISpotApiResource) -> bool:
+    return api.configured if settings.enforce_min_bytes is None else settings.enforce_min_bytes
 
 
-def day_counts_sql(partition_key: str) -> str:
+def counts_sql(partition_key: str, batch: topups.Batch, up_to: str) -> str:
     start, end = (sql_literal(t.isoformat(sep=" ")) for t in day_bounds(partition_key))
+    in_day = f"event_ts >= {start} AND event_ts < {end}"
+    loaded = f"{in_day} AND loaded_at <= {sql_literal(up_to)}"
+    above = "" if batch.sent_through is None else f" AND _key > {sql_literal(batch.sent_through)}"
+    batch_rows = f"{loaded} AND {topups.in_batch_sql(batch)}"
+    loaded_today = f"loaded_at >= {start} AND loaded_at < {end}"
     return f"""
-        SELECT count(*) FILTER (WHERE event_ts >= {start} AND event_ts < {end}) AS in_day,
-               count(*) FILTER (WHERE event_ts >= {start} AND event_ts < {end} AND contains(client_ip, ':')) AS ipv6,
-               count(*) FILTER (WHERE event_ts >= {start} AND event_ts < {end} AND loaded_at >= {end}) AS late_arrivals,
-               count(*) FILTER (WHERE loaded_at >= {start} AND loaded_at < {end} AND event_ts < {start}) AS loaded_today_other_days
-        FROM ispot_conversion_events
-        WHERE (event_ts >= {start} AND event_ts < {end}) OR (loaded_at >= {start} AND loaded_at < {end})"""
+        SELECT count(*) FILTER (WHERE {in_day}) AS in_day,
+               count(*) FILTER (WHERE {in_day} AND loaded_at > {sql_literal(up_to)}) AS not_loaded_yet,
+               count(*) FILTER (WHERE {batch_rows} AND contains(client_ip, ':')) AS ipv6,
+               count(*) FILTER (WHERE {batch_rows} AND loaded_at >= {end}) AS late,
+               max(_key) FILTER (WHERE {loaded}{above}) AS new_through,
+               count(*) FILTER (WHERE {loaded_today} AND event_ts < {start}) AS other_days
+        FROM (SELECT *, {topups.KEY_SQL} AS _key FROM ispot_conversion_events
+              WHERE ({in_day}) OR ({loaded_today}))"""
+
+
+BATCH_FILE = "batch.json"
 
 
 @dg.asset(
     key=[VENDOR, DELIVERABLE], group_name=VENDOR, partitions_def=daily, deps=[source_key("ispot_conversion_events")],
     kinds={"duckdb"},
-    description=f"The day's web and app conversions in iSpot's columns ({DOC}: 'Available Dimensions', "
-                "'Matching Methodology'). Only events of the partition's UTC day; IPv6 rows are filtered "
-                "(iSpot matches households by IPv4) and counted in the metadata.",
+    description=f"The day's web and app conversions not yet sent, in iSpot's columns ({DOC}: 'Available "
+                "Dimensions', 'Matching Methodology'): on the first run every event of the UTC day loaded so "
+                "far; later runs only events loaded since (top-ups), plus any file whose upload never "
+                "succeeded. IPv6 rows are filtered unless ISPOT_INCLUDE_IPV6 (counted either way).",
 )
-def conversions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+def conversions(context: dg.AssetExecutionContext, warehouse: WarehouseResource, ledger: LedgerResource,
                 ispot_settings: ISpotSettings) -> dg.MaterializeResult:
     key = context.partition_key
+    settings = ispot_settings
+    columns, headers = settings.file_columns(), settings.file_headers()
+    batch = topups.plan_batch(ledger.get(), key)
+    up_to = topups.watermark(clock.now(), settings.load_settle_seconds)
     target = warehouse.staged_table(VENDOR, DELIVERABLE, key)
+    ipv6 = "" if settings.include_ipv6 else " AND NOT contains(client_ip, ':')"
+    sql = (f"SELECT {topups.file_select(columns, headers)}, _key FROM ({topups.day_events_sql(key, up_to)}) "
+           f"WHERE {topups.in_batch_sql(batch)}{ipv6} ORDER BY _key")
     with warehouse.connect() as con:
-        in_day, ipv6, late, other_days = con.execute(day_counts_sql(key)).fetchone()
-        rows = copy_to_parquet(con, conversions_sql(key, ispot_settings.onboarding), target)
-    context.log.info(f"{key}: {rows:,} conversions staged; {ipv6:,} IPv6 rows filtered; {late:,} arrived late")
+        in_day, not_loaded, ipv6_rows, late, new_through, other_days = con.execute(
+            counts_sql(key, batch, up_to)).fetchone()
+        rows = copy_to_parquet(con, sql, target)
+    (target.parent / BATCH_FILE).write_text(json.dumps({**batch.to_json(), "watermark": up_to,
+                                                         "new_through": new_through}))
+    v6 = "included" if settings.include_ipv6 else "filtered"
+    context.log.info(f"{key}: {rows:,} conversions staged ({len(batch.pending)} earlier file(s) to re-send, "
+                     f"{batch.delivered_files} delivered before); IPv6 rows {v6}: {ipv6_rows:,}; "
+                     f"{not_loaded:,} not loaded by {up_to}")
     return dg.MaterializeResult(metadata={
         "rows": dg.MetadataValue.int(rows),
         "events_in_day": dg.MetadataValue.int(in_day),
-        "filtered_ipv6": dg.MetadataValue.int(ipv6),
+        "filtered_ipv6": dg.MetadataValue.int(0 if settings.include_ipv6 else ipv6_rows),
+        "ipv6_included": dg.MetadataValue.int(ipv6_rows if settings.include_ipv6 else 0),
         "late_arrivals_included": dg.MetadataValue.int(late),
+        "not_loaded_by_watermark": dg.MetadataValue.int(not_loaded),
+        "watermark": dg.MetadataValue.text(up_to),
+        "sent_through_key": dg.MetadataValue.text(batch.sent_through or "(nothing sent yet)"),
+        "files_delivered_before": dg.MetadataValue.int(batch.delivered_files),
+        "files_to_resend": dg.MetadataValue.int(len(batch.pending)),
         "loaded_today_for_earlier_days": dg.MetadataValue.int(other_days),
-        "mode": dg.MetadataValue.text("onboarding (with passthru)" if ispot_settings.onboarding else "production"),
+        "mode": dg.MetadataValue.text("onboarding (with passthru)" if settings.onboarding else "production"),
+        "header": dg.MetadataValue.text(",".join(headers)),
         "staged": dg.MetadataValue.path(str(target)),
     })
 
 
+def _staged_relation(path: Path) -> str:
+    """The staged rows without the sort key, with the row number pandera's samples show as `index`."""
+    return (f"SELECT * EXCLUDE (file_row_number, _key), file_row_number AS __row "
+            f"FROM read_parquet({sql_literal(str(path))}, file_row_number = true)")
+
+
 @dg.asset_check(asset=conversions, name="spec", blocking=True, partitions_def=daily,
                 description="Every row meets the pandera model `Conversions` (vendors/ispot/spec.py) with the "
-                            "partition day and the site-id allow-list; nothing is written or uploaded otherwise.")
+                            "partition day, the site-id allow-list, the header profile and the optional "
+                            "columns; nothing is written or uploaded otherwise.")
 def conversions_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                      ispot_settings: ISpotSettings) -> dg.AssetCheckResult:
     key = context.partition_key
-    schema = spec.conversions_schema(key, ispot_settings.site_ids, onboarding=ispot_settings.onboarding)
-    report = validate_parquet(warehouse.staged_table(VENDOR, DELIVERABLE, key), schema, name=f"ispot conversions {key}")
+    s = ispot_settings
+    schema = spec.conversions_schema(key, s.site_ids, onboarding=s.onboarding, profile=s.header_profile,
+                                     optional=tuple(s.optional_columns), include_ipv6=s.include_ipv6)
+    con = duckdb.connect()
+    try:
+        staged = _staged_relation(warehouse.staged_table(VENDOR, DELIVERABLE, key))
+        report = validate_relation(con, staged, schema, name=f"ispot conversions {key}")
+    finally:
+        con.close()
     if not report.passed:
         context.log.error(report.error_text(f"ispot/conversions {key}"))
     return check_result(report)
@@ -140,38 +209,103 @@ def file_name(partition_key: str, number: int, ext: str = "csv") -> str:
     return f"conversions_{partition_key.replace('-', '')}_{number:03d}.{ext}"
 
 
+def _count(con, source: str, where: str) -> int:
+    return con.execute(f"SELECT count(*) FROM {source} WHERE {where}").fetchall()[0][0]
+
+
+def _key_at(con, source: str, row: int) -> str:
+    return con.execute(f"SELECT _key FROM {source} WHERE file_row_number = {int(row)}").fetchall()[0][0]
+
+
+def hold_message(partition_key: str, rows: int, size: int, min_bytes: int, *, held: bool) -> str:
+    """What iSpot would answer to a file under the minimum, and what the operator can do."""
+    last = dt.date.fromisoformat(partition_key) + dt.timedelta(days=spec.REPROCESSING_DAYS)
+    what = ("Nothing of it is uploaded: the rows stay eligible and go out in a later top-up of this day"
+            if held else "Written anyway because the target is not iSpot's API")
+    return (f"{partition_key}: {rows:,} rows make {size:,} bytes, under iSpot's minimum of "
+            f"{min_bytes:,} bytes. iSpot would answer 400 'The file is too small. The minimum file size "
+            f"allowed is 8 MB.' and drop it. {what}. What you can do: wait for late events to bring the day "
+            f"over the minimum (the top-up sensor sends it while the day is inside iSpot's 12-day window, "
+            f"until {last}), or agree a lower minimum with iSpot Customer Success, set "
+            f"ISPOT_MIN_UPLOAD_BYTES and re-run the partition.")
+
+
 @dg.asset(
     key=[VENDOR, "conversion_files"], group_name=VENDOR, partitions_def=daily, deps=[conversions], kinds={"csv"},
     description=f"The CSV files iSpot receives ({DOC}: 'CSV File Format'): UTF-8 without BOM, header row "
                 "unquoted, every data value double-quoted, \\n line endings, the header repeated in every part, "
-                "split so that every uploaded file (plain or zipped) stays under 200 MB, named "
-                "conversions_YYYYMMDD_NNN.csv.",
+                "split into the fewest balanced parts under the size limit, named "
+                "conversions_YYYYMMDD_NNN.csv (top-ups continue the numbering). New rows under the minimum "
+                "size are held when it is enforced.",
 )
 def conversion_files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                     ispot_settings: ISpotSettings) -> dg.MaterializeResult:
+                     ispot_settings: ISpotSettings, ispot_api: ISpotApiResource) -> dg.MaterializeResult:
     key = context.partition_key
-    if ispot_settings.split_bytes >= spec.MAX_UPLOAD_BYTES:
-        raise dg.Failure(f"ispot_settings.split_bytes={ispot_settings.split_bytes:,} must stay below iSpot's "
+    settings = ispot_settings
+    if settings.split_bytes >= spec.MAX_UPLOAD_BYTES:
+        raise dg.Failure(f"ispot_settings.split_bytes={settings.split_bytes:,} must stay below iSpot's "
                          f"{spec.MAX_UPLOAD_BYTES:,}-byte limit", allow_retries=False)
-    columns = spec.columns_for(ispot_settings.onboarding)
+    headers = settings.file_headers()
+    header = csv_header(headers).encode("ascii")
+    enforce = enforces_minimum(settings, ispot_api)
     folder = reset_folder(warehouse.files_dir(VENDOR, DELIVERABLE, key))
     staged = warehouse.staged_table(VENDOR, DELIVERABLE, key)
-    writer = PartWriter(folder, lambda n: file_name(key, n), header=csv_header(columns).encode("ascii"),
-                        max_bytes=ispot_settings.split_bytes)
+    info = json.loads((staged.parent / BATCH_FILE).read_text())
+    batch = topups.Batch.from_json(info)
+    source = f"read_parquet({sql_literal(str(staged))}, file_row_number = true)"
+    line = csv_line_sql(headers, quoting="all")
+    spans: list[tuple[str, int, int, str | None, str]] = []  # name, first row, end row, after, through
+    held = None
     with warehouse.connect(attach_warehouse=False) as con:
-        sql = f"SELECT {csv_line_sql(columns, quoting='all')} AS line FROM read_parquet({sql_literal(str(staged))})"
-        parts = write_lines(con, sql, writer)
-    files = [OutgoingFile(p.path, p.name, rows=p.rows, md5=p.md5, bytes=p.bytes) for p in parts]
-    if sum(p.rows for p in parts) == 0:  # an empty day: a header-only file would only earn a 400 "too small"
-        for p in parts:
-            p.path.unlink()
-        files = []
-        context.log.warning(f"{key}: no conversions in the day; no file is produced")
-    if ispot_settings.zip:
-        files = _zip_parts(files, ispot_settings.zip_level)
-    write_manifest(folder, files, columns=list(columns), partition=key)
+        # files recorded earlier whose upload never succeeded: exactly their recorded range, their name
+        for p in batch.pending:
+            first = _count(con, source, f"_key <= {sql_literal(p.after_key or '')}")
+            spans.append((p.file_name, first, _count(con, source, f"_key <= {sql_literal(p.through_key)}"),
+                          p.after_key, p.through_key))
+        new_from = 0 if batch.sent_through is None else _count(
+            con, source, f"_key <= {sql_literal(batch.sent_through)}")
+        sizes = con.sql(f"SELECT strlen({line}) FROM {source} WHERE file_row_number >= {new_from} "
+                        "ORDER BY file_row_number").fetchnumpy()
+        lengths = np.asarray(sizes.popitem()[1], dtype=np.int64)
+        new_bytes = len(header) + int(lengths.sum())
+        if len(lengths) and enforce and new_bytes < settings.min_bytes:
+            held = {"rows": len(lengths), "bytes": new_bytes}
+            context.log.warning(hold_message(key, len(lengths), new_bytes, settings.min_bytes, held=True))
+        elif len(lengths):
+            cuts = balanced_cuts(lengths, header_bytes=len(header), max_bytes=settings.split_bytes)
+            after, start = batch.sent_through, new_from
+            for i, cut in enumerate(cuts):
+                end = new_from + cut
+                through = info["new_through"] if i == len(cuts) - 1 else _key_at(con, source, end - 1)
+                spans.append((file_name(key, batch.next_sequence + i), start, end, after, through))
+                after, start = through, end
+        files, contents = [], []
+        for name, first, end, after, through in spans:
+            csv_name = name[: -len(".zip")] + ".csv" if name.endswith(".zip") else name  # zipped below
+            writer = PartWriter(folder, lambda n, csv_name=csv_name: csv_name, header=header, single_part=True)
+            part = write_lines(con, f"SELECT {line} FROM {source} WHERE file_row_number >= {first} "
+                                    f"AND file_row_number < {end}", writer)[0]
+            files.append(OutgoingFile(part.path, part.name, rows=part.rows, md5=part.md5, bytes=part.bytes))
+            contents.append({"after_key": after, "through_key": through, "rows": part.rows})
+    if settings.zip:
+        files = _zip_parts(files, settings.zip_level)
+    for f, c in zip(files, contents):
+        c["file_name"] = f.name
+    if not files and not held:
+        context.log.info(f"{key}: nothing to send ({batch.delivered_files} file(s) delivered before)")
+    write_manifest(folder, files, columns=list(headers), partition=key, contents=contents, held=held,
+                   enforce_min_bytes=enforce, min_bytes=settings.min_bytes,
+                   delivered_before=batch.delivered_files, recorded_before=bool(batch.sent_through))
     context.log.info(f"{key}: {len(files)} file(s), {sum(f.bytes for f in files):,} bytes")
-    return dg.MaterializeResult(metadata={**files_metadata(files), "folder": dg.MetadataValue.path(str(folder))})
+    return dg.MaterializeResult(metadata={
+        **files_metadata(files), "folder": dg.MetadataValue.path(str(folder)),
+        "held_rows": dg.MetadataValue.int(held["rows"] if held else 0),
+        "files_resent": dg.MetadataValue.int(len(batch.pending)),
+        "smallest_to_largest": dg.MetadataValue.float(
+            round(min(f.bytes for f in files) / max(f.bytes for f in files), 4) if files else 1.0)})
+
+
+ZIP_MEMBER_TIME = 946684800  # 2000-01-01T00:00:00Z
 
 
 def _zip_parts(files: list[OutgoingFile], level: int) -> list[OutgoingFile]:
@@ -180,6 +314,8 @@ def _zip_parts(files: list[OutgoingFile], level: int) -> list[OutgoingFile]:
 
     def one(f: OutgoingFile) -> OutgoingFile:
         target = Path(f.path).with_suffix(".zip")
+        # a fixed member time: a re-sent file has the same bytes, so the ledger can tell it is ours (R4)
+        os.utime(f.path, (ZIP_MEMBER_TIME, ZIP_MEMBER_TIME))
         zip_file(Path(f.path), target, arcname=f.name, level=level)
         Path(f.path).unlink()
         return OutgoingFile(target, target.name, rows=f.rows, md5=file_md5(target), bytes=target.stat().st_size)
@@ -244,27 +380,47 @@ def conversion_files_match_spec(context: dg.AssetCheckExecutionContext, warehous
             if seen["rows"] != f.rows:
                 problems.append(f"{f.name}: {seen['rows']:,} data lines, manifest says {f.rows:,}")
             rows += seen["rows"]
-    if rows != staged_rows:
-        problems.append(f"the files hold {rows:,} rows, the checked data {staged_rows:,}")
+    held = (info.get("held") or {}).get("rows", 0)
+    if rows != staged_rows - held:
+        problems.append(f"the files hold {rows:,} rows, the checked data {staged_rows:,}"
+                        + (f" of which {held:,} are held" if held else ""))
     return dg.AssetCheckResult(
         passed=not problems, description="; ".join(problems) or f"{len(files)} file(s) match the CSV spec",
         metadata={"files_checked": len(files), "rows_read_back": rows, "problems": dg.MetadataValue.md(
             "\n".join(f"- {p}" for p in problems) or "none")})
 
 
-@dg.asset_check(asset=conversion_files, name="minimum_size", blocking=False, partitions_def=daily,
-                description="Warns when a file is under the 8 MB minimum in the document's error table (the data is "
-                            "still sent: holding a day back would break 'previous day only'; DIGEST 2.3 #2).")
+@dg.asset_check(asset=conversion_files, name="minimum_size", blocking=True, partitions_def=daily,
+                description="iSpot refuses files under the minimum (400 'too small', DIGEST R1): when "
+                            "uploading to the API, a day or top-up under ISPOT_MIN_UPLOAD_BYTES (default 8 MB) "
+                            "is held and this check fails before the upload, saying what to do; the rows stay "
+                            "eligible for a later top-up. To the local outbox the files are written and the "
+                            "check only warns.")
 def conversion_files_minimum_size(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                                   ispot_settings: ISpotSettings) -> dg.AssetCheckResult:
-    files, _ = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, context.partition_key))
-    small = [f for f in files if (f.bytes or 0) < ispot_settings.min_bytes]
-    return dg.AssetCheckResult(
-        passed=not small, severity=dg.AssetCheckSeverity.WARN,
-        description=(f"{len(small)} file(s) under {ispot_settings.min_bytes:,} bytes: " +
-                     ", ".join(f"{f.name} ({f.bytes:,} bytes)" for f in small)) if small else "every file is at least "
-                    f"{ispot_settings.min_bytes:,} bytes",
-        metadata={"smallest_file_bytes": min((f.bytes or 0 for f in files), default=0)})
+    key = context.partition_key
+    files, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
+    minimum = info.get("min_bytes", ispot_settings.min_bytes)
+    enforced = info.get("enforce_min_bytes", False)
+    held = info.get("held")
+    small = [f for f in files if (f.bytes or 0) < minimum]
+    metadata = {"smallest_file_bytes": min((f.bytes or 0 for f in files), default=0), "min_bytes": minimum,
+                "held_rows": held["rows"] if held else 0, "enforced": enforced}
+    if small and enforced:  # a file that slipped through (e.g. smaller once zipped): never upload it
+        return dg.AssetCheckResult(passed=False, metadata=metadata, description="; ".join(
+            f"{f.name}: " + hold_message(key, f.rows or 0, f.bytes or 0, minimum, held=True) for f in small))
+    if held:
+        # blocking when nothing else would be uploaded; a warning when earlier files are re-sent anyway
+        severity = dg.AssetCheckSeverity.WARN if files else dg.AssetCheckSeverity.ERROR
+        return dg.AssetCheckResult(passed=False, severity=severity, metadata=metadata,
+                                   description=hold_message(key, held["rows"], held["bytes"], minimum,
+                                                            held=True))
+    if small:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
+                                   description="; ".join(f"{f.name}: " + hold_message(
+                                       key, f.rows or 0, f.bytes or 0, minimum, held=False) for f in small))
+    text = f"every file is at least {minimum:,} bytes" if files else "no file"
+    return dg.AssetCheckResult(passed=True, metadata=metadata, description=text)
 
 
 @dg.asset(
@@ -280,31 +436,57 @@ def conversions_delivery(context: dg.AssetExecutionContext, config: DeliveryConf
                          ledger: LedgerResource, ispot_api: ISpotApiResource, ispot_destination: DestinationResource,
                          ispot_settings: ISpotSettings) -> dg.MaterializeResult:
     key = context.partition_key
-    files, _ = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
+    files, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
     window, why = spec.processing_window(key, clock.now())
-    if window == "paid_reprocessing" and not ispot_settings.allow_reprocessing:
+    if window == "paid_reprocessing" and not ispot_settings.allow_reprocessing and files:
         raise dg.Failure(f"ispot {key}: {why}. Set ispot_settings.allow_reprocessing to upload anyway.",
                          allow_retries=False)
     if window == "not_ready":
         raise dg.Failure(f"ispot {key}: {why}; iSpot wants complete days only", allow_retries=False)
     (context.log.info if window == "standard" else context.log.warning)(f"ispot {key}: {why}")
+    book = ledger.get()
     if not files:
-        return dg.MaterializeResult(metadata={"delivery_action": "nothing to deliver: no conversions in the day",
-                                              "file_count": 0, "bytes": 0, "rows": 0})
+        target = "iSpot API" if ispot_api.configured else ispot_destination.describe()
+        return _nothing_to_send(context, book, key, info, target, f"{window}: {why}")
+    # which rows each file carries, recorded before its first upload (topups.py: why nothing repeats)
+    for entry in info["contents"]:
+        book.record_contents(VENDOR, DELIVERABLE, FileContents(key, entry["file_name"], entry["after_key"],
+                                                               entry["through_key"], entry["rows"]))
     destination = ISpotApiDestination(ispot_api.client()) if ispot_api.configured else ispot_destination.get()
     try:
         outcome = deliver_files(vendor=VENDOR, deliverable=DELIVERABLE, partition_key=key, files=files,
-                                destination=destination, ledger=ledger.get(), run_id=context.run_id,
-                                redeliver=config.redeliver, logger=context.log)
+                                destination=destination, ledger=book, run_id=context.run_id,
+                                redeliver=config.redeliver, logger=context.log, append=True)
     except ISpotRejected as exc:  # a 400 cannot succeed on retry
         raise dg.Failure(str(exc), allow_retries=False) from None
+    except AlreadyExists as exc:  # a 409 for a name no attempt of ours sent: someone else uses our names
+        raise dg.Failure(f"{exc}. No delivery of ours used this name: check who else uploads "
+                         "conversions_YYYYMMDD_NNN files to this iSpot account before re-running.",
+                         allow_retries=False) from None
     finally:
         destination.close()
+    book.clear_empty(VENDOR, DELIVERABLE, key)  # a day recorded empty that got late events
     return dg.MaterializeResult(metadata={
         **outcome.metadata(),
         "target": dg.MetadataValue.text("iSpot API" if ispot_api.configured else ispot_destination.describe()),
         "processing_window": dg.MetadataValue.text(f"{window}: {why}"),
+        "top_up": dg.MetadataValue.bool(bool(info.get("recorded_before"))),
     })
+
+
+def _nothing_to_send(context, book, key: str, info: dict, target: str, window: str) -> dg.MaterializeResult:
+    """No file this run: a day with no events is delivered-empty; a delivered day has nothing new."""
+    if not info.get("recorded_before") and not book.delivered(VENDOR, DELIVERABLE, key):
+        book.record_empty(VENDOR, DELIVERABLE, key, reason="nothing to send: no conversions in the day",
+                          run_id=context.run_id)
+        action = "delivered-empty: nothing to send, no conversions in the day (rows 0)"
+    else:
+        book.mark_partition(VENDOR, DELIVERABLE, key, "complete", files=info.get("delivered_before", 0),
+                            run_id=context.run_id)
+        action = "nothing new to send: every event of the day loaded so far was delivered"
+    context.log.info(f"ispot {key}: {action}")
+    return dg.MaterializeResult(metadata={"delivery_action": action, "file_count": 0, "bytes": 0, "rows": 0,
+                                          "target": target, "processing_window": window})
 
 
 ASSETS = [conversions, conversion_files, conversions_delivery]

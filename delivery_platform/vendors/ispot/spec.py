@@ -19,8 +19,19 @@ COLUMNS = ("ip", "datetime", "siteid", "app", "type", "customdata", "passthru", 
 # "Steps Required" 8: once iSpot has verified the schema, daily files drop `passthru`.
 PRODUCTION_COLUMNS = tuple(c for c in COLUMNS if c != "passthru")
 
+# "Other available Dimensions" (custom reporting only): sent when configured, after `useragent`.
+OPTIONAL_COLUMNS = ("orderid", "amount", "sku", "customertype", "channel")
+
+# Header names are configuration (DIGEST R2): `document` is the column table and example header;
+# `error_table` uses the names the status table's 400 message lists as mandatory.
+HEADER_PROFILES = {
+    "document": {},
+    "error_table": {"ip": "LATEST_IPADDRESS", "siteid": "SITE_ID", "datetime": "TIME_STAMP"},
+}
+
 # "CSV File Format": files over 200 MB are not processed; split below it, measured on the bytes
-# actually uploaded (DIGEST 2.3 #3, #4). The error table's 8 MB minimum is a warning (#2).
+# actually uploaded (DIGEST 2.3 #3, #4). Status table: a file under 8 MB is refused with a 400
+# (DIGEST R1): it is never uploaded; the day is held instead (see assets.py, docs/ispot.md).
 MAX_UPLOAD_BYTES = 200 * 1000 * 1000
 DEFAULT_SPLIT_BYTES = 190 * 1000 * 1000
 MIN_UPLOAD_BYTES = 8 * 1000 * 1000
@@ -56,14 +67,43 @@ class Conversions(pa.DataFrameModel):
     passthru: str = pa.Field(isin=["1"], description="static 1 while iSpot validates the onboarding files; "
                                                      "dropped in daily production files")
     useragent: str = pa.Field(not_blank=(), no_formula_prefix=(), description="raw client user agent")
+    # optional columns, present only when configured (ISPOT_OPTIONAL_COLUMNS)
+    orderid: str = pa.Field(nullable=True, no_formula_prefix=(), description="optional: order reference")
+    amount: str = pa.Field(nullable=True, str_matches=r"^-?\d+\.\d{2}$",
+                           description="optional: order amount, two decimals")
+    sku: str = pa.Field(nullable=True, no_formula_prefix=(), description="optional: product sku")
+    customertype: str = pa.Field(nullable=True, str_matches=r"^[a-z0-9_-]+$",
+                                 description="optional: customer type (the customdata token customer_<type>)")
+    channel: str = pa.Field(nullable=True, str_matches=r"^[a-z0-9_-]+$",
+                            description="optional: marketing channel (the customdata token channel_<name>)")
 
     class Config:
         strict = True
         ordered = True
 
 
-def conversions_schema(partition_key: str, site_ids: list[str], *, onboarding: bool) -> pa.DataFrameSchema:
-    """The model with the rules that depend on the run: the partition day and the allow-list.
+# IPv4 or IPv6 (R5: IPv6 rows are sent only when switched on, for accounts whose partner resolves them)
+IP_ANY_PATTERN = (r"^(((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+                  r"|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$")
+
+
+def logical_columns(onboarding: bool, optional: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The file's columns by their document names, in file order."""
+    base = COLUMNS if onboarding else PRODUCTION_COLUMNS
+    return base + tuple(c for c in OPTIONAL_COLUMNS if c in optional)
+
+
+def header_names(columns: tuple[str, ...], profile: str = "document") -> tuple[str, ...]:
+    if profile not in HEADER_PROFILES:
+        raise ValueError(f"ISPOT_HEADER_PROFILE={profile!r}: expected one of {', '.join(HEADER_PROFILES)}")
+    names = HEADER_PROFILES[profile]
+    return tuple(names.get(c, c) for c in columns)
+
+
+def conversions_schema(partition_key: str, site_ids: list[str], *, onboarding: bool,
+                       profile: str = "document", optional: tuple[str, ...] = (), include_ipv6: bool = False) -> pa.DataFrameSchema:
+    """The model with the rules that depend on the run: the partition day, the allow-list, the
+    header profile, the optional columns and the IPv6 switch.
 
     `datetime` strings compare in time order because their format is fixed, so "inside the day"
     is a range check on the text (evaluated in SQL like every other rule).
@@ -72,14 +112,17 @@ def conversions_schema(partition_key: str, site_ids: list[str], *, onboarding: b
     schema = Conversions.to_schema()
     datetime_col = schema.columns["datetime"]
     siteid_col = schema.columns["siteid"]
-    schema = schema.update_columns({
+    updates = {
         "datetime": {"checks": list(datetime_col.checks) + [
             pa.Check.in_range(f"{day} 00:00:00", f"{day} 23:59:59")]},
         "siteid": {"checks": list(siteid_col.checks) + [pa.Check.isin(sorted(site_ids))]},
-    })
-    if not onboarding:
-        schema = schema.remove_columns(["passthru"])
-    return schema
+    }
+    if include_ipv6:
+        updates["ip"] = {"checks": [pa.Check.str_matches(IP_ANY_PATTERN)]}
+    schema = schema.update_columns(updates)
+    columns = logical_columns(onboarding, optional)
+    schema = schema.remove_columns([c for c in schema.columns if c not in columns])
+    return schema.rename_columns(dict(zip(columns, header_names(columns, profile))))
 
 
 def columns_for(onboarding: bool) -> tuple[str, ...]:
