@@ -130,7 +130,7 @@ def build_check(d: Deliverable) -> dg.AssetChecksDefinition:
                 description=r.text()[:2000],
                 metadata={"day": day.isoformat(), "remedy": r.remedy or "none needed",
                           **{k: v for k, v in r.metadata.items() if isinstance(v, (str, int, float, bool))}})
-        link = f"{alert_sinks.ui_url.rstrip('/')}/runs/{context.run_id}"
+        link = f"{alert_sinks.ui_url.rstrip('/')}/runs/{context.run.run_id}"
         if alert_once(d, day, results, alert_sinks, link=link):
             context.log.warning(f"{d.label}: preflight alert sent")
 
