@@ -38,15 +38,23 @@ def deadline(d: Deliverable, day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(hour), tzinfo=dt.timezone.utc)
 
 
+def completed(d: Deliverable, key: str, ledger: Ledger) -> dt.datetime:
+    """When the partition's file set was complete at the vendor: by the clock, as its receipt
+    recorded it, else the ledger's last delivered time."""
+    docs = receipts.load(ledger, d.vendor, key, d.name)
+    if docs and docs[0].get("completed_at"):
+        return dt.datetime.fromisoformat(docs[0]["completed_at"])
+    finished = [a.finished_at for a in ledger.delivered(d.vendor, d.name, key) if a.finished_at]
+    return dt.datetime.fromisoformat(max(finished)) if finished else dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+
+
 def day_state(d: Deliverable, day: dt.date, ledger: Ledger, warehouse: WarehouseResource,
               now: dt.datetime) -> str:
     key = day.isoformat()
     state = ledger.partition_state(d.vendor, d.name, key)
     attempts = ledger.attempts(d.vendor, d.name, key)
     if state == "complete":
-        finished = [dt.datetime.fromisoformat(a.finished_at) for a in ledger.delivered(d.vendor, d.name, key)
-                    if a.finished_at]
-        return "late" if finished and max(finished) > deadline(d, day) else "delivered"
+        return "late" if completed(d, key, ledger) > deadline(d, day) else "delivered"
     if state == "delivering" or (attempts and attempts[-1].status == "failed"):
         return "failed"
     manifest = warehouse.files_dir(d.vendor, d.name, key) / "files.json"
