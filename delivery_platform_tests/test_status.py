@@ -54,10 +54,10 @@ def test_the_lotame_page_shows_each_state_and_open_alerts(data_dir):
     text = meta["status"].value
     cells = _cells(text)
     assert len(cells) == 14 and min(cells) == "2026-11-07" and max(cells) == "2026-11-20"
-    assert cells["2026-11-19"] == ["✅ delivered"] and cells["2026-11-17"] == ["🕒 late"]
-    assert cells["2026-11-16"] == ["❌ failed"] and cells["2026-11-15"] == ["⛔ held"]
-    assert cells["2026-11-18"] == ["❗ missing"]  # its deadline (the 19th, 12:00) has passed
-    assert cells["2026-11-20"] == ["… pending"]  # due at 12:00 today; the clock says 09:00
+    assert cells["2026-11-19"] == ["delivered"] and cells["2026-11-17"] == ["LATE"]
+    assert cells["2026-11-16"] == ["FAILED"] and cells["2026-11-15"] == ["HELD"]
+    assert cells["2026-11-18"] == ["MISSING"]  # its deadline (the 19th, 12:00) has passed
+    assert cells["2026-11-20"] == ["pending"]  # due at 12:00 today; the clock says 09:00
     assert (meta["delivered"].value, meta["late"].value, meta["failed"].value, meta["held"].value) == (1, 1, 1, 1)
     assert "check failing: lotame/segment_memberships:spec:2026-11-15" in text
     assert "preflight failed: segmentmembership 2026-11-20 (credentials)" in text
@@ -72,11 +72,11 @@ def test_an_empty_day_and_idomoo_returns(data_dir, tmp_path, monkeypatch):
     defs = build_defs("local")
     assert idomoo.demo(defs, dg.DagsterInstance.ephemeral(), "2026-11-19")["success"]
     text, counts, _ = status.report("idomoo", Ledger(), WarehouseResource(), clock.now())
-    assert _cells(text)["2026-11-19"][0] == "🕒 late"  # delivered at the pinned 2026-11-21 09:00
-    assert _cells(text)["2026-11-19"][1].startswith("PURL ✅ 10 rows")
+    assert _cells(text)["2026-11-19"][0] == "LATE"  # delivered at the pinned 2026-11-21 09:00
+    assert _cells(text)["2026-11-19"][1].startswith("PURL back: 10 rows")
     monkeypatch.setenv("DELIVERY_WAREHOUSE_PATH", str(events_warehouse(tmp_path / "w.duckdb",
                                                                        [event("2026-11-18 10:00:00")])))
     assert _run(build_defs("local"), "ispot", "2026-11-19").success  # no conversions that day: no file
     text, counts, _ = status.report("ispot", Ledger(), WarehouseResource(), clock.now())
-    assert _cells(text)["2026-11-19"] == ["∅ empty"] and counts["empty"] == 1
+    assert _cells(text)["2026-11-19"] == ["empty"] and counts["empty"] == 1
     assert status.deadline(status.DELIVERABLES[1], dt.date(2026, 11, 19)).hour == 14

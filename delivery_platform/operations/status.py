@@ -29,8 +29,9 @@ from .deliverables import DELIVERABLES, Deliverable
 
 DAYS = 14
 GROUP = "status"
-MARKS = {"delivered": "✅ delivered", "late": "🕒 late", "failed": "❌ failed", "held": "⛔ held",
-         "empty": "∅ empty", "missing": "❗ missing", "pending": "… pending"}
+# plain words (upper case where someone must act): emoji do not render in every browser's fonts
+MARKS = {"delivered": "delivered", "late": "LATE", "failed": "FAILED", "held": "HELD", "empty": "empty",
+         "missing": "MISSING", "pending": "pending"}
 
 
 def deadline(d: Deliverable, day: dt.date) -> dt.datetime:
@@ -75,7 +76,7 @@ def returns_cell(d: Deliverable, day: dt.date, ledger: Ledger, state: str) -> st
     answer = docs[0]["vendor_answer"]
     if d.vendor == "idomoo":
         got = [p for p in answer.get("purl_files", []) if p["received"]]
-        return "PURL ✅ " + ", ".join(f"{p['rows']:,} rows" for p in got) if answer.get("purl_received") \
+        return "PURL back: " + ", ".join(f"{p['rows']:,} rows" for p in got) if answer.get("purl_received") \
             else "PURL not received"
     return f"{answer.get('matched_records', 0):,} matched"
 
