@@ -31,9 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     ledger = Ledger()
     docs = receipts.load(ledger, args.vendor, args.partition, args.deliverable)
     if not docs:
-        print(f"no receipt for {args.vendor} {args.partition}"
-              f"{' ' + args.deliverable if args.deliverable else ''} under {receipts.receipts_dir(ledger)}: "
-              "was the partition delivered?", file=sys.stderr)
+        print(
+            f"no receipt for {args.vendor} {args.partition}"
+            f"{' ' + args.deliverable if args.deliverable else ''} under {receipts.receipts_dir(ledger)}: "
+            "was the partition delivered?",
+            file=sys.stderr,
+        )
         return 1
     text = json.dumps(docs[0] if len(docs) == 1 else docs, indent=1, default=str) + "\n"
     if args.out:

@@ -9,8 +9,15 @@ import time
 
 import pytest
 
-from delivery_platform_tests.test_browser import (ARTIFACTS, launch_partition, page, skip_welcome,  # noqa: F401
-                                                  ui, wait_for_status)
+# the module's dagster dev and browser (fixtures `ui`, `page`) and its helpers, shared, not copied
+from delivery_platform_tests.test_browser import (  # noqa: F401
+    ARTIFACTS,
+    launch_partition,
+    page,
+    skip_welcome,
+    ui,
+    wait_for_status,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 DAY = "2026-11-20"  # yesterday by the suite's clock: delivered before its 12:00 UTC deadline

@@ -20,12 +20,18 @@ ISPOT = BY_KEY[dg.AssetKey(["ispot", "conversions_delivery"])]
 
 
 def test_the_band_flags_a_halved_day_and_not_an_ordinary_one():
-    history = {f"2026-11-{d:02d}": {"rows": r, "bytes": r * 100} for d, r in
-               zip(range(1, 15), [1000, 1020, 980, 1010, 995, 1005, 990, 1030, 970, 1000, 1015, 985, 1008, 992])}
+    history = {
+        f"2026-11-{d:02d}": {"rows": r, "bytes": r * 100}
+        for d, r in zip(
+            range(1, 15), [1000, 1020, 980, 1010, 995, 1005, 990, 1030, 970, 1000, 1015, 985, 1008, 992]
+        )
+    }
     assert drift.judge({"rows": 996, "bytes": 99_600}, history, k=3, min_history=5) == []
     findings = drift.judge({"rows": 500, "bytes": 50_000}, history, k=3, min_history=5)
     assert len(findings) == 2 and findings[0].startswith("rows 500 outside")
-    assert drift.judge({"rows": 500, "bytes": 50_000}, dict(list(history.items())[:4]), k=3, min_history=5) == []
+    assert (
+        drift.judge({"rows": 500, "bytes": 50_000}, dict(list(history.items())[:4]), k=3, min_history=5) == []
+    )
     wide = drift.judge({"rows": 500, "bytes": 50_000}, history, k=1000, min_history=5)
     assert wide == []  # k is the knob
 
@@ -33,8 +39,11 @@ def test_the_band_flags_a_halved_day_and_not_an_ordinary_one():
 def test_a_jump_in_a_columns_null_share_is_flagged():
     def prof(null_share):
         return {"columns": {"customdata": {"null_share": null_share, "distinct_share": 0.5}}}
-    history = {f"2026-11-{d:02d}": {"rows": 100, "bytes": 1000, "profile": prof(0.30 + d / 1000)}
-               for d in range(1, 15)}
+
+    history = {
+        f"2026-11-{d:02d}": {"rows": 100, "bytes": 1000, "profile": prof(0.30 + d / 1000)}
+        for d in range(1, 15)
+    }
     assert drift.judge({"rows": 100, "bytes": 1000, "profile": prof(0.31)}, history, 3, 5) == []
     findings = drift.judge({"rows": 100, "bytes": 1000, "profile": prof(0.95)}, history, 3, 5)
     assert findings == ["customdata: null share 95% (median 31% of the last 14)"]
@@ -45,18 +54,30 @@ def test_a_halved_day_warns_on_a_real_delivery_run(data_dir, monkeypatch):
     ledger = Ledger()
     # 14 earlier deliveries of about twice the day's size, as the ledger records them
     with duckdb.connect(str(WarehouseResource().warehouse_file), read_only=True) as con:
-        day_rows = con.execute("SELECT count(*) FROM ispot_conversion_events WHERE event_ts >= '2026-11-19' AND "
-                               "event_ts < '2026-11-20' AND NOT contains(client_ip, ':')").fetchone()[0]
+        day_rows = con.execute(
+            "SELECT count(*) FROM ispot_conversion_events WHERE event_ts >= '2026-11-19' AND "
+            "event_ts < '2026-11-20' AND NOT contains(client_ip, ':')"
+        ).fetchone()[0]
     for back in range(1, 15):
         key = (dt.date(2026, 11, 19) - dt.timedelta(days=back)).isoformat()
         rows = 2 * day_rows + (back % 3) * 3
-        attempt = ledger.begin("ispot", "conversions", key, f"conversions_{key}_001.csv", bytes=rows * 120,
-                               md5="0" * 32, rows=rows, remote_uri=f"file:///x/{key}", run_id="history")
+        attempt = ledger.begin(
+            "ispot",
+            "conversions",
+            key,
+            f"conversions_{key}_001.csv",
+            bytes=rows * 120,
+            md5="0" * 32,
+            rows=rows,
+            remote_uri=f"file:///x/{key}",
+            run_id="history",
+        )
         ledger.finish(attempt, "delivered")
         ledger.mark_partition("ispot", "conversions", key, "complete", files=1)
     job = build_defs("local").resolve_job_def("ispot_daily_delivery")
-    result = job.execute_in_process(partition_key="2026-11-19", instance=dg.DagsterInstance.ephemeral(),
-                                    raise_on_error=False)
+    result = job.execute_in_process(
+        partition_key="2026-11-19", instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
     assert result.success
     [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "drift"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
@@ -79,4 +100,7 @@ def test_schema_drift_in_the_warehouse_source(data_dir, tmp_path, monkeypatch, s
     assert drift.schema_drift(WarehouseResource(), "ispot_conversion_events") == []
     monkeypatch.setenv("DELIVERY_WAREHOUSE_PATH", str(changed))
     assert drift.schema_drift(WarehouseResource(), "ispot_conversion_events") == [
-        "column campaign added (VARCHAR)", "column order_id dropped", "column amount retyped DECIMAL(12,2) -> DOUBLE"]
+        "column campaign added (VARCHAR)",
+        "column order_id dropped",
+        "column amount retyped DECIMAL(12,2) -> DOUBLE",
+    ]

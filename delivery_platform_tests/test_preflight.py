@@ -27,7 +27,7 @@ from delivery_platform_tests.servers import AZURITE_ACCOUNT, AZURITE_KEY
 from delivery_platform_tests.warehouses import event, events_warehouse, table_warehouse
 
 DAY = dt.date(2026, 11, 20)  # yesterday by the suite's pinned clock
-LOTAME, = for_vendor("lotame")
+(LOTAME,) = for_vendor("lotame")
 CUSTOMERS = next(d for d in DELIVERABLES if d.name == "customers")
 
 
@@ -55,7 +55,9 @@ def test_every_delivery_asset_has_preflight_drift_and_a_schedule_an_hour_early()
 
 
 # --- write / stat / delete on every store -------------------------------------------------------
-def test_write_probe_on_s3_leaves_nothing_and_never_a_name_lotame_imports(data_dir, s3_server, monkeypatch, tmp_path):
+def test_write_probe_on_s3_leaves_nothing_and_never_a_name_lotame_imports(
+    data_dir, s3_server, monkeypatch, tmp_path
+):
     env = s3_server.env("lotame")
     _set(monkeypatch, env)
     result = _write_probe(LOTAME, tmp_path)
@@ -74,7 +76,9 @@ def test_write_probe_on_gcs(data_dir, gcs_server, monkeypatch, tmp_path):
     assert list(gcs_server.client().list_blobs(env["DELIVERY_LOTAME_GCS_BUCKET"])) == []
 
 
-def test_write_probe_on_azurite_three_folders_deep_for_optimove(data_dir, azurite_server, monkeypatch, tmp_path):
+def test_write_probe_on_azurite_three_folders_deep_for_optimove(
+    data_dir, azurite_server, monkeypatch, tmp_path
+):
     env = azurite_server.env("optimove")
     _set(monkeypatch, env)
     result = _write_probe(CUSTOMERS, tmp_path)
@@ -89,9 +93,13 @@ def test_denied_write_fails_with_the_remedy(data_dir, azurite_server, monkeypatc
 
     env = azurite_server.env("optimove")
     container = env["DELIVERY_OPTIMOVE_AZURE_CONTAINER"]
-    read_only = generate_container_sas(AZURITE_ACCOUNT, container, account_key=AZURITE_KEY,
-                                       permission=ContainerSasPermissions(read=True, list=True),
-                                       expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+    read_only = generate_container_sas(
+        AZURITE_ACCOUNT,
+        container,
+        account_key=AZURITE_KEY,
+        permission=ContainerSasPermissions(read=True, list=True),
+        expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1),
+    )
     env.pop("DELIVERY_OPTIMOVE_AZURE_ACCOUNT_KEY")
     monkeypatch.delenv("DELIVERY_OPTIMOVE_AZURE_ACCOUNT_KEY", raising=False)
     _set(monkeypatch, {**env, "DELIVERY_OPTIMOVE_AZURE_SAS_TOKEN": read_only})
@@ -103,7 +111,9 @@ def test_denied_write_fails_with_the_remedy(data_dir, azurite_server, monkeypatc
 
 
 # --- SFTP: host key and write ----------------------------------------------------------------------
-def test_sftp_host_key_matches_the_pin_and_the_write_probe_passes(data_dir, sftp_server, monkeypatch, tmp_path):
+def test_sftp_host_key_matches_the_pin_and_the_write_probe_passes(
+    data_dir, sftp_server, monkeypatch, tmp_path
+):
     _set(monkeypatch, sftp_server.env("lotame"))
     resource = destination_from_env("lotame")
     assert probes.sftp_host_key(resource).passed
@@ -147,8 +157,14 @@ def test_a_missing_secret_fails_the_credentials_probe_by_name(data_dir, sftp_ser
 # --- iSpot token ---------------------------------------------------------------------------------
 def test_ispot_token_answers_and_a_401_fails(data_dir, monkeypatch):
     with ISpotApiServer() as api:
-        _set(monkeypatch, {"ISPOT_API_BASE_URL": api.url, "ISPOT_CLIENT_ID": api.state.client_id,
-                           "ISPOT_CLIENT_SECRET": api.state.client_secret})
+        _set(
+            monkeypatch,
+            {
+                "ISPOT_API_BASE_URL": api.url,
+                "ISPOT_CLIENT_ID": api.state.client_id,
+                "ISPOT_CLIENT_SECRET": api.state.client_secret,
+            },
+        )
         assert probes.ispot_token(ispot_api_from_env()).passed
         assert api.state.token_requests == 1
         monkeypatch.setenv("ISPOT_CLIENT_SECRET", "W" * 40)
@@ -164,19 +180,35 @@ def _gpg_key(name: str, expire: str = "0", faked: str | None = None) -> tuple[st
     base = ["gpg", "--homedir", home, "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
     base += ["--faked-system-time", faked] if faked else []
     try:
-        subprocess.run(base + ["--quick-gen-key", f"{name} <{name}@example.com>", "ed25519", "sign,cert", expire],
-                       check=True, capture_output=True)
-        fpr = next(line.split(":")[9] for line in subprocess.run(
-            ["gpg", "--homedir", home, "--with-colons", "--list-keys"], capture_output=True, text=True,
-            check=True).stdout.splitlines() if line.startswith("fpr:"))
-        subprocess.run(base + ["--quick-add-key", fpr, "cv25519", "encr", expire], check=True, capture_output=True)
-        public = subprocess.run(["gpg", "--homedir", home, "--armor", "--export", fpr], capture_output=True,
-                                text=True, check=True).stdout
-        secret = subprocess.run(base + ["--armor", "--export-secret-keys", fpr], capture_output=True, text=True,
-                                check=True).stdout
+        subprocess.run(
+            base + ["--quick-gen-key", f"{name} <{name}@example.com>", "ed25519", "sign,cert", expire],
+            check=True,
+            capture_output=True,
+        )
+        fpr = next(
+            line.split(":")[9]
+            for line in subprocess.run(
+                ["gpg", "--homedir", home, "--with-colons", "--list-keys"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.splitlines()
+            if line.startswith("fpr:")
+        )
+        subprocess.run(
+            base + ["--quick-add-key", fpr, "cv25519", "encr", expire], check=True, capture_output=True
+        )
+        public = subprocess.run(
+            ["gpg", "--homedir", home, "--armor", "--export", fpr], capture_output=True, text=True, check=True
+        ).stdout
+        secret = subprocess.run(
+            base + ["--armor", "--export-secret-keys", fpr], capture_output=True, text=True, check=True
+        ).stdout
         return public, secret
     finally:
-        subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], capture_output=True, check=False)
+        subprocess.run(
+            ["gpgconf", "--homedir", home, "--kill", "gpg-agent"], capture_output=True, check=False
+        )
 
 
 def test_pgp_keys_encrypt_and_sign_and_an_expired_key_fails(tmp_path):
@@ -215,7 +247,9 @@ def test_warehouse_day_passes_on_the_seeded_day_and_fails_on_an_empty_one(data_d
 # --- the job: results as checks, one alert however often it runs ---------------------------------
 def test_the_preflight_job_reports_each_probe_and_alerts_once(data_dir, sftp_server, monkeypatch, tmp_path):
     _set(monkeypatch, sftp_server.env("lotame"))
-    empty = table_warehouse(tmp_path / "w.duckdb", {"lotame_segment_memberships": []})  # loaded, nothing in it
+    empty = table_warehouse(
+        tmp_path / "w.duckdb", {"lotame_segment_memberships": []}
+    )  # loaded, nothing in it
     monkeypatch.setenv("DELIVERY_WAREHOUSE_PATH", str(empty))
     with Recorder() as hook:
         defs = build_defs("local")
@@ -224,10 +258,16 @@ def test_the_preflight_job_reports_each_probe_and_alerts_once(data_dir, sftp_ser
         sinks = AlertSinks(webhook_url=hook.url + "/hook")
         runs = [job.execute_in_process(instance=instance, resources={"alert_sinks": sinks}) for _ in range(2)]
     evaluations = {e.check_name: e for e in runs[0].get_asset_check_evaluations()}
-    assert set(evaluations) == {"preflight_credentials", "preflight_sftp_host_key", "preflight_write_probe",
-                                "preflight_warehouse_day"}
-    assert all(evaluations[n].passed for n in ("preflight_credentials", "preflight_sftp_host_key",
-                                               "preflight_write_probe"))
+    assert set(evaluations) == {
+        "preflight_credentials",
+        "preflight_sftp_host_key",
+        "preflight_write_probe",
+        "preflight_warehouse_day",
+    }
+    assert all(
+        evaluations[n].passed
+        for n in ("preflight_credentials", "preflight_sftp_host_key", "preflight_write_probe")
+    )
     failed = evaluations["preflight_warehouse_day"]
     assert not failed.passed and "Remedy:" in failed.description
     assert failed.metadata["remedy"].value.startswith("check that the load")
@@ -252,10 +292,17 @@ def _sent_keys(path: Path) -> list[str]:
 
 def test_the_ispot_preflight_against_the_api_double(data_dir, monkeypatch):
     with ISpotApiServer() as api:
-        _set(monkeypatch, {"ISPOT_API_BASE_URL": api.url, "ISPOT_CLIENT_ID": api.state.client_id,
-                           "ISPOT_CLIENT_SECRET": api.state.client_secret})
-        results = preflight.run_probes(BY_KEY[dg.AssetKey(["ispot", "conversions_delivery"])], DAY,
-                                       WarehouseResource())
+        _set(
+            monkeypatch,
+            {
+                "ISPOT_API_BASE_URL": api.url,
+                "ISPOT_CLIENT_ID": api.state.client_id,
+                "ISPOT_CLIENT_SECRET": api.state.client_secret,
+            },
+        )
+        results = preflight.run_probes(
+            BY_KEY[dg.AssetKey(["ispot", "conversions_delivery"])], DAY, WarehouseResource()
+        )
     by_name = {r.probe: r for r in results}
     assert [r.probe for r in results] == ["credentials", "ispot_token", "write_probe", "warehouse_day"]
     assert all(r.passed for r in results), [r.text() for r in results]
@@ -264,7 +311,7 @@ def test_the_ispot_preflight_against_the_api_double(data_dir, monkeypatch):
 
 @pytest.mark.parametrize("vendor", ["digital_audience", "idomoo"])
 def test_vendors_without_an_ignored_name_skip_the_write_probe_and_say_why(vendor, data_dir, tmp_path):
-    d, = for_vendor(vendor)
+    (d,) = for_vendor(vendor)
     result = probes.write_probe(None, d, tmp_path)
     assert result.passed and result.metadata == {"skipped": True}
     assert result.detail.startswith("skipped:") and "document names no" in result.detail

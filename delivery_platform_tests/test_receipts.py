@@ -27,8 +27,9 @@ DAY = "2026-11-19"
 
 def _run(vendor: str, partition: str = DAY, instance=None):
     job = build_defs("local").resolve_job_def(f"{vendor}_daily_delivery")
-    return job.execute_in_process(partition_key=partition, instance=instance or dg.DagsterInstance.ephemeral(),
-                                  raise_on_error=False)
+    return job.execute_in_process(
+        partition_key=partition, instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
 
 
 def _md5(path: Path) -> str:
@@ -43,7 +44,9 @@ def test_a_receipt_matches_the_ledger_and_the_files_at_the_destination(data_dir)
     assert path.parent.parent.parent == ledger.path.parent / "receipts"  # beside the ledger
     doc = json.loads(path.read_text())
     delivered = {d.file_name: d for d in ledger.delivered("lotame", "segmentmembership", DAY)}
-    assert [f["name"] for f in doc["files"]] == [d.file_name for d in sorted(delivered.values(), key=lambda d: d.id)]
+    assert [f["name"] for f in doc["files"]] == [
+        d.file_name for d in sorted(delivered.values(), key=lambda d: d.id)
+    ]
     outbox = settings.outbox_dir() / "lotame"
     for f in doc["files"]:
         row, local = delivered[f["name"]], outbox / f["name"]
@@ -56,7 +59,9 @@ def test_a_receipt_matches_the_ledger_and_the_files_at_the_destination(data_dir)
     assert doc["rows"] == data_lines
     spec = ROOT / "delivery_platform" / "vendors" / "lotame" / "spec.py"
     assert doc["spec"]["sha256"] == hashlib.sha256(spec.read_bytes()).hexdigest()
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout
     assert doc["code_version"].startswith(head.strip())
     assert doc["vendor_answer"]["kind"] == "none"
     # the delivery asset shows it
@@ -68,12 +73,24 @@ def test_a_receipt_matches_the_ledger_and_the_files_at_the_destination(data_dir)
     again = _run("lotame")
     assert again.success and json.loads(path.read_text())["run_ids"] == [result.run_id]
     # the CLI prints it
-    printed = subprocess.run([sys.executable, "-m", "delivery_platform", "receipt", "lotame", DAY],
-                             capture_output=True, text=True, env=os.environ.copy(), cwd=ROOT, timeout=120)
+    printed = subprocess.run(
+        [sys.executable, "-m", "delivery_platform", "receipt", "lotame", DAY],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        cwd=ROOT,
+        timeout=120,
+    )
     assert printed.returncode == 0, printed.stderr
     assert json.loads(printed.stdout) == json.loads(path.read_text())
-    missing = subprocess.run([sys.executable, "-m", "delivery_platform", "receipt", "lotame", "2026-11-02"],
-                             capture_output=True, text=True, env=os.environ.copy(), cwd=ROOT, timeout=120)
+    missing = subprocess.run(
+        [sys.executable, "-m", "delivery_platform", "receipt", "lotame", "2026-11-02"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        cwd=ROOT,
+        timeout=120,
+    )
     assert missing.returncode == 1 and "no receipt for lotame 2026-11-02" in missing.stderr
 
 
@@ -91,8 +108,11 @@ def test_the_ispot_receipt_carries_the_api_answer_and_the_event_span(data_dir, m
     assert sorted(f["name"] for f in doc["files"]) == sorted(received)
     for f in doc["files"]:
         assert f["md5"] == hashlib.md5(received[f["name"]].body).hexdigest()
-    times = [row["datetime"] for body in received.values()
-             for row in csv.DictReader(body.body.decode().splitlines())]
+    times = [
+        row["datetime"]
+        for body in received.values()
+        for row in csv.DictReader(body.body.decode().splitlines())
+    ]
     assert (doc["first_event"], doc["last_event"]) == (min(times), max(times))
     assert doc["rows"] == len(times)
     assert api.state.client_secret not in json.dumps(doc)

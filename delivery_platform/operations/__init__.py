@@ -20,5 +20,6 @@ def build_defs(base: dg.Definitions, env: str) -> dg.Definitions:
     if missing:
         raise ValueError(f"operations/deliverables.py has no entry for {', '.join(missing)}")
     checks = [drift.build_check(BY_KEY[k]) for k in delivery_keys(base)]
-    return dg.Definitions.merge(preflight.build_defs(base, env), status.build_defs(env),
-                                dg.Definitions(asset_checks=checks))
+    return dg.Definitions.merge(
+        preflight.build_defs(base, env), status.build_defs(env), dg.Definitions(asset_checks=checks)
+    )

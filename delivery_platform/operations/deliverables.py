@@ -48,35 +48,68 @@ _IN_DAY = "{col} >= {start} AND {col} < {end}"
 
 DELIVERABLES: tuple[Deliverable, ...] = (
     Deliverable(
-        "lotame", "segmentmembership", "lotame_segment_memberships",
-        "valid_from <= {day} AND (valid_to IS NULL OR {day} < valid_to)", "last_seen_at", None,
+        "lotame",
+        "segmentmembership",
+        "lotame_segment_memberships",
+        "valid_from <= {day} AND (valid_to IS NULL OR {day} < valid_to)",
+        "last_seen_at",
+        None,
         "delivery_platform.vendors.lotame.spec",
         lambda token: f"_preflight-{token}.probe",
         "Lotame imports only a YYYYMMDD/ folder once its YYYYMMDD.done marker exists (DIGEST 1.2, 'Done "
-        "marker'); the probe lies outside any date folder and no marker ever names it."),
+        "marker'); the probe lies outside any date folder and no marker ever names it.",
+    ),
     Deliverable(
-        "ispot", "conversions", "ispot_conversion_events", _IN_DAY.replace("{col}", "event_ts"), "loaded_at",
-        "datetime", "delivery_platform.vendors.ispot.spec", None,
+        "ispot",
+        "conversions",
+        "ispot_conversion_events",
+        _IN_DAY.replace("{col}", "event_ts"),
+        "loaded_at",
+        "datetime",
+        "delivery_platform.vendors.ispot.spec",
+        None,
         "skipped: every upload to iSpot's API is a conversions file (no name is ignored, nothing can be "
-        "deleted), so the token probe checks the credentials instead."),
-    *(Deliverable(
-        "optimove", table, f"optimove_{table}", _IN_DAY.replace("{col}", "last_updated"), "last_updated",
-        event, "delivery_platform.vendors.optimove.spec",
-        lambda token: f"_preflight/not-for-ingestion/{token}/probe.txt",
-        "Optimove's ingestion reads at most two folder levels (DIGEST 3.2, [O6]); the probe sits three "
-        "folders deep, outside every table folder.") for table, event in (("customers", "LastUpdated"),
-                                                                           ("transactions", "TransactionDate"))),
+        "deleted), so the token probe checks the credentials instead.",
+    ),
+    *(
+        Deliverable(
+            "optimove",
+            table,
+            f"optimove_{table}",
+            _IN_DAY.replace("{col}", "last_updated"),
+            "last_updated",
+            event,
+            "delivery_platform.vendors.optimove.spec",
+            lambda token: f"_preflight/not-for-ingestion/{token}/probe.txt",
+            "Optimove's ingestion reads at most two folder levels (DIGEST 3.2, [O6]); the probe sits three "
+            "folders deep, outside every table folder.",
+        )
+        for table, event in (("customers", "LastUpdated"), ("transactions", "TransactionDate"))
+    ),
     Deliverable(
-        "digital_audience", "crm", "crm_contacts",
-        "opted_in_at < {end} AND (opted_out_at IS NULL OR opted_out_at >= {end})", "opted_in_at", None,
-        "delivery_platform.vendors.digital_audience.spec", None,
+        "digital_audience",
+        "crm",
+        "crm_contacts",
+        "opted_in_at < {end} AND (opted_out_at IS NULL OR opted_out_at >= {end})",
+        "opted_in_at",
+        None,
+        "delivery_platform.vendors.digital_audience.spec",
+        None,
         "skipped: dA's document names no file its Onboarding API ignores in the storage it polls; a probe "
-        "could be read as a CRM file. Credentials and the folder listing are checked instead."),
+        "could be read as a CRM file. Credentials and the folder listing are checked instead.",
+    ),
     Deliverable(
-        "idomoo", "data_file", "idomoo_recipients", "send_date = {day}", None, None,
-        "delivery_platform.vendors.idomoo.spec", None,
+        "idomoo",
+        "data_file",
+        "idomoo_recipients",
+        "send_date = {day}",
+        None,
+        None,
+        "delivery_platform.vendors.idomoo.spec",
+        None,
         "skipped: Idomoo processes every file in Uploads and its document names no name it ignores; the "
-        "login, the host key and the Uploads folder are checked instead."),
+        "login, the host key and the Uploads folder are checked instead.",
+    ),
 )
 
 BY_KEY = {d.delivery_key: d for d in DELIVERABLES}
@@ -88,6 +121,11 @@ def for_vendor(vendor: str) -> list[Deliverable]:
 
 def delivery_keys(defs: dg.Definitions) -> list[dg.AssetKey]:
     """The `<vendor>/<deliverable>_delivery` assets of the definitions (daily partitioned)."""
-    return sorted((s.key for s in defs.resolve_all_asset_specs()
-                   if len(s.key.path) == 2 and s.key.path[1].endswith("_delivery")),
-                  key=lambda k: k.to_user_string())
+    return sorted(
+        (
+            s.key
+            for s in defs.resolve_all_asset_specs()
+            if len(s.key.path) == 2 and s.key.path[1].endswith("_delivery")
+        ),
+        key=lambda k: k.to_user_string(),
+    )

@@ -12,7 +12,6 @@ depend on staging files that may be cleaned up. Fewer than `DRIFT_MIN_HISTORY` (
 earlier partitions: nothing is judged yet, and the check says so.
 """
 
-
 import json
 import os
 import statistics
@@ -86,8 +85,10 @@ def profile(staged: Path) -> dict:
     out = {}
     for i, c in enumerate(columns):
         present, distinct = values[1 + 2 * i], values[2 + 2 * i]
-        out[c] = {"null_share": round(1 - present / rows, 4) if rows else 0.0,
-                  "distinct_share": round(min(distinct, present) / present, 4) if present else 0.0}
+        out[c] = {
+            "null_share": round(1 - present / rows, 4) if rows else 0.0,
+            "distinct_share": round(min(distinct, present) / present, 4) if present else 0.0,
+        }
     return {"rows": rows, "columns": out}
 
 
@@ -120,7 +121,11 @@ def schema_drift(warehouse: WarehouseResource, table: str) -> list[str]:
         live = {name: kind.upper() for name, kind, *_ in con.execute(f"DESCRIBE {table}").fetchall()}
     changes = [f"column {c} added ({live[c]})" for c in live if c not in declared]
     changes += [f"column {c} dropped" for c in declared if c not in live]
-    changes += [f"column {c} retyped {declared[c]} -> {live[c]}" for c in declared if c in live and live[c] != declared[c]]
+    changes += [
+        f"column {c} retyped {declared[c]} -> {live[c]}"
+        for c in declared
+        if c in live and live[c] != declared[c]
+    ]
     return changes
 
 
@@ -135,8 +140,10 @@ def judge(today: dict, history: dict[str, dict], k: float, min_history: int) -> 
         series = [history[key][measure] for key in keys]
         b = band(series, k, min_spread=_env("DRIFT_MIN_SPREAD", 0.02))
         if not b.holds(today[measure]):
-            findings.append(f"{measure} {today[measure]:,} outside {b.low:,.0f} .. {b.high:,.0f} "
-                            f"(median {b.median:,.0f} of the last {len(keys)} deliveries)")
+            findings.append(
+                f"{measure} {today[measure]:,} outside {b.low:,.0f} .. {b.high:,.0f} "
+                f"(median {b.median:,.0f} of the last {len(keys)} deliveries)"
+            )
     profiles = [history[key].get("profile") for key in keys if history[key].get("profile")]
     current = (today.get("profile") or {}).get("columns", {})
     if len(profiles) >= min_history:
@@ -147,8 +154,10 @@ def judge(today: dict, history: dict[str, dict], k: float, min_history: int) -> 
                     continue
                 b = band(series, k, floor=_env("DRIFT_MIN_SHARE_JUMP", 0.10) / max(k, 1e-9))
                 if not b.holds(shares[share]):
-                    findings.append(f"{column}: {share.replace('_', ' ')} {shares[share]:.0%} (median "
-                                    f"{b.median:.0%} of the last {len(series)})")
+                    findings.append(
+                        f"{column}: {share.replace('_', ' ')} {shares[share]:.0%} (median "
+                        f"{b.median:.0%} of the last {len(series)})"
+                    )
     return findings
 
 
@@ -159,19 +168,34 @@ def spark(values: list[float]) -> str:
 
 
 def series_markdown(keys: list[str], rows: list[int], sizes: list[int], today_key: str) -> str:
-    lines = [f"rows  `{spark(rows)}`", "", f"bytes `{spark(sizes)}`", "", "| partition | rows | bytes |",
-             "|---|---:|---:|"]
-    lines += [f"| {'**' + k + '**' if k == today_key else k} | {r:,} | {s:,} |" for k, r, s in zip(keys, rows, sizes)]
+    lines = [
+        f"rows  `{spark(rows)}`",
+        "",
+        f"bytes `{spark(sizes)}`",
+        "",
+        "| partition | rows | bytes |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {'**' + k + '**' if k == today_key else k} | {r:,} | {s:,} |"
+        for k, r, s in zip(keys, rows, sizes)
+    ]
     return "\n".join(lines)
 
 
 def build_check(d: Deliverable) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=d.delivery_key, name="drift", blocking=False, partitions_def=daily,
-                    description=f"WARN when {d.label}'s rows, bytes, a column's null or distinct share leave the "
-                                f"band of the last {HISTORY} delivered partitions (median ± k·MAD), or its "
-                                f"warehouse source {d.source} changed shape.")
-    def drift(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-              ledger: LedgerResource) -> dg.AssetCheckResult:
+    @dg.asset_check(
+        asset=d.delivery_key,
+        name="drift",
+        blocking=False,
+        partitions_def=daily,
+        description=f"WARN when {d.label}'s rows, bytes, a column's null or distinct share leave the "
+        f"band of the last {HISTORY} delivered partitions (median ± k·MAD), or its "
+        f"warehouse source {d.source} changed shape.",
+    )
+    def drift(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, ledger: LedgerResource
+    ) -> dg.AssetCheckResult:
         return evaluate(d, context.partition_key, warehouse, ledger.get())
 
     return drift
@@ -181,31 +205,53 @@ def evaluate(d: Deliverable, key: str, warehouse: WarehouseResource, ledger: Led
     k, min_history = _env("DRIFT_MAD_K", 3.0), int(_env("DRIFT_MIN_HISTORY", 5))
     totals = delivered_totals(ledger, d.vendor, d.name)
     rows, size = totals.get(key, (0, 0))
-    today = {"rows": rows, "bytes": size,
-             "profile": keep_profile(ledger, d, key, warehouse.staged_table(d.vendor, d.name, key))}
+    today = {
+        "rows": rows,
+        "bytes": size,
+        "profile": keep_profile(ledger, d, key, warehouse.staged_table(d.vendor, d.name, key)),
+    }
     earlier = sorted(p for p in totals if p < key)[-HISTORY:]
-    history = {p: {"rows": totals[p][0], "bytes": totals[p][1], "profile": stored_profile(ledger, d, p)}
-               for p in earlier}
+    history = {
+        p: {"rows": totals[p][0], "bytes": totals[p][1], "profile": stored_profile(ledger, d, p)}
+        for p in earlier
+    }
     findings = judge(today, history, k, min_history)
     try:
         findings += [f"warehouse {d.source}: {c}" for c in schema_drift(warehouse, d.source)]
     except Exception as exc:  # noqa: BLE001 - an unreadable source is itself worth a warning
         findings.append(f"warehouse {d.source}: cannot read its columns ({type(exc).__name__})")
     judged = len(earlier) >= min_history
-    description = ("; ".join(findings) if findings else
-                   f"rows {rows:,} and bytes {size:,} within the band of the last {len(earlier)} deliveries"
-                   if judged else f"only {len(earlier)} earlier deliveries (at least {min_history} are needed to "
-                   "judge rows, bytes and shares); source schema checked")
+    description = (
+        "; ".join(findings)
+        if findings
+        else f"rows {rows:,} and bytes {size:,} within the band of the last {len(earlier)} deliveries"
+        if judged
+        else f"only {len(earlier)} earlier deliveries (at least {min_history} are needed to "
+        "judge rows, bytes and shares); source schema checked"
+    )
     keys = earlier + [key]
     series_rows = [history[p]["rows"] for p in earlier] + [rows]
     series_bytes = [history[p]["bytes"] for p in earlier] + [size]
-    meta = {"rows": dg.MetadataValue.int(rows), "bytes": dg.MetadataValue.int(size),
-            "history_partitions": dg.MetadataValue.int(len(earlier)), "k": dg.MetadataValue.float(k),
-            "series": dg.MetadataValue.md(series_markdown(keys, series_rows, series_bytes, key)),
-            "findings": dg.MetadataValue.json(findings)}
+    meta = {
+        "rows": dg.MetadataValue.int(rows),
+        "bytes": dg.MetadataValue.int(size),
+        "history_partitions": dg.MetadataValue.int(len(earlier)),
+        "k": dg.MetadataValue.float(k),
+        "series": dg.MetadataValue.md(series_markdown(keys, series_rows, series_bytes, key)),
+        "findings": dg.MetadataValue.json(findings),
+    }
     if len(earlier) >= 1:
         b = band([history[p]["rows"] for p in earlier], k, min_spread=_env("DRIFT_MIN_SPREAD", 0.02))
-        meta.update({"rows_median": dg.MetadataValue.float(b.median), "rows_band_low": dg.MetadataValue.float(b.low),
-                     "rows_band_high": dg.MetadataValue.float(b.high)})
-    return dg.AssetCheckResult(passed=not findings, severity=dg.AssetCheckSeverity.WARN,
-                               description=description[:2000], metadata=meta)
+        meta.update(
+            {
+                "rows_median": dg.MetadataValue.float(b.median),
+                "rows_band_low": dg.MetadataValue.float(b.low),
+                "rows_band_high": dg.MetadataValue.float(b.high),
+            }
+        )
+    return dg.AssetCheckResult(
+        passed=not findings,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=description[:2000],
+        metadata=meta,
+    )

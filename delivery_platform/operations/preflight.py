@@ -12,7 +12,6 @@ name instead of failing tonight's run. A failed preflight alerts once per delive
 set of failing probes (the alert log holds the key), however often it is launched again.
 """
 
-
 import datetime as dt
 import os
 import tempfile
@@ -36,7 +35,7 @@ DESCRIPTIONS = {
     "sftp_host_key": "The SFTP server shows the pinned host key.",
     "pgp_keys": "The vendor's PGP key exists, is not expired and encrypts; our key, when set, signs.",
     "write_probe": "An empty, uniquely named object is written, read back and deleted where the vendor never "
-                   "picks it up (skipped, with the reason, where the vendor's document names no such place).",
+    "picks it up (skipped, with the reason, where the vendor's document names no such place).",
     "warehouse_day": "The warehouse holds rows for the day the run will send, and is loaded up to its end.",
 }
 
@@ -89,24 +88,39 @@ def run_probes(d: Deliverable, day: dt.date, warehouse: WarehouseResource) -> li
     return results
 
 
-def alert_once(d: Deliverable, day: dt.date, results: list[probes.ProbeResult], sinks: AlertSinks,
-               log: AlertLog | None = None, link: str = "") -> Alert | None:
+def alert_once(
+    d: Deliverable,
+    day: dt.date,
+    results: list[probes.ProbeResult],
+    sinks: AlertSinks,
+    log: AlertLog | None = None,
+    link: str = "",
+) -> Alert | None:
     failed = [r for r in results if not r.passed and not r.warn_only]
     if not failed:
         return None
     log = log or AlertLog()
     if not log.claim(f"preflight:{d.vendor}:{d.name}:{day}:{','.join(r.probe for r in failed)}"):
         return None
-    alert = Alert("preflight_failed", d.vendor, f"preflight: {d.label} for {day} will fail "
-                  f"({', '.join(r.probe for r in failed)})", deliverable=d.name, partition=day.isoformat(),
-                  check=",".join(PREFIX + r.probe for r in failed), failure_count=len(failed),
-                  detail="\n".join(f"{r.probe}: {r.text()}" for r in failed), link=link)
+    alert = Alert(
+        "preflight_failed",
+        d.vendor,
+        f"preflight: {d.label} for {day} will fail ({', '.join(r.probe for r in failed)})",
+        deliverable=d.name,
+        partition=day.isoformat(),
+        check=",".join(PREFIX + r.probe for r in failed),
+        failure_count=len(failed),
+        detail="\n".join(f"{r.probe}: {r.text()}" for r in failed),
+        link=link,
+    )
     sinks.send(alert)
     return alert
 
 
 class PreflightConfig(dg.Config):
-    day: str = ""  # the data day to probe (YYYY-MM-DD); default: yesterday by the clock, the next run's partition
+    day: str = (
+        ""  # the data day to probe (YYYY-MM-DD); default: yesterday by the clock, the next run's partition
+    )
 
 
 def build_check(d: Deliverable) -> dg.AssetChecksDefinition:
@@ -114,10 +128,18 @@ def build_check(d: Deliverable) -> dg.AssetChecksDefinition:
     names = probe_names(d)
     specs = [dg.AssetCheckSpec(PREFIX + n, asset=key, description=DESCRIPTIONS[n]) for n in names]
 
-    @dg.multi_asset_check(specs=specs, name=f"{d.vendor}__{d.name}_preflight", can_subset=False,
-                          description=f"Preflight probes of {d.label}.")
-    def preflight(context: dg.AssetCheckExecutionContext, config: PreflightConfig, warehouse: WarehouseResource,
-                  alert_sinks: AlertSinks):
+    @dg.multi_asset_check(
+        specs=specs,
+        name=f"{d.vendor}__{d.name}_preflight",
+        can_subset=False,
+        description=f"Preflight probes of {d.label}.",
+    )
+    def preflight(
+        context: dg.AssetCheckExecutionContext,
+        config: PreflightConfig,
+        warehouse: WarehouseResource,
+        alert_sinks: AlertSinks,
+    ):
         day = dt.date.fromisoformat(config.day) if config.day else clock.yesterday()
         results = run_probes(d, day, warehouse)
         by_name = {r.probe: r for r in results}
@@ -125,11 +147,17 @@ def build_check(d: Deliverable) -> dg.AssetChecksDefinition:
             r = by_name[name]
             (context.log.info if r.passed else context.log.error)(f"{d.label} {day} {name}: {r.text()}")
             yield dg.AssetCheckResult(
-                check_name=PREFIX + name, asset_key=key, passed=r.passed,
+                check_name=PREFIX + name,
+                asset_key=key,
+                passed=r.passed,
                 severity=dg.AssetCheckSeverity.WARN if r.warn_only else dg.AssetCheckSeverity.ERROR,
                 description=r.text()[:2000],
-                metadata={"day": day.isoformat(), "remedy": r.remedy or "none needed",
-                          **{k: v for k, v in r.metadata.items() if isinstance(v, (str, int, float, bool))}})
+                metadata={
+                    "day": day.isoformat(),
+                    "remedy": r.remedy or "none needed",
+                    **{k: v for k, v in r.metadata.items() if isinstance(v, (str, int, float, bool))},
+                },
+            )
         link = f"{alert_sinks.ui_url.rstrip('/')}/runs/{context.run.run_id}"
         if alert_once(d, day, results, alert_sinks, link=link):
             context.log.warning(f"{d.label}: preflight alert sent")
@@ -152,18 +180,34 @@ def build_defs(base: dg.Definitions, env: str) -> dg.Definitions:
     status = dg.DefaultScheduleStatus.RUNNING if env == "production" else dg.DefaultScheduleStatus.STOPPED
     for vendor in dict.fromkeys(d.vendor for d in DELIVERABLES):
         mine = [d for d in DELIVERABLES if d.vendor == vendor]
-        specs += [dg.AssetSpec(preflight_key(d), group_name=GROUP, kinds={"python"},
-                               description=f"What the preflight probes of {d.label} check before its run "
-                                           "(never materialized; see its checks).") for d in mine]
+        specs += [
+            dg.AssetSpec(
+                preflight_key(d),
+                group_name=GROUP,
+                kinds={"python"},
+                description=f"What the preflight probes of {d.label} check before its run "
+                "(never materialized; see its checks).",
+            )
+            for d in mine
+        ]
         vendor_checks = [build_check(d) for d in mine]
         checks += vendor_checks
-        job = dg.define_asset_job(f"{vendor}_preflight", selection=dg.AssetSelection.checks(*vendor_checks),
-                                  tags={"vendor": vendor, "kind": "preflight"},
-                                  description=f"Preflight probes of {vendor}'s deliverables, before its daily run.")
+        job = dg.define_asset_job(
+            f"{vendor}_preflight",
+            selection=dg.AssetSelection.checks(*vendor_checks),
+            tags={"vendor": vendor, "kind": "preflight"},
+            description=f"Preflight probes of {vendor}'s deliverables, before its daily run.",
+        )
         jobs.append(job)
         hour, minute = _run_hour(base, vendor)
-        schedules.append(dg.ScheduleDefinition(
-            name=f"{vendor}_preflight_schedule", job=job, cron_schedule=f"{minute} {(hour - 1) % 24} * * *",
-            execution_timezone="UTC", default_status=status,
-            description=f"An hour before {vendor}_daily_schedule ({hour:02d}:{minute:02d} UTC)."))
+        schedules.append(
+            dg.ScheduleDefinition(
+                name=f"{vendor}_preflight_schedule",
+                job=job,
+                cron_schedule=f"{minute} {(hour - 1) % 24} * * *",
+                execution_timezone="UTC",
+                default_status=status,
+                description=f"An hour before {vendor}_daily_schedule ({hour:02d}:{minute:02d} UTC).",
+            )
+        )
     return dg.Definitions(assets=specs, asset_checks=checks, jobs=jobs, schedules=schedules)

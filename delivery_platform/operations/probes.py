@@ -49,11 +49,15 @@ def resolve(resource: dg.ConfigurableResource) -> dg.ConfigurableResource:
         return resource.process_config_and_initialize()
     except dg.DagsterInvalidConfigError as exc:
         missing = MISSING_VAR.search(str(exc))
-        raise DestinationError(f"environment variable {missing.group(1) if missing else '?'} is not set") from None
+        raise DestinationError(
+            f"environment variable {missing.group(1) if missing else '?'} is not set"
+        ) from None
 
 
 # --- credentials and reachability -------------------------------------------------------------
-def credentials(resource: DestinationResource, folder: str = "") -> tuple[ProbeResult, DestinationResource | None]:
+def credentials(
+    resource: DestinationResource, folder: str = ""
+) -> tuple[ProbeResult, DestinationResource | None]:
     """The destination's settings and secrets resolve and it answers an authenticated read."""
     where = resource.describe()
     try:
@@ -61,11 +65,18 @@ def credentials(resource: DestinationResource, folder: str = "") -> tuple[ProbeR
         with resolved.get() as dest:
             reach(dest, folder)
     except (DestinationError, OSError) as exc:
-        return ProbeResult("credentials", False, f"{resource.vendor}: {where}: {exc}",
-                           f"set the DELIVERY_{resource.vendor.upper()}_* variables of a {resource.kind} destination "
-                           "(docs/destinations.md) and check the account's permissions"), None
-    return ProbeResult("credentials", True, f"{where} answers an authenticated read"
-                       + (f" and has the folder {folder}/" if folder else "")), resolved
+        return ProbeResult(
+            "credentials",
+            False,
+            f"{resource.vendor}: {where}: {exc}",
+            f"set the DELIVERY_{resource.vendor.upper()}_* variables of a {resource.kind} destination "
+            "(docs/destinations.md) and check the account's permissions",
+        ), None
+    return ProbeResult(
+        "credentials",
+        True,
+        f"{where} answers an authenticated read" + (f" and has the folder {folder}/" if folder else ""),
+    ), resolved
 
 
 def reach(dest: Destination, folder: str = "") -> None:
@@ -117,7 +128,9 @@ def write_probe(resource: DestinationResource | None, deliverable: Deliverable, 
     if deliverable.probe_name is None:
         return ProbeResult("write_probe", True, deliverable.probe_why, metadata={"skipped": True})
     if resource is None:
-        return ProbeResult("write_probe", False, "not run: the credentials probe failed", "fix the credentials first")
+        return ProbeResult(
+            "write_probe", False, "not run: the credentials probe failed", "fix the credentials first"
+        )
     name = deliverable.probe_name(probe_token())
     empty = workdir / "preflight.empty"
     empty.write_bytes(b"")
@@ -134,11 +147,20 @@ def write_probe(resource: DestinationResource | None, deliverable: Deliverable, 
             uri = dest.uri(name)
     except Exception as exc:  # noqa: BLE001 - whatever the store answers is the probe's result
         text = str(exc) or type(exc).__name__
-        return ProbeResult("write_probe", False, f"{step} of the empty probe object {name} failed: {text}",
-                           f"give the account write and delete rights on its folder ({resource.describe()}); "
-                           f"if the {step} step left {name} behind, delete it", metadata={"probe_object": name})
-    return ProbeResult("write_probe", size == 0, f"wrote, read back ({size} bytes) and deleted {uri}. "
-                       + deliverable.probe_why, metadata={"probe_object": uri})
+        return ProbeResult(
+            "write_probe",
+            False,
+            f"{step} of the empty probe object {name} failed: {text}",
+            f"give the account write and delete rights on its folder ({resource.describe()}); "
+            f"if the {step} step left {name} behind, delete it",
+            metadata={"probe_object": name},
+        )
+    return ProbeResult(
+        "write_probe",
+        size == 0,
+        f"wrote, read back ({size} bytes) and deleted {uri}. " + deliverable.probe_why,
+        metadata={"probe_object": uri},
+    )
 
 
 # --- SFTP host key ---------------------------------------------------------------------------
@@ -166,43 +188,74 @@ def sftp_host_key(resource: DestinationResource, timeout: float = 20.0) -> Probe
         transport.start_client(timeout=timeout)
         seen = transport.get_remote_server_key()
     except (paramiko.SSHException, OSError) as exc:
-        return ProbeResult("sftp_host_key", False, f"cannot read the host key of {host}:{port}: {type(exc).__name__}",
-                           f"check {env_name(vendor, 'SFTP_HOST')} and {env_name(vendor, 'SFTP_PORT')}")
+        return ProbeResult(
+            "sftp_host_key",
+            False,
+            f"cannot read the host key of {host}:{port}: {type(exc).__name__}",
+            f"check {env_name(vendor, 'SFTP_HOST')} and {env_name(vendor, 'SFTP_PORT')}",
+        )
     finally:
         transport.close()
     meta = {"host": f"{host}:{port}", "seen_fingerprint": _fingerprint(seen)}
     if not pinned:
-        return ProbeResult("sftp_host_key", False, f"no host key pinned for {host}:{port}; the server shows "
-                           f"{seen.get_name()} {_fingerprint(seen)}", f"pin it: set {env_name(vendor, 'SFTP_HOST_KEY')}"
-                           f"='{seen.get_name()} {seen.get_base64()}' after confirming it with the vendor",
-                           warn_only=True, metadata=meta)
+        return ProbeResult(
+            "sftp_host_key",
+            False,
+            f"no host key pinned for {host}:{port}; the server shows {seen.get_name()} {_fingerprint(seen)}",
+            f"pin it: set {env_name(vendor, 'SFTP_HOST_KEY')}"
+            f"='{seen.get_name()} {seen.get_base64()}' after confirming it with the vendor",
+            warn_only=True,
+            metadata=meta,
+        )
     if any(k.asbytes() == seen.asbytes() for k in pinned):
-        return ProbeResult("sftp_host_key", True, f"{host}:{port} shows the pinned key {_fingerprint(seen)}",
-                           metadata=meta)
-    return ProbeResult("sftp_host_key", False, f"{host}:{port} shows {seen.get_name()} {_fingerprint(seen)}, not the "
-                       f"pinned {', '.join(_fingerprint(k) for k in pinned)}: tonight's delivery will refuse to connect",
-                       "confirm the new key with the vendor out of band before pinning it "
-                       f"({env_name(vendor, 'SFTP_HOST_KEY')}); a key you cannot confirm may be an impostor",
-                       metadata={**meta, "pinned_fingerprints": [_fingerprint(k) for k in pinned]})
+        return ProbeResult(
+            "sftp_host_key", True, f"{host}:{port} shows the pinned key {_fingerprint(seen)}", metadata=meta
+        )
+    return ProbeResult(
+        "sftp_host_key",
+        False,
+        f"{host}:{port} shows {seen.get_name()} {_fingerprint(seen)}, not the "
+        f"pinned {', '.join(_fingerprint(k) for k in pinned)}: tonight's delivery will refuse to connect",
+        "confirm the new key with the vendor out of band before pinning it "
+        f"({env_name(vendor, 'SFTP_HOST_KEY')}); a key you cannot confirm may be an impostor",
+        metadata={**meta, "pinned_fingerprints": [_fingerprint(k) for k in pinned]},
+    )
 
 
 # --- iSpot token -----------------------------------------------------------------------------
 def ispot_token(api) -> ProbeResult:
     """A fresh token from the token endpoint (cached: tonight's upload reuses it, no extra request)."""
     if not api.configured:
-        return ProbeResult("ispot_token", True, "ISPOT_CLIENT_ID is not set: files go to the ispot_destination, "
-                           "not the API", metadata={"skipped": True})
+        return ProbeResult(
+            "ispot_token",
+            True,
+            "ISPOT_CLIENT_ID is not set: files go to the ispot_destination, not the API",
+            metadata={"skipped": True},
+        )
     try:
         client = resolve(api).client()
         client.token(fresh=True)
     except DestinationError as exc:
         status = getattr(exc, "status", None)
-        remedy = ("iSpot refused the client credentials: check ISPOT_CLIENT_ID and ISPOT_CLIENT_SECRET with iSpot's "
-                  "Customer Success" if status in (400, 401) else "check ISPOT_API_BASE_URL and iSpot's status")
-        return ProbeResult("ispot_token", False, f"the token endpoint {api.base_url} answered: {exc}", remedy,
-                           metadata={"status": status or 0})
-    return ProbeResult("ispot_token", True, f"the token endpoint {api.base_url} issued a bearer token",
-                       metadata={"status": 200})
+        remedy = (
+            "iSpot refused the client credentials: check ISPOT_CLIENT_ID and ISPOT_CLIENT_SECRET "
+            "with iSpot's Customer Success"
+            if status in (400, 401)
+            else "check ISPOT_API_BASE_URL and iSpot's status"
+        )
+        return ProbeResult(
+            "ispot_token",
+            False,
+            f"the token endpoint {api.base_url} answered: {exc}",
+            remedy,
+            metadata={"status": status or 0},
+        )
+    return ProbeResult(
+        "ispot_token",
+        True,
+        f"the token endpoint {api.base_url} issued a bearer token",
+        metadata={"status": 200},
+    )
 
 
 # --- PGP -------------------------------------------------------------------------------------
@@ -213,7 +266,9 @@ def _gpg_home() -> Path:
 def _usable(key: dict, cap: str, now: dt.datetime) -> tuple[bool, str]:
     """Whether the key (or one of its subkeys) can `cap` ('e' or 's') at `now`, and its expiry."""
     candidates = [(key.get("cap", ""), key.get("expires", ""))]
-    candidates += [(info.get("cap", ""), info.get("expires", "")) for info in key.get("subkey_info", {}).values()]
+    candidates += [
+        (info.get("cap", ""), info.get("expires", "")) for info in key.get("subkey_info", {}).values()
+    ]
     expiries = []
     for caps, expires in candidates:
         if cap not in caps.lower():
@@ -227,70 +282,124 @@ def _usable(key: dict, cap: str, now: dt.datetime) -> tuple[bool, str]:
     return False, f"expired on {max(e for e in expiries if e):%Y-%m-%d}"
 
 
-def pgp_keys(public_key_file: str | None, private_key_file: str | None = None, passphrase: str | None = None,
-             env_prefix: str = "IDOMOO") -> ProbeResult:
+def pgp_keys(
+    public_key_file: str | None,
+    private_key_file: str | None = None,
+    passphrase: str | None = None,
+    env_prefix: str = "IDOMOO",
+) -> ProbeResult:
     """The vendor's public key exists, is not expired (by the clock) and encrypts; our key, when
     configured, is not expired and signs."""
     import gnupg
 
     if not public_key_file:
-        return ProbeResult("pgp_keys", True, f"{env_prefix}_PGP_PUBLIC_KEY_FILE is not set: files are not encrypted",
-                           metadata={"skipped": True})
+        return ProbeResult(
+            "pgp_keys",
+            True,
+            f"{env_prefix}_PGP_PUBLIC_KEY_FILE is not set: files are not encrypted",
+            metadata={"skipped": True},
+        )
     now, home = clock.now(), _gpg_home()
     try:
         path = Path(public_key_file)
         if not path.is_file():
-            return ProbeResult("pgp_keys", False, f"the vendor's public key file {path} does not exist",
-                               f"put the key the vendor gave you at {path} ({env_prefix}_PGP_PUBLIC_KEY_FILE)")
+            return ProbeResult(
+                "pgp_keys",
+                False,
+                f"the vendor's public key file {path} does not exist",
+                f"put the key the vendor gave you at {path} ({env_prefix}_PGP_PUBLIC_KEY_FILE)",
+            )
         gpg = gnupg.GPG(gnupghome=str(home))
         imported = gpg.import_keys(path.read_text())
         if not imported.fingerprints:
-            return ProbeResult("pgp_keys", False, f"{path} holds no OpenPGP public key",
-                               "replace it with the vendor's ASCII-armoured public key")
+            return ProbeResult(
+                "pgp_keys",
+                False,
+                f"{path} holds no OpenPGP public key",
+                "replace it with the vendor's ASCII-armoured public key",
+            )
         key = next(k for k in gpg.list_keys() if k["fingerprint"] == imported.fingerprints[0])
         meta = {"vendor_key": key["fingerprint"], "uids": ", ".join(key.get("uids", []))}
         ok, why = _usable(key, "e", now)
         if not ok:
-            return ProbeResult("pgp_keys", False, f"the vendor's key {key['fingerprint'][-16:]} {why}",
-                               "ask the vendor for a renewed public key and replace "
-                               f"{env_prefix}_PGP_PUBLIC_KEY_FILE before tonight's run", metadata=meta)
+            return ProbeResult(
+                "pgp_keys",
+                False,
+                f"the vendor's key {key['fingerprint'][-16:]} {why}",
+                "ask the vendor for a renewed public key and replace "
+                f"{env_prefix}_PGP_PUBLIC_KEY_FILE before tonight's run",
+                metadata=meta,
+            )
         sealed = gpg.encrypt(b"preflight", [key["fingerprint"]], always_trust=True, armor=False)
         if not sealed.ok:
-            return ProbeResult("pgp_keys", False, f"encrypting to {key['fingerprint'][-16:]} failed: {sealed.status}",
-                               "check the vendor's key (gpg --list-keys) and replace it", metadata=meta)
+            return ProbeResult(
+                "pgp_keys",
+                False,
+                f"encrypting to {key['fingerprint'][-16:]} failed: {sealed.status}",
+                "check the vendor's key (gpg --list-keys) and replace it",
+                metadata=meta,
+            )
         detail = f"the vendor's key {key['fingerprint'][-16:]} encrypts ({why})"
         if private_key_file:
-            ours = gpg.import_keys(Path(private_key_file).read_text()) if Path(private_key_file).is_file() else None
+            ours = (
+                gpg.import_keys(Path(private_key_file).read_text())
+                if Path(private_key_file).is_file()
+                else None
+            )
             if not ours or not ours.fingerprints:
-                return ProbeResult("pgp_keys", False, f"our private key file {private_key_file} is missing or unreadable",
-                                   f"restore our key at {env_prefix}_PGP_PRIVATE_KEY_FILE", metadata=meta)
+                return ProbeResult(
+                    "pgp_keys",
+                    False,
+                    f"our private key file {private_key_file} is missing or unreadable",
+                    f"restore our key at {env_prefix}_PGP_PRIVATE_KEY_FILE",
+                    metadata=meta,
+                )
             mine = next(k for k in gpg.list_keys(True) if k["fingerprint"] in ours.fingerprints)
             mine = next((k for k in gpg.list_keys() if k["fingerprint"] == mine["fingerprint"]), mine)
             ok, why_ours = _usable(mine, "s", now)
             if not ok:
-                return ProbeResult("pgp_keys", False, f"our key {mine['fingerprint'][-16:]} {why_ours}",
-                                   "extend our key's expiry (gpg --quick-set-expire) and send the vendor the "
-                                   "refreshed public key", metadata=meta)
+                return ProbeResult(
+                    "pgp_keys",
+                    False,
+                    f"our key {mine['fingerprint'][-16:]} {why_ours}",
+                    "extend our key's expiry (gpg --quick-set-expire) and send the vendor the "
+                    "refreshed public key",
+                    metadata=meta,
+                )
             signed = gpg.sign(b"preflight", keyid=mine["fingerprint"], passphrase=passphrase or "")
             if not signed.data:
-                return ProbeResult("pgp_keys", False, f"signing with our key {mine['fingerprint'][-16:]} failed "
-                                   f"({signed.status})", f"check {env_prefix}_PGP_PASSPHRASE", metadata=meta)
+                return ProbeResult(
+                    "pgp_keys",
+                    False,
+                    f"signing with our key {mine['fingerprint'][-16:]} failed ({signed.status})",
+                    f"check {env_prefix}_PGP_PASSPHRASE",
+                    metadata=meta,
+                )
             detail += f"; our key {mine['fingerprint'][-16:]} signs ({why_ours})"
         return ProbeResult("pgp_keys", True, detail, metadata=meta)
     finally:
-        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False)
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False
+        )
         shutil.rmtree(home, ignore_errors=True)
 
 
 # --- the warehouse has the day's data ---------------------------------------------------------
-def warehouse_day(warehouse: WarehouseResource, deliverable: Deliverable, day: dt.date,
-                  min_rows: int = 1, slack_hours: float = 6.0) -> ProbeResult:
+def warehouse_day(
+    warehouse: WarehouseResource,
+    deliverable: Deliverable,
+    day: dt.date,
+    min_rows: int = 1,
+    slack_hours: float = 6.0,
+) -> ProbeResult:
     """Rows for the day, and the table loaded up to (nearly) the day's end."""
     start = dt.datetime.combine(day, dt.time())
     end = start + dt.timedelta(days=1)
-    predicate = deliverable.day_rows.format(start=sql_literal(start.isoformat(sep=" ")),
-                                            end=sql_literal(end.isoformat(sep=" ")),
-                                            day=f"DATE {sql_literal(day.isoformat())}")
+    predicate = deliverable.day_rows.format(
+        start=sql_literal(start.isoformat(sep=" ")),
+        end=sql_literal(end.isoformat(sep=" ")),
+        day=f"DATE {sql_literal(day.isoformat())}",
+    )
     fresh = f"max({deliverable.fresh_column})" if deliverable.fresh_column else "NULL"
     table = deliverable.source
     try:
@@ -298,22 +407,48 @@ def warehouse_day(warehouse: WarehouseResource, deliverable: Deliverable, day: d
             rows = con.execute(f"SELECT count(*) FROM {table} WHERE {predicate}").fetchone()[0]
             newest = con.execute(f"SELECT {fresh} FROM {table}").fetchone()[0]
     except Exception as exc:  # noqa: BLE001 - a missing file or table is the answer
-        return ProbeResult("warehouse_day", False, f"cannot read {table}: {str(exc).splitlines()[0][:300]}",
-                           "check the warehouse file (DELIVERY_WAREHOUSE_PATH) and the load job of the table")
-    meta = {"table": table, "day": day.isoformat(), "rows": int(rows),
-            "newest": newest.isoformat(sep=" ") if isinstance(newest, dt.datetime) else str(newest or "")}
+        return ProbeResult(
+            "warehouse_day",
+            False,
+            f"cannot read {table}: {str(exc).splitlines()[0][:300]}",
+            "check the warehouse file (DELIVERY_WAREHOUSE_PATH) and the load job of the table",
+        )
+    meta = {
+        "table": table,
+        "day": day.isoformat(),
+        "rows": int(rows),
+        "newest": newest.isoformat(sep=" ") if isinstance(newest, dt.datetime) else str(newest or ""),
+    }
     if rows < min_rows:
-        return ProbeResult("warehouse_day", False, f"{table} has {rows:,} rows for {day} (at least {min_rows:,} "
-                           "expected): tonight's file would be empty", f"check that the load of {table} for {day} "
-                           "ran; re-run it, then launch this preflight again", metadata=meta)
+        return ProbeResult(
+            "warehouse_day",
+            False,
+            f"{table} has {rows:,} rows for {day} (at least {min_rows:,} "
+            "expected): tonight's file would be empty",
+            f"check that the load of {table} for {day} ran; re-run it, then launch this preflight again",
+            metadata=meta,
+        )
     if deliverable.fresh_column is None:
-        return ProbeResult("warehouse_day", True, f"{table} has {rows:,} rows for {day} (the table has no load "
-                           "time, so freshness is not measured)", metadata=meta)
+        return ProbeResult(
+            "warehouse_day",
+            True,
+            f"{table} has {rows:,} rows for {day} (the table has no load time, so freshness is not measured)",
+            metadata=meta,
+        )
     needed = end - dt.timedelta(hours=slack_hours)
     if newest is None or newest < needed:
-        return ProbeResult("warehouse_day", False, f"{table} has {rows:,} rows for {day} but its newest "
-                           f"{deliverable.fresh_column} is {meta['newest'] or 'empty'}, before {needed:%Y-%m-%d %H:%M} "
-                           "UTC: the day looks partly loaded", f"wait for or re-run the load of {table}",
-                           metadata=meta)
-    return ProbeResult("warehouse_day", True, f"{table} has {rows:,} rows for {day}; newest "
-                       f"{deliverable.fresh_column} {meta['newest']}", metadata=meta)
+        return ProbeResult(
+            "warehouse_day",
+            False,
+            f"{table} has {rows:,} rows for {day} but its newest "
+            f"{deliverable.fresh_column} is {meta['newest'] or 'empty'}, before {needed:%Y-%m-%d %H:%M} "
+            "UTC: the day looks partly loaded",
+            f"wait for or re-run the load of {table}",
+            metadata=meta,
+        )
+    return ProbeResult(
+        "warehouse_day",
+        True,
+        f"{table} has {rows:,} rows for {day}; newest {deliverable.fresh_column} {meta['newest']}",
+        metadata=meta,
+    )

@@ -11,7 +11,6 @@ States of a (deliverable, day):
 - missing: none of the above after the deadline; pending: before it.
 """
 
-
 import datetime as dt
 import json
 import sqlite3
@@ -30,8 +29,15 @@ from .deliverables import DELIVERABLES, Deliverable
 DAYS = 14
 GROUP = "status"
 # plain words (upper case where someone must act): emoji do not render in every browser's fonts
-MARKS = {"delivered": "delivered", "late": "LATE", "failed": "FAILED", "held": "HELD", "empty": "empty",
-         "missing": "MISSING", "pending": "pending"}
+MARKS = {
+    "delivered": "delivered",
+    "late": "LATE",
+    "failed": "FAILED",
+    "held": "HELD",
+    "empty": "empty",
+    "missing": "MISSING",
+    "pending": "pending",
+}
 
 
 def deadline(d: Deliverable, day: dt.date) -> dt.datetime:
@@ -46,11 +52,16 @@ def completed(d: Deliverable, key: str, ledger: Ledger) -> dt.datetime:
     if docs and docs[0].get("completed_at"):
         return dt.datetime.fromisoformat(docs[0]["completed_at"])
     finished = [a.finished_at for a in ledger.delivered(d.vendor, d.name, key) if a.finished_at]
-    return dt.datetime.fromisoformat(max(finished)) if finished else dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+    return (
+        dt.datetime.fromisoformat(max(finished))
+        if finished
+        else dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+    )
 
 
-def day_state(d: Deliverable, day: dt.date, ledger: Ledger, warehouse: WarehouseResource,
-              now: dt.datetime) -> str:
+def day_state(
+    d: Deliverable, day: dt.date, ledger: Ledger, warehouse: WarehouseResource, now: dt.datetime
+) -> str:
     key = day.isoformat()
     state = ledger.partition_state(d.vendor, d.name, key)
     attempts = ledger.attempts(d.vendor, d.name, key)
@@ -76,8 +87,11 @@ def returns_cell(d: Deliverable, day: dt.date, ledger: Ledger, state: str) -> st
     answer = docs[0]["vendor_answer"]
     if d.vendor == "idomoo":
         got = [p for p in answer.get("purl_files", []) if p["received"]]
-        return "PURL back: " + ", ".join(f"{p['rows']:,} rows" for p in got) if answer.get("purl_received") \
+        return (
+            "PURL back: " + ", ".join(f"{p['rows']:,} rows" for p in got)
+            if answer.get("purl_received")
             else "PURL not received"
+        )
     return f"{answer.get('matched_records', 0):,} matched"
 
 
@@ -86,10 +100,19 @@ def open_alerts(vendor: str, ledger: Ledger, days: list[dt.date]) -> list[str]:
     log = AlertLog()
     con = sqlite3.connect(log.path)
     try:
-        failing = [r[0] for r in con.execute("SELECT subject FROM check_state WHERE failing = 1 AND subject LIKE ?",
-                                             (f"{vendor}/%",))]
-        sent = [r[0] for r in con.execute("SELECT key FROM alerts_sent WHERE key LIKE ? OR key LIKE ?",
-                                          (f"deadline:{vendor}:%", f"preflight:{vendor}:%"))]
+        failing = [
+            r[0]
+            for r in con.execute(
+                "SELECT subject FROM check_state WHERE failing = 1 AND subject LIKE ?", (f"{vendor}/%",)
+            )
+        ]
+        sent = [
+            r[0]
+            for r in con.execute(
+                "SELECT key FROM alerts_sent WHERE key LIKE ? OR key LIKE ?",
+                (f"deadline:{vendor}:%", f"preflight:{vendor}:%"),
+            )
+        ]
     finally:
         con.close()
     window = {d.isoformat() for d in days} | {(days[0] + dt.timedelta(days=1)).isoformat()}
@@ -106,7 +129,9 @@ def open_alerts(vendor: str, ledger: Ledger, days: list[dt.date]) -> list[str]:
     return out
 
 
-def report(vendor: str, ledger: Ledger, warehouse: WarehouseResource, now: dt.datetime) -> tuple[str, Counter, list]:
+def report(
+    vendor: str, ledger: Ledger, warehouse: WarehouseResource, now: dt.datetime
+) -> tuple[str, Counter, list]:
     mine = [d for d in DELIVERABLES if d.vendor == vendor]
     last = now.date() - dt.timedelta(days=1)
     days = [last - dt.timedelta(days=i) for i in range(DAYS)]
@@ -121,25 +146,40 @@ def report(vendor: str, ledger: Ledger, warehouse: WarehouseResource, now: dt.da
             counts[state] += 1
             cells.append(MARKS[state])
             back.append(returns_cell(d, day, ledger, state))
-        lines.append(f"| {day} | " + " | ".join(cells) + (f" | {'; '.join(b for b in back if b)} |"
-                                                          if with_returns else " |"))
+        lines.append(
+            f"| {day} | "
+            + " | ".join(cells)
+            + (f" | {'; '.join(b for b in back if b)} |" if with_returns else " |")
+        )
     alerts = open_alerts(vendor, ledger, days)
-    text = (f"**{vendor}**, the {DAYS} days to {last} (as of {now:%Y-%m-%d %H:%M} UTC)\n\n" + "\n".join(lines)
-            + "\n\n**Open alerts**\n\n" + ("\n".join(f"- {a}" for a in alerts) if alerts else "none"))
+    text = (
+        f"**{vendor}**, the {DAYS} days to {last} (as of {now:%Y-%m-%d %H:%M} UTC)\n\n"
+        + "\n".join(lines)
+        + "\n\n**Open alerts**\n\n"
+        + ("\n".join(f"- {a}" for a in alerts) if alerts else "none")
+    )
     return text, counts, alerts
 
 
 def build_asset(vendor: str) -> dg.AssetsDefinition:
-    @dg.asset(key=[GROUP, vendor], group_name=GROUP, kinds={"python"},
-              description=f"{vendor}: the last {DAYS} days per deliverable (delivered / late / failed / held / "
-                          "empty / missing), what came back, and open alerts. Open it first.")
-    def status(context: dg.AssetExecutionContext, ledger: LedgerResource,
-               warehouse: WarehouseResource) -> dg.MaterializeResult:
+    @dg.asset(
+        key=[GROUP, vendor],
+        group_name=GROUP,
+        kinds={"python"},
+        description=f"{vendor}: the last {DAYS} days per deliverable (delivered / late / failed / held / "
+        "empty / missing), what came back, and open alerts. Open it first.",
+    )
+    def status(
+        context: dg.AssetExecutionContext, ledger: LedgerResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
         text, counts, alerts = report(vendor, ledger.get(), warehouse, clock.now())
-        return dg.MaterializeResult(metadata={
-            "status": dg.MetadataValue.md(text),
-            **{state: dg.MetadataValue.int(counts.get(state, 0)) for state in MARKS},
-            "open_alerts": dg.MetadataValue.int(len(alerts))})
+        return dg.MaterializeResult(
+            metadata={
+                "status": dg.MetadataValue.md(text),
+                **{state: dg.MetadataValue.int(counts.get(state, 0)) for state in MARKS},
+                "open_alerts": dg.MetadataValue.int(len(alerts)),
+            }
+        )
 
     return status
 
@@ -147,10 +187,19 @@ def build_asset(vendor: str) -> dg.AssetsDefinition:
 def build_defs(env: str) -> dg.Definitions:
     vendors = list(dict.fromkeys(d.vendor for d in DELIVERABLES))
     assets = [build_asset(v) for v in vendors]
-    job = dg.define_asset_job("vendor_status", selection=dg.AssetSelection.groups(GROUP),
-                              description="Refresh every vendor's status page.")
+    job = dg.define_asset_job(
+        "vendor_status",
+        selection=dg.AssetSelection.groups(GROUP),
+        description="Refresh every vendor's status page.",
+    )
     schedule = dg.ScheduleDefinition(
-        name="vendor_status_schedule", job=job, cron_schedule="*/30 * * * *", execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING if env == "production" else dg.DefaultScheduleStatus.STOPPED,
-        description="Every 30 minutes: the vendor status pages.")
+        name="vendor_status_schedule",
+        job=job,
+        cron_schedule="*/30 * * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING
+        if env == "production"
+        else dg.DefaultScheduleStatus.STOPPED,
+        description="Every 30 minutes: the vendor status pages.",
+    )
     return dg.Definitions(assets=assets, jobs=[job], schedules=[schedule])
