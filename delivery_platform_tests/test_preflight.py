@@ -315,3 +315,20 @@ def test_vendors_without_an_ignored_name_skip_the_write_probe_and_say_why(vendor
     result = probes.write_probe(None, d, tmp_path)
     assert result.passed and result.metadata == {"skipped": True}
     assert result.detail.startswith("skipped:") and "document names no" in result.detail
+
+
+def test_the_idomoo_preflight_over_sftp_with_pgp(data_dir, sftp_server, monkeypatch, tmp_path):
+    env = sftp_server.env("idomoo")
+    _set(monkeypatch, env)
+    public, _ = _gpg_key("idomoo")
+    (tmp_path / "idomoo.asc").write_text(public)
+    monkeypatch.setenv("IDOMOO_PGP_PUBLIC_KEY_FILE", str(tmp_path / "idomoo.asc"))
+    idomoo, = for_vendor("idomoo")
+    without_uploads = {r.probe: r for r in preflight.run_probes(idomoo, DAY, WarehouseResource())}
+    assert not without_uploads["credentials"].passed and "Uploads does not exist" in without_uploads[
+        "credentials"].detail
+    (sftp_server.root / env["DELIVERY_IDOMOO_PREFIX"] / "Uploads").mkdir()
+    results = preflight.run_probes(idomoo, DAY, WarehouseResource())
+    assert [r.probe for r in results] == ["credentials", "sftp_host_key", "pgp_keys", "write_probe",
+                                         "warehouse_day"]
+    assert all(r.passed for r in results), [r.text() for r in results]

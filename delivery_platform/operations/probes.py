@@ -88,8 +88,7 @@ def reach(dest: Destination, folder: str = "") -> None:
         except FileNotFoundError:
             raise DestinationError(f"{dest.uri(folder)} does not exist") from None
     elif kind == "local":
-        if folder and not (dest.root / folder).is_dir():
-            raise DestinationError(f"{dest.uri(folder)} does not exist")
+        pass  # a local folder is created by the first publish; the write probe tests the rights
     else:  # object stores: a listing under a prefix nothing else uses is one small request
         dest.list(f"{folder}/_preflight" if folder else "_preflight")
 
