@@ -49,7 +49,8 @@ class DeliveryOutcome:
         from .operations import receipts
 
         extra = receipts.metadata(*self.receipt) if self.receipt else {}
-        return {**extra, 
+        return {
+            **extra,
             "delivery_action": dg.MetadataValue.text(self.action),
             "destination": dg.MetadataValue.text(self.destination),
             "file_count": dg.MetadataValue.int(len(self.files)),
@@ -128,16 +129,17 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
 
 def _with_receipt(outcome: DeliveryOutcome, ledger: Ledger, vendor: str, deliverable: str, partition_key: str,
                   logger: logging.Logger) -> DeliveryOutcome:
-    """Attach the partition's receipt: written when files were sent, kept when a re-run sent nothing.
-    The files are at the vendor by now: a receipt that cannot be written is a loud warning, not a
-    failed delivery (a retry would send nothing and still have no receipt)."""
+    """Attach the partition's receipt: written when files were sent, kept when a re-run sent nothing
+    (or written then, for a partition delivered before receipts existed). The files are at the vendor
+    by now: a receipt that cannot be written is a loud warning, not a failed delivery, and the next
+    re-run of the partition writes it."""
     from .operations import receipts
 
     try:
-        kept = receipts.load(ledger, vendor, partition_key, deliverable)
-        if outcome.action.startswith("skipped") and kept:
-            path = receipts.receipt_path(ledger, vendor, deliverable, partition_key)
-            outcome.receipt = (path, kept[0])
+        kept = receipts.load(ledger, vendor, partition_key, deliverable) if outcome.action.startswith(
+            "skipped") else []
+        if kept:
+            outcome.receipt = (receipts.receipt_path(ledger, vendor, deliverable, partition_key), kept[0])
         else:
             outcome.receipt = receipts.record(ledger, vendor, deliverable, partition_key,
                                               destination=outcome.destination, action=outcome.action)

@@ -72,6 +72,9 @@ def test_a_receipt_matches_the_ledger_and_the_files_at_the_destination(data_dir)
     # a re-run sends nothing and keeps the same receipt
     again = _run("lotame")
     assert again.success and json.loads(path.read_text())["run_ids"] == [result.run_id]
+    # a partition delivered without a receipt (lost, or from before receipts) gets one on a re-run
+    path.unlink()
+    assert _run("lotame").success and json.loads(path.read_text())["run_ids"] == [result.run_id]
     # the CLI prints it
     printed = subprocess.run(
         [sys.executable, "-m", "delivery_platform", "receipt", "lotame", DAY],
