@@ -46,7 +46,9 @@ def _write_probe(vendor_deliverable, tmp_path):
 # --- every deliverable is covered; schedules run an hour early -----------------------------------
 def test_every_delivery_asset_has_preflight_drift_and_a_schedule_an_hour_early():
     defs = build_defs("local")
-    assert set(delivery_keys(defs)) == set(BY_KEY)
+    assert set(delivery_keys(defs)) == set(BY_KEY)  # a new deliverable needs its entry
+    check_keys = {key for checks in defs.asset_checks for key in checks.check_keys}
+    assert {dg.AssetCheckKey(key, "drift") for key in BY_KEY} <= check_keys
     schedules = {s.name: s for s in defs.schedules}
     assert schedules["ispot_preflight_schedule"].cron_schedule == "0 11 * * *"  # iSpot's run is at 12:00
     assert schedules["lotame_preflight_schedule"].cron_schedule == "0 5 * * *"

@@ -15,11 +15,9 @@ from .deliverables import BY_KEY, delivery_keys
 
 
 def build_defs(base: dg.Definitions, env: str) -> dg.Definitions:
-    """What the safety net adds to the vendors' definitions `base`."""
-    missing = [k.to_user_string() for k in delivery_keys(base) if k not in BY_KEY]
-    if missing:
-        raise ValueError(f"operations/deliverables.py has no entry for {', '.join(missing)}")
-    checks = [drift.build_check(BY_KEY[k]) for k in delivery_keys(base)]
-    return dg.Definitions.merge(
-        preflight.build_defs(base, env), status.build_defs(env), dg.Definitions(asset_checks=checks)
-    )
+    """What the safety net adds to the vendors' definitions `base`. A `_delivery` asset missing from
+    operations/deliverables.py gets no drift check (test_preflight.py fails on it), rather than
+    stopping the whole code location from loading."""
+    checks = [drift.build_check(BY_KEY[k]) for k in delivery_keys(base) if k in BY_KEY]
+    return dg.Definitions.merge(preflight.build_defs(base, env), status.build_defs(env),
+                                dg.Definitions(asset_checks=checks))
