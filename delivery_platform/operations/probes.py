@@ -54,6 +54,15 @@ def resolve(resource: dg.ConfigurableResource) -> dg.ConfigurableResource:
         ) from None
 
 
+def safe_error(exc: BaseException) -> str:
+    """Our own errors are written to be shown; a client library's text may quote a request URL (an
+    Azure SAS, say), so only its type and error code are."""
+    if isinstance(exc, (DestinationError, FileNotFoundError)):
+        return str(exc) or type(exc).__name__
+    code = getattr(exc, "error_code", None) or getattr(exc, "code", None)
+    return f"{type(exc).__name__}{f' ({code})' if code else ''}"
+
+
 # --- credentials and reachability -------------------------------------------------------------
 def credentials(
     resource: DestinationResource, folder: str = ""
@@ -64,11 +73,11 @@ def credentials(
         resolved = resolve(resource)
         with resolved.get() as dest:
             reach(dest, folder)
-    except (DestinationError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a refusal of any kind is the probe's answer
         return ProbeResult(
             "credentials",
             False,
-            f"{resource.vendor}: {where}: {exc}",
+            f"{resource.vendor}: {where}: {safe_error(exc)}",
             f"set the DELIVERY_{resource.vendor.upper()}_* variables of a {resource.kind} destination "
             "(docs/destinations.md) and check the account's permissions",
         ), None
@@ -145,7 +154,7 @@ def write_probe(resource: DestinationResource | None, deliverable: Deliverable, 
                 raise DestinationError(f"{dest.uri(name)} is still there after the delete")
             uri = dest.uri(name)
     except Exception as exc:  # noqa: BLE001 - whatever the store answers is the probe's result
-        text = str(exc) or type(exc).__name__
+        text = safe_error(exc)
         return ProbeResult(
             "write_probe",
             False,
