@@ -134,3 +134,19 @@ def test_the_idomoo_receipt_learns_that_the_purl_file_came_back(data_dir):
     stored = settings.returns_dir() / "idomoo_purls" / f"{answer['purl_files'][0]['purl_file']}.parquet"
     rows = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{stored}')").fetchone()[0]
     assert answer["purl_files"][0]["rows"] == rows == doc["rows"]
+
+
+def test_the_digital_audience_receipt_counts_the_matches_that_came_back(data_dir):
+    from delivery_platform.vendors import digital_audience
+
+    before = receipts.vendor_answer("digital_audience", "crm", DAY, "local", [])
+    assert before["matched_records"] == 0 and before["meaning"] == "no match export received yet"
+    outcome = digital_audience.demo(build_defs("local"), dg.DagsterInstance.ephemeral(), DAY)
+    assert outcome["success"] and any("matches ingested" in line for line in outcome["extra"])
+    [doc] = receipts.load(Ledger(), "digital_audience", DAY)
+    inbox = settings.data_dir() / "inbox" / "digital_audience"
+    sent = inbox / f"acme_matches_{DAY.replace('-', '')}.csv"
+    crm_ids = {line.split(",")[1] for line in sent.read_text().splitlines()[1:]}
+    answer = doc["vendor_answer"]
+    assert answer["matched_records"] == len(crm_ids) > 0 and answer["match_files"] == 1
+    assert answer["delivered_records"] == doc["rows"]
