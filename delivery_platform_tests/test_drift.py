@@ -5,16 +5,20 @@ the warehouse source."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 
 import dagster as dg
 import duckdb
 
+from delivery_platform.alerts import AlertSinks, process_run
+from delivery_platform.alerts.sensors import AlertLog
 from delivery_platform.definitions import build_defs
 from delivery_platform.ledger import Ledger
 from delivery_platform.operations import drift
 from delivery_platform.operations.deliverables import BY_KEY
 from delivery_platform.warehouse.resource import WarehouseResource
+from delivery_platform_tests.http_doubles import Recorder
 
 ISPOT = BY_KEY[dg.AssetKey(["ispot", "conversions_delivery"])]
 
@@ -75,9 +79,8 @@ def test_a_halved_day_warns_on_a_real_delivery_run(data_dir, monkeypatch):
         ledger.finish(attempt, "delivered")
         ledger.mark_partition("ispot", "conversions", key, "complete", files=1)
     job = build_defs("local").resolve_job_def("ispot_daily_delivery")
-    result = job.execute_in_process(
-        partition_key="2026-11-19", instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
-    )
+    instance = dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(partition_key="2026-11-19", instance=instance, raise_on_error=False)
     assert result.success
     [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "drift"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
@@ -86,6 +89,13 @@ def test_a_halved_day_warns_on_a_real_delivery_run(data_dir, monkeypatch):
     assert check.metadata["rows_band_low"].value > day_rows
     series = check.metadata["series"].value
     assert "**2026-11-19**" in series and series.count("\n| 2026-11-") == 14
+    # the alert sensor sends it like any failed check: once, naming the check and the partition
+    with Recorder() as hook:
+        sinks = AlertSinks(webhook_url=hook.url + "/hook")
+        sent = [a for a in process_run(instance, result.run_id, sinks, AlertLog()) if a.check == "drift"]
+        assert process_run(instance, result.run_id, sinks, AlertLog()) == []
+    assert len(sent) == 1 and sent[0].partition == "2026-11-19" and sent[0].title.startswith("[WARN]")
+    assert any(json.loads(body)["check"] == "drift" for _, _, body in hook.requests)
     profile = drift.stored_profile(ledger, ISPOT, "2026-11-19")
     assert profile["rows"] == day_rows and "customdata" in profile["columns"]
 
