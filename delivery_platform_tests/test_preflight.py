@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 import subprocess
 import tempfile
 from pathlib import Path
@@ -281,6 +282,10 @@ def test_the_preflight_job_reports_each_probe_and_alerts_once(data_dir, sftp_ser
     assert "warehouse_day" in alert["title"] and sftp_server.password not in hook.requests[0][2].decode()
     keys = [k for k in _sent_keys(AlertLog().path) if k.startswith("preflight:")]
     assert keys == ["preflight:lotame:segmentmembership:2026-11-20:warehouse_day"]
+    con = sqlite3.connect(AlertLog().path)
+    state = con.execute("SELECT failing FROM check_state WHERE subject LIKE 'preflight/lotame/%'").fetchall()
+    con.close()
+    assert state == [(1,)]  # open on the status page until a preflight of the day passes
 
 
 def _sent_keys(path: Path) -> list[str]:

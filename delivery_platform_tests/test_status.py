@@ -58,7 +58,8 @@ def test_the_lotame_page_shows_each_state_and_open_alerts(data_dir):
     held.write_bytes(b"PAR1")  # built and checked, never sent
     log = AlertLog()
     log.set_failing("lotame/segment_memberships:spec:2026-11-15", True, "r-held")
-    log.claim("preflight:lotame:segmentmembership:2026-11-20:credentials")
+    log.set_failing("preflight/lotame/segmentmembership:preflight:2026-11-20", True, "r-pre")
+    log.set_failing("preflight/lotame/segmentmembership:preflight:2026-11-19", False, "r-pre-fixed")
     log.claim("deadline:lotame:segmentmembership:2026-11-14")
     log.claim("deadline:lotame:segmentmembership:2026-11-17")  # made good since: not open
 
@@ -81,7 +82,8 @@ def test_the_lotame_page_shows_each_state_and_open_alerts(data_dir):
         1,
     )
     assert "check failing: lotame/segment_memberships:spec:2026-11-15" in text
-    assert "preflight failed: segmentmembership 2026-11-20 (credentials)" in text
+    assert "preflight failing: preflight/lotame/segmentmembership:preflight:2026-11-20" in text
+    assert "preflight:2026-11-19" not in text  # passed again since: not open
     assert "missed deadline: segmentmembership 2026-11-14" in text
     assert "2026-11-17" not in text.split("**Open alerts**")[1]
     assert meta["open_alerts"].value == 3

@@ -97,9 +97,11 @@ def alert_once(
     link: str = "",
 ) -> Alert | None:
     failed = [r for r in results if not r.passed and not r.warn_only]
+    log = log or AlertLog()
+    # the state the status page reads as an open alert, until a later preflight of the day passes
+    log.set_failing(f"{preflight_key(d).to_user_string()}:preflight:{day}", bool(failed), link)
     if not failed:
         return None
-    log = log or AlertLog()
     if not log.claim(f"preflight:{d.vendor}:{d.name}:{day}:{','.join(r.probe for r in failed)}"):
         return None
     alert = Alert(

@@ -96,36 +96,31 @@ def returns_cell(d: Deliverable, day: dt.date, ledger: Ledger, state: str) -> st
 
 
 def open_alerts(vendor: str, ledger: Ledger, days: list[dt.date]) -> list[str]:
-    """Checks still failing, missed deadlines not made good, preflight failures of the window."""
+    """Checks and preflights still failing, and missed deadlines of the window not made good since."""
     log = AlertLog()
     con = sqlite3.connect(log.path)
     try:
         failing = [
             r[0]
             for r in con.execute(
-                "SELECT subject FROM check_state WHERE failing = 1 AND subject LIKE ?", (f"{vendor}/%",)
+                "SELECT subject FROM check_state WHERE failing = 1 AND (subject LIKE ? OR subject LIKE ?)",
+                (f"{vendor}/%", f"preflight/{vendor}/%"),
             )
         ]
         sent = [
             r[0]
             for r in con.execute(
-                "SELECT key FROM alerts_sent WHERE key LIKE ? OR key LIKE ?",
-                (f"deadline:{vendor}:%", f"preflight:{vendor}:%"),
+                "SELECT key FROM alerts_sent WHERE key LIKE ?", (f"deadline:{vendor}:%",)
             )
         ]
     finally:
         con.close()
     window = {d.isoformat() for d in days} | {(days[0] + dt.timedelta(days=1)).isoformat()}
-    out = [f"check failing: {s}" for s in failing]
+    out = [("preflight failing: " if s.startswith("preflight/") else "check failing: ") + s for s in failing]
     for key in sent:
-        parts = key.split(":")
-        kind, deliverable, day = parts[0], parts[2], parts[3]
-        if day not in window:
-            continue
-        if kind == "deadline" and ledger.partition_state(vendor, deliverable, day) != "complete":
+        _, _, deliverable, day = key.split(":")[:4]
+        if day in window and ledger.partition_state(vendor, deliverable, day) != "complete":
             out.append(f"missed deadline: {deliverable} {day}")
-        elif kind == "preflight":
-            out.append(f"preflight failed: {deliverable} {day} ({parts[4]})")
     return out
 
 
