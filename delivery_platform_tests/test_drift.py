@@ -119,10 +119,18 @@ def test_schema_drift_in_the_warehouse_source(data_dir, tmp_path, monkeypatch, s
 def test_one_earlier_delivery_is_reported_not_judged(data_dir):
     ledger = Ledger()
     for key, rows in (("2026-11-18", 183), ("2026-11-19", 91)):
-        attempt = ledger.begin("ispot", "conversions", key, f"c_{key}.csv", bytes=rows * 100, md5="0" * 32,
-                               rows=rows, remote_uri=f"file:///x/{key}", run_id="r")
+        attempt = ledger.begin(
+            "ispot",
+            "conversions",
+            key,
+            f"c_{key}.csv",
+            bytes=rows * 100,
+            md5="0" * 32,
+            rows=rows,
+            remote_uri=f"file:///x/{key}",
+            run_id="r",
+        )
         ledger.finish(attempt, "delivered")
     result = drift.evaluate(ISPOT, "2026-11-19", WarehouseResource(), ledger)
     assert result.passed and "only 1 earlier deliveries" in result.description
     assert result.metadata["rows_median"].value == 183.0  # an odd count's median is an int: stored as float
-

@@ -331,12 +331,19 @@ def test_the_idomoo_preflight_over_sftp_with_pgp(data_dir, sftp_server, monkeypa
     public, _ = _gpg_key("idomoo")
     (tmp_path / "idomoo.asc").write_text(public)
     monkeypatch.setenv("IDOMOO_PGP_PUBLIC_KEY_FILE", str(tmp_path / "idomoo.asc"))
-    idomoo, = for_vendor("idomoo")
+    (idomoo,) = for_vendor("idomoo")
     without_uploads = {r.probe: r for r in preflight.run_probes(idomoo, DAY, WarehouseResource())}
-    assert not without_uploads["credentials"].passed and "Uploads does not exist" in without_uploads[
-        "credentials"].detail
+    assert (
+        not without_uploads["credentials"].passed
+        and "Uploads does not exist" in without_uploads["credentials"].detail
+    )
     (sftp_server.root / env["DELIVERY_IDOMOO_PREFIX"] / "Uploads").mkdir()
     results = preflight.run_probes(idomoo, DAY, WarehouseResource())
-    assert [r.probe for r in results] == ["credentials", "sftp_host_key", "pgp_keys", "write_probe",
-                                         "warehouse_day"]
+    assert [r.probe for r in results] == [
+        "credentials",
+        "sftp_host_key",
+        "pgp_keys",
+        "write_probe",
+        "warehouse_day",
+    ]
     assert all(r.passed for r in results), [r.text() for r in results]

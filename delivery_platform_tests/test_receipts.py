@@ -150,3 +150,33 @@ def test_the_digital_audience_receipt_counts_the_matches_that_came_back(data_dir
     answer = doc["vendor_answer"]
     assert answer["matched_records"] == len(crm_ids) > 0 and answer["match_files"] == 1
     assert answer["delivered_records"] == doc["rows"]
+
+
+def test_the_cli_prints_every_deliverable_of_a_vendor_or_the_one_asked_for(data_dir, tmp_path, capsys):
+    from delivery_platform.__main__ import main
+
+    ledger = Ledger()
+    for table in ("customers", "transactions"):
+        name = f"{table}/{table}_20261119_001.csv.gz"
+        attempt = ledger.begin(
+            "optimove",
+            table,
+            DAY,
+            name,
+            bytes=10,
+            md5="a" * 32,
+            rows=2,
+            remote_uri=f"s3://b/{name}",
+            run_id="run-1",
+        )
+        ledger.finish(attempt, "delivered")
+        receipts.record(ledger, "optimove", table, DAY, destination="s3", action="send")
+    assert main(["receipt", "optimove", DAY]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert [d["deliverable"] for d in both] == ["customers", "transactions"]
+    assert both[0]["files"][0]["uri"] == "s3://b/customers/customers_20261119_001.csv.gz"
+    assert (
+        main(["receipt", "optimove", DAY, "--deliverable", "transactions", "--out", str(tmp_path / "r.json")])
+        == 0
+    )
+    assert json.loads((tmp_path / "r.json").read_text())["deliverable"] == "transactions"

@@ -19,5 +19,6 @@ def build_defs(base: dg.Definitions, env: str) -> dg.Definitions:
     operations/deliverables.py gets no drift check (test_preflight.py fails on it), rather than
     stopping the whole code location from loading."""
     checks = [drift.build_check(BY_KEY[k]) for k in delivery_keys(base) if k in BY_KEY]
-    return dg.Definitions.merge(preflight.build_defs(base, env), status.build_defs(env),
-                                dg.Definitions(asset_checks=checks))
+    return dg.Definitions.merge(
+        preflight.build_defs(base, env), status.build_defs(env), dg.Definitions(asset_checks=checks)
+    )

@@ -48,39 +48,68 @@ _IN_DAY = "{col} >= {start} AND {col} < {end}"
 
 DELIVERABLES: tuple[Deliverable, ...] = (
     Deliverable(
-        vendor="lotame", name="segmentmembership", source="lotame_segment_memberships",
+        vendor="lotame",
+        name="segmentmembership",
+        source="lotame_segment_memberships",
         day_rows="valid_from <= {day} AND (valid_to IS NULL OR {day} < valid_to)",
-        fresh_column="last_seen_at", event_column=None, spec_module="delivery_platform.vendors.lotame.spec",
+        fresh_column="last_seen_at",
+        event_column=None,
+        spec_module="delivery_platform.vendors.lotame.spec",
         probe_name=lambda token: f"_preflight-{token}.probe",
         probe_why="Lotame imports only a YYYYMMDD/ folder once its YYYYMMDD.done marker exists (DIGEST 1.2, "
-                  "'Done marker'); the probe lies outside any date folder and no marker ever names it."),
+        "'Done marker'); the probe lies outside any date folder and no marker ever names it.",
+    ),
     Deliverable(
-        vendor="ispot", name="conversions", source="ispot_conversion_events",
-        day_rows=_IN_DAY.replace("{col}", "event_ts"), fresh_column="loaded_at", event_column="datetime",
-        spec_module="delivery_platform.vendors.ispot.spec", probe_name=None,
+        vendor="ispot",
+        name="conversions",
+        source="ispot_conversion_events",
+        day_rows=_IN_DAY.replace("{col}", "event_ts"),
+        fresh_column="loaded_at",
+        event_column="datetime",
+        spec_module="delivery_platform.vendors.ispot.spec",
+        probe_name=None,
         probe_why="skipped: every upload to iSpot's API is a conversions file (no name is ignored, nothing "
-                  "can be deleted), so the token probe checks the credentials instead."),
-    *(Deliverable(
-        vendor="optimove", name=table, source=f"optimove_{table}",
-        day_rows=_IN_DAY.replace("{col}", "last_updated"), fresh_column="last_updated", event_column=event,
-        spec_module="delivery_platform.vendors.optimove.spec",
-        probe_name=lambda token: f"_preflight/not-for-ingestion/{token}/probe.txt",
-        probe_why="Optimove's ingestion reads at most two folder levels (DIGEST 3.2, [O6]); the probe sits "
-                  "three folders deep, outside every table folder.")
-      for table, event in (("customers", "LastUpdated"), ("transactions", "TransactionDate"))),
+        "can be deleted), so the token probe checks the credentials instead.",
+    ),
+    *(
+        Deliverable(
+            vendor="optimove",
+            name=table,
+            source=f"optimove_{table}",
+            day_rows=_IN_DAY.replace("{col}", "last_updated"),
+            fresh_column="last_updated",
+            event_column=event,
+            spec_module="delivery_platform.vendors.optimove.spec",
+            probe_name=lambda token: f"_preflight/not-for-ingestion/{token}/probe.txt",
+            probe_why="Optimove's ingestion reads at most two folder levels (DIGEST 3.2, [O6]); the probe "
+            "sits three folders deep, outside every table folder.",
+        )
+        for table, event in (("customers", "LastUpdated"), ("transactions", "TransactionDate"))
+    ),
     Deliverable(
-        vendor="digital_audience", name="crm", source="crm_contacts",
+        vendor="digital_audience",
+        name="crm",
+        source="crm_contacts",
         day_rows="opted_in_at < {end} AND (opted_out_at IS NULL OR opted_out_at >= {end})",
-        fresh_column="opted_in_at", event_column=None,
-        spec_module="delivery_platform.vendors.digital_audience.spec", probe_name=None,
+        fresh_column="opted_in_at",
+        event_column=None,
+        spec_module="delivery_platform.vendors.digital_audience.spec",
+        probe_name=None,
         probe_why="skipped: dA's document names no file its Onboarding API ignores in the storage it "
-                  "polls; a probe could be read as a CRM file. The credentials probe's read stands in."),
+        "polls; a probe could be read as a CRM file. The credentials probe's read stands in.",
+    ),
     Deliverable(
-        vendor="idomoo", name="data_file", source="idomoo_recipients", day_rows="send_date = {day}",
-        fresh_column=None, event_column=None, spec_module="delivery_platform.vendors.idomoo.spec",
+        vendor="idomoo",
+        name="data_file",
+        source="idomoo_recipients",
+        day_rows="send_date = {day}",
+        fresh_column=None,
+        event_column=None,
+        spec_module="delivery_platform.vendors.idomoo.spec",
         probe_name=None,
         probe_why="skipped: Idomoo processes every file in Uploads and its document names no name it "
-                  "ignores; the login, the host key and the Uploads folder are checked instead."),
+        "ignores; the login, the host key and the Uploads folder are checked instead.",
+    ),
 )
 
 BY_KEY = {d.delivery_key: d for d in DELIVERABLES}

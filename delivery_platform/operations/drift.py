@@ -200,8 +200,11 @@ def build_check(d: Deliverable) -> dg.AssetChecksDefinition:
             return evaluate(d, context.partition_key, warehouse, ledger.get())
         except Exception as exc:  # noqa: BLE001 - a guard must never fail the delivery run it watches
             context.log.warning(f"{d.label} drift check could not run: {type(exc).__name__}: {exc}")
-            return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
-                                       description=f"the drift check could not run: {type(exc).__name__}")
+            return dg.AssetCheckResult(
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=f"the drift check could not run: {type(exc).__name__}",
+            )
 
     return drift
 

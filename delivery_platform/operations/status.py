@@ -109,9 +109,7 @@ def open_alerts(vendor: str, ledger: Ledger, days: list[dt.date]) -> list[str]:
         ]
         sent = [
             r[0]
-            for r in con.execute(
-                "SELECT key FROM alerts_sent WHERE key LIKE ?", (f"deadline:{vendor}:%",)
-            )
+            for r in con.execute("SELECT key FROM alerts_sent WHERE key LIKE ?", (f"deadline:{vendor}:%",))
         ]
     finally:
         con.close()
