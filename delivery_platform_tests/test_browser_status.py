@@ -1,6 +1,6 @@
 """The operator's view in a real headless Chromium: a partition delivered from the UI shows its
-receipt on the delivery asset, and the vendor status page, materialized from the UI, shows the day
-as delivered. Screenshots go to test-artifacts/browser/ (the ones in docs/ were taken from here)."""
+receipt on the delivery asset, and the vendor status page, materialized from the UI, shows that day
+as delivered and a day delivered after its deadline as late. Screenshots go to test-artifacts/browser/ (the ones in docs/ were taken from here)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from delivery_platform_tests.test_browser import (  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 DAY = "2026-11-20"  # yesterday by the suite's clock: delivered before its 12:00 UTC deadline
+LATE_DAY = "2026-11-19"
 
 
 def _show_markdown(page, label: str, expect: str) -> None:  # noqa: F811
@@ -50,6 +51,10 @@ def test_a_delivery_shows_its_receipt_and_the_status_page_shows_the_day(page, ui
     page.screenshot(path=str(ARTIFACTS / "receipt.png"))
     page.get_by_role("dialog").get_by_role("button", name="Close").click()
 
+    # the day before, delivered now: after its deadline (12:00 UTC on the 20th by the pinned clock)
+    launch_partition(page, ui, "lotame", LATE_DAY)
+    assert wait_for_status(page, ["Success", "Failure"]) == "Success"
+
     page.goto(f"{ui}/assets/status/lotame")
     skip_welcome(page, wait_s=1)
     page.get_by_text("Materialize", exact=True).first.click()
@@ -64,6 +69,7 @@ def test_a_delivery_shows_its_receipt_and_the_status_page_shows_the_day(page, ui
     row = page.locator("tr").filter(has=page.get_by_text("status", exact=True)).first
     text = row.inner_text()  # the page shows this markdown inline
     assert re.search(rf"{DAY}\s+delivered\b", text), text[:500]
+    assert re.search(rf"{LATE_DAY}\s+LATE\b", text), text[:500]
     assert "Open alerts" in text and text.count("2026-11-") >= 14
     row.scroll_into_view_if_needed()
     row.screenshot(path=str(ARTIFACTS / "vendor-status.png"))
