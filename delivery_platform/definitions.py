@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from . import operations
 from .alerts import alert_sinks_from_env, build_alert_sensors
 from .readiness import build_readiness_checks
 from .resources import current_env, resources_for
@@ -29,7 +30,8 @@ def build_defs(env: str = "local") -> dg.Definitions:
     base = dg.Definitions(assets=SOURCE_SPECS, asset_checks=readiness, sensors=build_alert_sensors(env),
                           executor=dg.in_process_executor,
                           resources={**resources_for(env), "alert_sinks": alert_sinks_from_env()})
-    return dg.Definitions.merge(base, *vendor_defs)
+    merged = dg.Definitions.merge(base, *vendor_defs)
+    return dg.Definitions.merge(merged, operations.build_defs(merged, env))  # preflight, drift, status
 
 
 defs = build_defs(current_env())

@@ -6,7 +6,9 @@
    same partition at once;
 2. publish each file atomically, in the given order (a vendor's completion marker goes last),
    reading back size and MD5, recording every attempt (publishing -> delivered / failed);
-3. return Dagster metadata (files, URIs, bytes, MD5s, rows) for the asset.
+3. return Dagster metadata (files, URIs, bytes, MD5s, rows) for the asset;
+4. once the whole file set is at the vendor, write the partition's receipt beside the ledger
+   (operations/receipts.py) and show it in that metadata.
 """
 
 from __future__ import annotations
@@ -44,10 +46,15 @@ class DeliveryOutcome:
     seconds: float
     # temporary files a killed run left at the vendor that could not be removed (alerted)
     leftovers: list[str] = field(default_factory=list)
+    receipt: tuple[Path, dict] | None = None  # (stored path, document) once the partition is complete
 
     def metadata(self) -> dict:
         total = sum(f["bytes"] for f in self.files)
+        from .operations import receipts
+
+        extra = receipts.metadata(*self.receipt) if self.receipt else {}
         return {
+            **extra,
             "delivery_action": dg.MetadataValue.text(self.action),
             "destination": dg.MetadataValue.text(self.destination),
             "file_count": dg.MetadataValue.int(len(self.files)),
@@ -123,8 +130,9 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
             done = [{"name": d.file_name, "uri": d.remote_uri, "bytes": d.bytes or 0, "md5": d.md5, "rows": d.rows}
                     for d in plan.already]
             ledger.mark_partition(vendor, deliverable, partition_key, "complete", files=len(planned), run_id=run_id)
-            return DeliveryOutcome("skipped: already delivered with the same bytes", done, destination.kind,
-                                   time.monotonic() - started, leftovers)
+            return _with_receipt(DeliveryOutcome("skipped: already delivered with the same bytes", done,
+                                                  destination.kind, time.monotonic() - started, leftovers),
+                                 ledger, vendor, deliverable, partition_key, logger)
         to_send = {p.name for p in plan.send}
         ledger.mark_partition(vendor, deliverable, partition_key, "delivering", files=len(planned), run_id=run_id)
         sent = []
@@ -175,7 +183,30 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
             sent.append({"name": p.name, "uri": published.uri, "bytes": published.size, "md5": published.md5, "rows": p.rows})
         total = len(ledger.delivered(vendor, deliverable, partition_key)) if append else len(planned)
         ledger.mark_partition(vendor, deliverable, partition_key, "complete", files=total, run_id=run_id)
-        return DeliveryOutcome(plan.action, sent, destination.kind, time.monotonic() - started, leftovers)
+        return _with_receipt(DeliveryOutcome(plan.action, sent, destination.kind, time.monotonic() - started,
+                                             leftovers), ledger, vendor, deliverable, partition_key, logger)
+
+
+def _with_receipt(outcome: DeliveryOutcome, ledger: Ledger, vendor: str, deliverable: str, partition_key: str,
+                  logger: logging.Logger) -> DeliveryOutcome:
+    """Attach the partition's receipt: written when files were sent, kept when a re-run sent nothing
+    (or written then, for a partition delivered before receipts existed). The files are at the vendor
+    by now: a receipt that cannot be written is a loud warning, not a failed delivery, and the next
+    re-run of the partition writes it."""
+    from .operations import receipts
+
+    try:
+        kept = receipts.load(ledger, vendor, partition_key, deliverable) if outcome.action.startswith(
+            "skipped") else []
+        if kept:
+            outcome.receipt = (receipts.receipt_path(ledger, vendor, deliverable, partition_key), kept[0])
+        else:
+            outcome.receipt = receipts.record(ledger, vendor, deliverable, partition_key,
+                                              destination=outcome.destination, action=outcome.action)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        logger.warning(f"{vendor}/{deliverable} {partition_key}: delivered, but the receipt was not written: "
+                       f"{type(exc).__name__}: {exc}")
+    return outcome
 
 
 class DeliveryConfig(dg.Config):

@@ -78,6 +78,8 @@ def process_run(instance: dg.DagsterInstance, run_id: str, sinks: AlertSinks, lo
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = record.dagster_event.event_specific_data
         key, check = evaluation.asset_key, evaluation.check_name
+        if check.startswith("preflight_"):
+            continue  # a preflight alerts itself, once per deliverable and day (operations/preflight.py)
         part = getattr(evaluation, "partition", None) or partition
         subject = f"{key.to_user_string()}:{check}:{part}"
         failing = not evaluation.passed

@@ -1,0 +1,295 @@
+"""Delivery receipts: one JSON document per delivered partition, what an operator sends a vendor
+in a dispute.
+
+Written by `deliver_files` when a partition's whole file set is at the vendor, from the ledger
+(names, URIs, bytes, MD5s, rows, times, run ids) plus the staged rows' first and last event time,
+the hash of the vendor's spec module, the code version and the vendor's answer where there is one.
+Stored beside the ledger under `receipts/<vendor>/<deliverable>/<partition>.json`; shown as the
+delivery asset's metadata; printed by `python -m delivery_platform receipt <vendor> <partition>`.
+Answers that arrive later (Idomoo's PURL file, dA's matches) are filled in when a receipt is read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import importlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from .. import settings
+from ..core import clock
+from ..ledger import Ledger
+from ..validation.sql_checks import sql_literal
+from .deliverables import DELIVERABLES, Deliverable
+
+SCHEMA_VERSION = 1
+
+
+def _deliverable(vendor: str, deliverable: str) -> Deliverable | None:
+    return next((d for d in DELIVERABLES if d.vendor == vendor and d.name == deliverable), None)
+
+
+def receipts_dir(ledger: Ledger) -> Path:
+    return ledger.path.parent / "receipts"
+
+
+def receipt_path(ledger: Ledger, vendor: str, deliverable: str, partition_key: str) -> Path:
+    return receipts_dir(ledger) / vendor / deliverable / f"{partition_key}.json"
+
+
+@functools.lru_cache(maxsize=None)
+def code_version() -> str:
+    """`DELIVERY_CODE_VERSION` if the deployment sets it, else the git commit of the checkout."""
+    if os.environ.get("DELIVERY_CODE_VERSION"):
+        return os.environ["DELIVERY_CODE_VERSION"]
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(settings.PROJECT_ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(settings.PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except OSError:
+        return "unknown"
+    if done.returncode:
+        return "unknown"
+    return done.stdout.strip() + ("+modified" if dirty.stdout.strip() else "")
+
+
+def spec_hash(module_name: str) -> dict:
+    """SHA-256 of the vendor's spec module source: the pandera models the files were checked with."""
+    module = importlib.import_module(module_name)
+    source = Path(module.__file__).read_bytes()
+    return {"module": module_name, "sha256": hashlib.sha256(source).hexdigest()}
+
+
+def event_span(d: Deliverable | None, partition_key: str) -> dict:
+    """First and last event time of the delivered rows, where the rows carry one."""
+    if d is None or d.event_column is None:
+        return {"first_event": None, "last_event": None, "event_note": "the rows carry no event time"}
+    staged = settings.staging_dir() / d.vendor / d.name / partition_key / "rows.parquet"
+    if not staged.exists():
+        return {"first_event": None, "last_event": None, "event_note": f"staged rows not found at {staged}"}
+    con = duckdb.connect()
+    try:
+        first, last = con.execute(
+            f'SELECT min("{d.event_column}"), max("{d.event_column}") '
+            f"FROM read_parquet({sql_literal(str(staged))})"
+        ).fetchone()
+    finally:
+        con.close()
+    return {
+        "first_event": str(first) if first is not None else None,
+        "last_event": str(last) if last else None,
+        "event_note": f"min and max of {d.event_column}",
+    }
+
+
+# --- the vendor's answer --------------------------------------------------------------------
+def vendor_answer(
+    vendor: str, deliverable: str, partition_key: str, destination: str, files: list[dict]
+) -> dict:
+    if vendor == "ispot":
+        if destination == "ispot-api":
+            return {
+                "kind": "ispot_api",
+                "status": 201,
+                "meaning": "201 Uploaded for every file (the upload fails on any other answer)",
+            }
+        return {"kind": "none", "meaning": f"published to a {destination} destination, not the iSpot API"}
+    if vendor == "idomoo":
+        return _idomoo_answer(files)
+    if vendor == "digital_audience":
+        return _da_answer(partition_key)
+    return {"kind": "none", "meaning": f"{vendor} sends no answer for this delivery"}
+
+
+def _parquet_rows(path: Path) -> int:
+    con = duckdb.connect()
+    try:
+        return con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(path))})").fetchone()[0]
+    finally:
+        con.close()
+
+
+def _idomoo_answer(files: list[dict]) -> dict:
+    from ..vendors.idomoo import spec
+    from ..vendors.idomoo.assets import settings_from_env
+
+    s = settings_from_env()
+    purls = []
+    for f in files:
+        purl = spec.purl_name(f["name"].rsplit("/", 1)[-1], s.purl_prefix, s.purl_suffix)
+        stored = settings.returns_dir() / "idomoo_purls" / f"{purl}.parquet"
+        purls.append(
+            {
+                "purl_file": purl,
+                "received": stored.exists(),
+                "rows": _parquet_rows(stored) if stored.exists() else None,
+            }
+        )
+    received = bool(purls) and all(p["received"] for p in purls)
+    return {
+        "kind": "idomoo_purl",
+        "purl_received": received,
+        "purl_files": purls,
+        "meaning": "PURL file received and stored" if received else "PURL file not received yet",
+    }
+
+
+def _da_answer(partition_key: str) -> dict:
+    state = settings.data_dir() / "state" / "digital_audience" / f"{partition_key}.parquet"
+    matches = settings.returns_dir() / "da_matches"
+    stored = sorted(matches.glob("*.parquet")) if matches.exists() else []
+    if not state.exists() or not stored:
+        return {
+            "kind": "da_matches",
+            "matched_records": 0,
+            "match_files": len(stored),
+            "meaning": "no match export received yet" if not stored else "delivered record set not kept",
+        }
+    con = duckdb.connect()
+    try:
+        files = "[" + ", ".join(sql_literal(str(p)) for p in stored) + "]"
+        matched, delivered = con.execute(
+            f"SELECT (SELECT count(DISTINCT crm_id) FROM read_parquet({files}, union_by_name = true) "
+            f"WHERE crm_id IN (SELECT custom FROM read_parquet({sql_literal(str(state))}))), "
+            f"(SELECT count(*) FROM read_parquet({sql_literal(str(state))}))"
+        ).fetchone()
+    finally:
+        con.close()
+    return {
+        "kind": "da_matches",
+        "matched_records": matched,
+        "delivered_records": delivered,
+        "match_files": len(stored),
+        "meaning": f"{matched:,} of {delivered:,} delivered records matched so far",
+    }
+
+
+# --- building, storing, reading ---------------------------------------------------------------
+def build(
+    ledger: Ledger, vendor: str, deliverable: str, partition_key: str, *, destination: str, action: str
+) -> dict:
+    delivered = sorted(ledger.delivered(vendor, deliverable, partition_key), key=lambda r: r.id)
+    if not delivered:
+        raise ValueError(f"{vendor}/{deliverable} {partition_key} has no delivered files in the ledger")
+    files = [
+        {
+            "name": r.file_name,
+            "uri": r.remote_uri,
+            "bytes": r.bytes,
+            "md5": r.md5,
+            "rows": r.rows,
+            "attempt": r.attempt,
+            "run_id": r.run_id,
+            "started_at": r.started_at,
+            "delivered_at": r.finished_at,
+        }
+        for r in delivered
+    ]
+    d = _deliverable(vendor, deliverable)
+    return {
+        "receipt_version": SCHEMA_VERSION,
+        "vendor": vendor,
+        "deliverable": deliverable,
+        "partition": partition_key,
+        "destination": destination,
+        "action": action,
+        "run_ids": sorted({r.run_id for r in delivered if r.run_id}),
+        "started_at": min(r.started_at for r in delivered),
+        "finished_at": max(r.finished_at or r.started_at for r in delivered),
+        # by the platform's clock (the ledger's times are the wall clock's): what "late" is judged on
+        "completed_at": clock.now().isoformat(timespec="seconds"),
+        "file_count": len(files),
+        "bytes": sum(f["bytes"] or 0 for f in files),
+        "rows": sum(f["rows"] or 0 for f in files if not f["name"].endswith((".md5", ".done"))),
+        **event_span(d, partition_key),
+        "spec": spec_hash(d.spec_module) if d else None,
+        "code_version": code_version(),
+        "vendor_answer": vendor_answer(vendor, deliverable, partition_key, destination, files),
+        "files": files,
+        "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def store(ledger: Ledger, doc: dict) -> Path:
+    path = receipt_path(ledger, doc["vendor"], doc["deliverable"], doc["partition"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(doc, indent=1, default=str))
+    os.replace(partial, path)
+    return path
+
+
+def record(
+    ledger: Ledger, vendor: str, deliverable: str, partition_key: str, *, destination: str, action: str
+) -> tuple[Path, dict]:
+    """Build and store the receipt of a partition whose files are all at the vendor."""
+    doc = build(ledger, vendor, deliverable, partition_key, destination=destination, action=action)
+    return store(ledger, doc), doc
+
+
+def load(ledger: Ledger, vendor: str, partition_key: str, deliverable: str | None = None) -> list[dict]:
+    """The stored receipts of a vendor's partition (one per deliverable), answers brought up to date."""
+    root = receipts_dir(ledger) / vendor
+    paths = (
+        [root / deliverable / f"{partition_key}.json"]
+        if deliverable
+        else sorted(root.glob(f"*/{partition_key}.json"))
+    )
+    docs = []
+    for path in paths:
+        if not path.exists():
+            continue
+        doc = json.loads(path.read_text())
+        answer = vendor_answer(vendor, doc["deliverable"], partition_key, doc["destination"], doc["files"])
+        if answer != doc.get("vendor_answer"):
+            doc["vendor_answer"] = answer
+            store(ledger, doc)
+        docs.append(doc)
+    return docs
+
+
+def markdown(doc: dict) -> str:
+    """The receipt as the delivery asset shows it."""
+    answer = doc.get("vendor_answer") or {}
+    spec = doc.get("spec") or {}
+    head = [
+        ("partition", doc["partition"]),
+        ("destination", doc["destination"]),
+        ("run", ", ".join(doc["run_ids"])),
+        ("started / finished (UTC)", f"{doc['started_at']} / {doc['finished_at']}"),
+        ("files / bytes / rows", f"{doc['file_count']} / {doc['bytes']:,} / {doc['rows']:,}"),
+        ("first / last event", f"{doc.get('first_event') or '-'} / {doc.get('last_event') or '-'}"),
+        ("spec", f"{spec.get('module', '-')} sha256 `{(spec.get('sha256') or '')[:16]}`"),
+        ("code version", f"`{doc['code_version']}`"),
+        ("vendor's answer", answer.get("meaning", "-")),
+    ]
+    lines = ["| receipt | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in head]
+    lines += ["", "| file | uri | bytes | md5 | rows | delivered at |", "|---|---|---:|---|---:|---|"]
+    lines += [
+        f"| {f['name']} | {f['uri']} | {f['bytes'] or 0:,} | `{f['md5']}` | "
+        f"{f['rows'] if f['rows'] is not None else ''} | {f['delivered_at']} |"
+        for f in doc["files"]
+    ]
+    return "\n".join(lines)
+
+
+def metadata(path: Path, doc: dict) -> dict:
+    return {"receipt": dg.MetadataValue.md(markdown(doc)), "receipt_path": dg.MetadataValue.path(str(path))}
