@@ -183,12 +183,12 @@ def series_markdown(keys: list[str], rows: list[int], sizes: list[int], today_ke
     return "\n".join(lines)
 
 
-def build_check(d: Deliverable) -> dg.AssetChecksDefinition:
+def build_check(d: Deliverable, partitions_def: dg.PartitionsDefinition | None = None) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=d.delivery_key,
         name="drift",
         blocking=False,
-        partitions_def=daily,
+        partitions_def=partitions_def or daily,
         description=f"WARN when {d.label}'s rows, bytes, a column's null or distinct share leave the "
         f"band of the last {HISTORY} delivered partitions (median ± k·MAD), or its "
         f"warehouse source {d.source} changed shape.",
