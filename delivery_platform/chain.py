@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import dagster as dg
 
-from .ledger import Ledger, _holder_gone
+from .ledger import Ledger, PartitionBusy, _holder_gone
 
 IN_PROGRESS = {dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
                dg.DagsterRunStatus.STARTED}
@@ -59,6 +60,26 @@ def wait_for_earlier(context, ledger: Ledger, vendor: str, deliverable: str, las
             context.log.info(f"{key}: waiting for {day} (run {first['run_id']}) to be delivered first")
             told = day
         time.sleep(poll_s)
+
+
+@contextmanager
+def delivering(ledger: Ledger, vendor: str, deliverable: str, run_id: str, timeout_s: float,
+               poll_s: float = 0.5) -> Iterator[None]:
+    """Hold the chain's own claim while one partition's order is checked and its files sent: a
+    second delivery of the chain waits for it (up to `timeout_s`)."""
+    started = time.monotonic()
+    while True:
+        try:
+            ledger.claim(vendor, f"{deliverable}#chain", "chain", run_id)
+            break
+        except PartitionBusy:
+            if time.monotonic() - started > timeout_s:
+                raise
+            time.sleep(poll_s)
+    try:
+        yield
+    finally:
+        ledger.release(vendor, f"{deliverable}#chain", "chain", run_id)
 
 
 def check_order(ledger: Ledger, vendor: str, deliverable: str, key: str, last_delivered: str | None) -> None:

@@ -107,15 +107,17 @@ def _segments_of(table: str) -> str:
 
 def comprehensive_records_sql(state_path: Path, held_sql: str, settings: LotameSettings) -> str:
     """Every live user with all its segments, and every ID Lotame holds that left all its
-    segments: `segments: []` with the held ones in `remove` (R11, docs/lotame.md "Clearing")."""
+    segments (`segments: []`, R11). Segments Lotame holds that are gone are also named in `remove`,
+    so the file means the same whether Lotame replaces the ID's segments (the document's
+    comprehensive reading) or adds and removes (its delta reading): see docs/lotame.md "Clearing"."""
     return f"""
         WITH s AS (SELECT * FROM read_parquet({sql_literal(str(state_path))})), held AS ({held_sql}),
         agg AS ({_segments_of('s')}),
-        cleared AS (SELECT userid, list(segment ORDER BY segment) AS remove FROM held
-                    WHERE userid NOT IN (SELECT userid FROM s) GROUP BY userid)
-        SELECT userid, u.idtype, coalesce(a.segments, []::{SEGMENT_TYPE}) AS segments, c.remove,
+        gone AS (SELECT h.userid, list(h.segment ORDER BY h.segment) AS remove FROM held h
+                 ANTI JOIN s ON h.userid = s.userid AND h.segment = s.segment GROUP BY h.userid)
+        SELECT userid, u.idtype, coalesce(a.segments, []::{SEGMENT_TYPE}) AS segments, g.remove,
                {_user_columns(settings)}
-        FROM agg a FULL JOIN cleared c USING (userid) JOIN ({_eligible_sql(settings.id_types)}) u USING (userid)
+        FROM agg a FULL JOIN gone g USING (userid) JOIN ({_eligible_sql(settings.id_types)}) u USING (userid)
         ORDER BY userid"""
 
 
@@ -157,6 +159,29 @@ def refuse_old_day(history: list[state.Delivered], key: str) -> None:
             f"the next day instead.", allow_retries=False)
 
 
+MAX_REBUILDS = 5
+
+
+def _build(warehouse: WarehouseResource, key: str, base: state.Delivered | None, mode: str,
+           settings: LotameSettings, paths: dict[str, Path]) -> tuple:
+    """The day's truth, the records to send against `base` (what Lotame holds), and what Lotame
+    will hold after them."""
+    held_sql = (f"SELECT userid, segment FROM read_parquet({sql_literal(str(base.held))})" if base
+                else state.EMPTY_HELD)
+    with warehouse.connect() as con:
+        excluded = con.execute(exclusions_sql(key, settings.id_types)).fetchone()
+        state_rows = copy_to_parquet(con, full_state_sql(key, settings.id_types), paths["state"])
+        sql = (comprehensive_records_sql(paths["state"], held_sql, settings) if mode == "comprehensive"
+               else delta_records_sql(paths["state"], held_sql, settings))
+        rows = copy_to_parquet(con, sql, paths["records"])
+        copy_to_parquet(con, state.apply_sql(held_sql, paths["records"], mode), paths["held"])
+        removals, listed, cleared = con.execute(
+            "SELECT coalesce(sum(len(remove)), 0), coalesce(sum(len(segments)), 0), "
+            f"coalesce(count_if(len(segments) = 0), 0) FROM read_parquet({sql_literal(str(paths['records']))})"
+        ).fetchone()
+    return excluded, state_rows, rows, removals, listed, cleared
+
+
 @dg.asset(
     key=[VENDOR, "segment_memberships"], group_name=VENDOR, partitions_def=daily, kinds={"duckdb"},
     deps=[source_key("lotame_users"), source_key("lotame_segment_memberships")],
@@ -174,27 +199,26 @@ def segment_memberships(context: dg.AssetExecutionContext, warehouse: WarehouseR
     if lotame_settings.mode not in ("comprehensive", "delta"):
         raise dg.Failure(f"lotame_settings.mode must be 'comprehensive' or 'delta', not {lotame_settings.mode!r}",
                          allow_retries=False)
-    book = ledger.get()
+    book, paths = ledger.get(), _paths(warehouse, key)
     refuse_old_day(_history(book), key)
-    chain.wait_for_earlier(context, book, VENDOR, DELIVERABLE, lambda: _last(_history(book)),
-                           timeout_s=lotame_settings.chain_wait_seconds)
-    history = [h for h in _history(book) if h.partition != key]  # a re-run builds on what came before
-    refuse_old_day(history, key)
-    base = history[-1] if history else None
-    mode, reason = state.plan_mode(history, key, lotame_settings.mode, lotame_settings.full_refresh_days)
-    held_sql = (f"SELECT userid, segment FROM read_parquet({sql_literal(str(base.held))})" if base
-                else state.EMPTY_HELD)
-    paths = _paths(warehouse, key)
-    with warehouse.connect() as con:
-        excluded = con.execute(exclusions_sql(key, lotame_settings.id_types)).fetchone()
-        state_rows = copy_to_parquet(con, full_state_sql(key, lotame_settings.id_types), paths["state"])
-        sql = (comprehensive_records_sql(paths["state"], held_sql, lotame_settings) if mode == "comprehensive"
-               else delta_records_sql(paths["state"], held_sql, lotame_settings))
-        rows = copy_to_parquet(con, sql, paths["records"])
-        copy_to_parquet(con, state.apply_sql(held_sql, paths["records"], mode), paths["held"])
-        removals, listed, cleared = con.execute(
-            f"SELECT coalesce(sum(len(remove)), 0), coalesce(sum(len(segments)), 0), count_if(len(segments) = 0) "
-            f"FROM read_parquet({sql_literal(str(paths['records']))})").fetchone()
+    for _ in range(MAX_REBUILDS):
+        chain.wait_for_earlier(context, book, VENDOR, DELIVERABLE, lambda: _last(_history(book)),
+                               timeout_s=lotame_settings.chain_wait_seconds)
+        history = [h for h in _history(book) if h.partition != key]  # a re-run builds on what came before
+        refuse_old_day(history, key)
+        base = history[-1] if history else None
+        mode, reason = state.plan_mode(history, key, lotame_settings.mode, lotame_settings.full_refresh_days)
+        stats = _build(warehouse, key, base, mode, lotame_settings, paths)
+        # an earlier day may have entered the chain, or reached Lotame, while this one was built
+        now = [h for h in _history(book) if h.partition != key]
+        if (now[-1].position if now else None) == (base.position if base else None) and not book.chain_waiting(
+                VENDOR, DELIVERABLE, key, _last(now)):
+            break
+        context.log.info(f"{key}: an earlier day entered the chain while this file was built; building it again")
+    else:
+        raise dg.Failure(f"lotame/segmentmembership {key}: earlier days kept entering the chain; re-run {key}",
+                         allow_retries=False)
+    excluded, state_rows, rows, removals, listed, cleared = stats
     paths["plan"].write_text(json.dumps({"mode": mode, "reason": reason, "base": base.partition if base else None,
                                          "base_position": base.position if base else None}))
     context.log.info(f"{key}: {mode} file ({reason}): {rows:,} records")
@@ -369,13 +393,14 @@ def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
                 "against anything but what Lotame last received, and a day while an earlier one is undelivered.",
 )
 def segmentmembership_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, warehouse: WarehouseResource,
-                               ledger: LedgerResource, lotame_destination: DestinationResource) -> dg.MaterializeResult:
+                               ledger: LedgerResource, lotame_destination: DestinationResource,
+                               lotame_settings: LotameSettings) -> dg.MaterializeResult:
     key = context.partition_key
     files, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
     paths, plan, book = _paths(warehouse, key), _plan(warehouse, key), ledger.get()
     bundle = state.bundle_id([(f.name, f.md5) for f in files])
     # one delivery of the chain at a time: the order and the base are checked, then the files sent
-    with book.claimed(VENDOR, f"{DELIVERABLE}#chain", "chain", context.run_id):
+    with chain.delivering(book, VENDOR, DELIVERABLE, context.run_id, lotame_settings.chain_wait_seconds):
         history = _history(book)
         current = history[-1] if history else None
         resend = current is not None and current.partition == key and not config.redeliver
