@@ -89,6 +89,12 @@ def test_lotame_holds_the_warehouse_truth_after_every_day(world, mode):
                 again = lotame.run(days[RESENT].partition, day.runs_at, **config)
                 assert not again.success and "refused: Lotame already received" in failure_text(again)
                 assert lotame.replica.memberships() == world.truth(day.date)
+            same = lotame.run(day.partition, day.runs_at)  # the last day again: nothing sent twice
+            meta = same.asset_materializations_for_node("lotame__segmentmembership_delivery")[0].metadata
+            assert same.success and meta["delivery_action"].value.startswith("skipped")
+            forced = lotame.run(day.partition, day.runs_at, redeliver=True)
+            assert not forced.success and "already received and applied" in failure_text(forced)
+            assert lotame.replica.memberships() == world.truth(day.date)
     assert cleared > 0  # users who left every segment were cleared
     assert lotame.replica.imported == [d.partition.replace("-", "") for d in days]  # partition order
     if mode == "delta":
@@ -120,6 +126,9 @@ def _run_in_process(home: str, partition: str, at: str, queue) -> None:
         queue.put((partition, False, f"crashed: {type(exc).__name__}: {exc}"))
 
 
+@pytest.mark.fault("lotame-chain", "two delta days run at once, the later one launched first",
+                   "delivered in partition order: the later day waits, or fails with 'waiting for <day>' and is "
+                   "re-run; what Lotame holds equals the warehouse")
 def test_two_delta_days_run_at_once_deliver_in_partition_order(world, tmp_path):
     """Issue 22 item 5: the production queue allows two runs per vendor, and a backfill does it."""
     import multiprocessing

@@ -404,6 +404,11 @@ def segmentmembership_delivery(context: dg.AssetExecutionContext, config: Delive
         history = _history(book)
         current = history[-1] if history else None
         resend = current is not None and current.partition == key and not config.redeliver
+        if current is not None and current.partition == key and config.redeliver:
+            raise dg.Failure(
+                f"lotame/segmentmembership {key}: refused: Lotame already received and applied the file for {key}; "
+                f"a different file for it would be computed against the state before it and leave stale "
+                f"segments. The next day's file carries every correction.", allow_retries=False)
         if not resend:  # a re-run of the last day is the ledger's to skip (same bytes) or refuse
             refuse_old_day(history, key)
             chain.check_order(book, VENDOR, DELIVERABLE, key, _last(history))
