@@ -18,8 +18,12 @@ import dagster as dg
 
 from .ledger import Ledger, PartitionBusy, _holder_gone
 
-IN_PROGRESS = {dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
-               dg.DagsterRunStatus.STARTED}
+IN_PROGRESS = {
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+}
 LEASE = dt.timedelta(hours=2)  # a run not found in this instance counts as live this long at most
 
 
@@ -33,12 +37,21 @@ def _in_progress(instance: dg.DagsterInstance | None, entry: dict) -> bool:
 
 
 def _drop_hint(vendor: str, deliverable: str, day: str) -> str:
-    return (f"deliver {day} first (re-run it), or, if it must never be sent, take it out of the chain with "
-            f"Ledger().chain_drop({vendor!r}, {deliverable!r}, {day!r}) and the next file covers its changes")
+    return (
+        f"deliver {day} first (re-run it), or, if it must never be sent, take it out of the chain with "
+        f"Ledger().chain_drop({vendor!r}, {deliverable!r}, {day!r}) and the next file covers its changes"
+    )
 
 
-def wait_for_earlier(context, ledger: Ledger, vendor: str, deliverable: str, last_delivered: Callable[[], str | None],
-                     timeout_s: float, poll_s: float = 1.0) -> None:
+def wait_for_earlier(
+    context,
+    ledger: Ledger,
+    vendor: str,
+    deliverable: str,
+    last_delivered: Callable[[], str | None],
+    timeout_s: float,
+    poll_s: float = 1.0,
+) -> None:
     """Enter the run's partition in the chain; wait while an earlier one is being delivered; fail
     with "waiting for <day>" when an earlier one's run ended without delivering it, or on timeout."""
     key, started, told = context.partition_key, time.monotonic(), None
@@ -47,15 +60,20 @@ def wait_for_earlier(context, ledger: Ledger, vendor: str, deliverable: str, las
         if not waiting:
             return
         first = waiting[0]
-        day = first["partition_key"]
+        day, run = first["partition_key"], first["run_id"]
+        what = f"{vendor}/{deliverable} {key}: waiting for {day}"
         if not _in_progress(context.instance, first):
-            raise dg.Failure(f"{vendor}/{deliverable} {key}: waiting for {day}: its run {first['run_id']} ended "
-                             f"without delivering it, and {key} builds on it; {_drop_hint(vendor, deliverable, day)}",
-                             allow_retries=False)
+            raise dg.Failure(
+                f"{what}: its run {run} ended without delivering it, and {key} builds on it; "
+                f"{_drop_hint(vendor, deliverable, day)}",
+                allow_retries=False,
+            )
         if time.monotonic() - started > timeout_s:
-            raise dg.Failure(f"{vendor}/{deliverable} {key}: waiting for {day}: run {first['run_id']} is still "
-                             f"delivering it after {timeout_s:.0f} s; re-run {key} once {day} is delivered",
-                             allow_retries=False)
+            raise dg.Failure(
+                f"{what}: run {run} is still delivering it after {timeout_s:.0f} s; "
+                f"re-run {key} once {day} is delivered",
+                allow_retries=False,
+            )
         if told != day:
             context.log.info(f"{key}: waiting for {day} (run {first['run_id']}) to be delivered first")
             told = day
@@ -63,8 +81,9 @@ def wait_for_earlier(context, ledger: Ledger, vendor: str, deliverable: str, las
 
 
 @contextmanager
-def delivering(ledger: Ledger, vendor: str, deliverable: str, run_id: str, timeout_s: float,
-               poll_s: float = 0.5) -> Iterator[None]:
+def delivering(
+    ledger: Ledger, vendor: str, deliverable: str, run_id: str, timeout_s: float, poll_s: float = 0.5
+) -> Iterator[None]:
     """Hold the chain's own claim while one partition's order is checked and its files sent: a
     second delivery of the chain waits for it (up to `timeout_s`)."""
     started = time.monotonic()
@@ -87,5 +106,8 @@ def check_order(ledger: Ledger, vendor: str, deliverable: str, key: str, last_de
     waiting = ledger.chain_waiting(vendor, deliverable, key, last_delivered)
     if waiting:
         day = waiting[0]["partition_key"]
-        raise dg.Failure(f"{vendor}/{deliverable} {key}: waiting for {day}: it entered the chain before {key} and "
-                         f"is not delivered; {_drop_hint(vendor, deliverable, day)}", allow_retries=False)
+        raise dg.Failure(
+            f"{vendor}/{deliverable} {key}: waiting for {day}: it entered the chain before "
+            f"{key} and is not delivered; {_drop_hint(vendor, deliverable, day)}",
+            allow_retries=False,
+        )

@@ -344,7 +344,8 @@ class Ledger:
                         (vendor, deliverable, partition_key, run_id, holder, _now()))
             return self._chain_waiting(con, vendor, deliverable, partition_key, after)
 
-    def chain_waiting(self, vendor: str, deliverable: str, partition_key: str, after: str | None) -> list[dict]:
+    def chain_waiting(self, vendor: str, deliverable: str, partition_key: str,
+                      after: str | None) -> list[dict]:
         """The earlier partitions in the chain (after `after`) whose delivery is not complete."""
         with self._connect() as con:
             return self._chain_waiting(con, vendor, deliverable, partition_key, after)
@@ -352,9 +353,10 @@ class Ledger:
     @staticmethod
     def _chain_waiting(con, vendor, deliverable, partition_key, after) -> list[dict]:
         rows = con.execute(
-            "SELECT c.partition_key, c.run_id, c.holder, c.claimed_at FROM chain_claims c LEFT JOIN partitions p "
-            "USING (vendor, deliverable, partition_key) WHERE c.vendor=? AND c.deliverable=? AND c.partition_key<? "
-            "AND c.partition_key>? AND coalesce(p.state, '') <> 'complete' ORDER BY c.partition_key",
+            "SELECT c.partition_key, c.run_id, c.holder, c.claimed_at FROM chain_claims c "
+            "LEFT JOIN partitions p USING (vendor, deliverable, partition_key) "
+            "WHERE c.vendor=? AND c.deliverable=? AND c.partition_key<? AND c.partition_key>? "
+            "AND coalesce(p.state, '') <> 'complete' ORDER BY c.partition_key",
             (vendor, deliverable, partition_key, after or "")).fetchall()
         return [dict(r) for r in rows]
 
@@ -362,5 +364,6 @@ class Ledger:
         """Take a partition out of its chain (an operator decides it will never be delivered: the
         next partition's file then covers its changes). True when it was in the chain."""
         with self._write() as con:
-            return con.execute("DELETE FROM chain_claims WHERE vendor=? AND deliverable=? AND partition_key=?",
-                               (vendor, deliverable, partition_key)).rowcount == 1
+            return con.execute(
+                "DELETE FROM chain_claims WHERE vendor=? AND deliverable=? AND partition_key=?",
+                (vendor, deliverable, partition_key)).rowcount == 1

@@ -28,11 +28,14 @@ def test_a_day_waits_for_an_earlier_day_being_delivered_then_goes(data_dir):
     done = threading.Timer(1.0, ledger.mark_partition, (V, D, "2026-11-02", "complete"), {"files": 3})
     done.start()
     started = time.monotonic()
-    chain.wait_for_earlier(context("2026-11-03", "run-3"), ledger, V, D, lambda: "2026-11-01", timeout_s=30,
-                           poll_s=0.1)
+    chain.wait_for_earlier(
+        context("2026-11-03", "run-3"), ledger, V, D, lambda: "2026-11-01", timeout_s=30, poll_s=0.1
+    )
     assert 0.9 < time.monotonic() - started < 10  # it waited for 2026-11-02, then went
     # it entered the chain itself: a later day now waits for it
-    assert [w["partition_key"] for w in ledger.chain_waiting(V, D, "2026-11-04", after="2026-11-02")] == ["2026-11-03"]
+    assert [w["partition_key"] for w in ledger.chain_waiting(V, D, "2026-11-04", after="2026-11-02")] == [
+        "2026-11-03"
+    ]
 
 
 def test_a_day_fails_waiting_for_an_earlier_day_whose_run_ended(data_dir):
@@ -53,7 +56,8 @@ def test_the_wait_is_bounded_and_days_before_the_last_delivered_never_block(data
     ledger = Ledger()
     ledger.chain_claim(V, D, "2026-11-02", "run-2", after=None)
     with pytest.raises(dg.Failure, match="waiting for 2026-11-02: run run-2 is still delivering it"):
-        chain.wait_for_earlier(context("2026-11-03", "run-3"), ledger, V, D, lambda: None, timeout_s=0.3,
-                               poll_s=0.1)
+        chain.wait_for_earlier(
+            context("2026-11-03", "run-3"), ledger, V, D, lambda: None, timeout_s=0.3, poll_s=0.1
+        )
     # once a later day reached the vendor, an undelivered earlier one is history, not a blocker
     assert ledger.chain_waiting(V, D, "2026-11-05", after="2026-11-03") == []

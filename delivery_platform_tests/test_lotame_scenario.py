@@ -119,16 +119,20 @@ def _run_in_process(home: str, partition: str, at: str, queue) -> None:
         job = build_defs("local").resolve_job_def(JOB)
         config = {"resources": {"lotame_settings": {"config": {"mode": "delta"}}}}
         with clock.pinned(at):
-            result = job.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False,
-                                            run_config=config)
+            result = job.execute_in_process(
+                partition_key=partition, instance=instance, raise_on_error=False, run_config=config
+            )
         queue.put((partition, result.success, failure_text(result)))
     except BaseException as exc:  # the parent must hear about it, not wait for a timeout
         queue.put((partition, False, f"crashed: {type(exc).__name__}: {exc}"))
 
 
-@pytest.mark.fault("lotame-chain", "two delta days run at once, the later one launched first",
-                   "delivered in partition order: the later day waits, or fails with 'waiting for <day>' and is "
-                   "re-run; what Lotame holds equals the warehouse")
+@pytest.mark.fault(
+    "lotame-chain",
+    "two delta days run at once, the later one launched first",
+    "delivered in partition order: the later day waits, or fails with 'waiting for <day>' and is "
+    "re-run; what Lotame holds equals the warehouse",
+)
 def test_two_delta_days_run_at_once_deliver_in_partition_order(world, tmp_path):
     """Issue 22 item 5: the production queue allows two runs per vendor, and a backfill does it."""
     import multiprocessing
@@ -144,8 +148,10 @@ def test_two_delta_days_run_at_once_deliver_in_partition_order(world, tmp_path):
     spawn = multiprocessing.get_context("spawn")
     queue = spawn.Queue()
     later, earlier = days[3], days[2]
-    procs = [spawn.Process(target=_run_in_process, args=(str(home), d.partition, later.runs_at.isoformat(), queue))
-             for d in (later, earlier)]  # the later day is even launched first
+    procs = [
+        spawn.Process(target=_run_in_process, args=(str(home), d.partition, later.runs_at.isoformat(), queue))
+        for d in (later, earlier)
+    ]  # the later day is even launched first
     for proc in procs:
         proc.start()
     outcomes = {}
@@ -157,9 +163,13 @@ def test_two_delta_days_run_at_once_deliver_in_partition_order(world, tmp_path):
     assert outcomes[earlier.partition][0], outcomes[earlier.partition][1]
     ok, text = outcomes[later.partition]
     if not ok:  # it overtook the earlier day in the chain: refused, never sent on a stale base
-        assert f"waiting for {earlier.partition}" in text or f"against the file for {days[1].partition}" in text, text
+        assert (
+            f"waiting for {earlier.partition}" in text or f"against the file for {days[1].partition}" in text
+        ), text
         assert lotame.run(later.partition, later.runs_at).success
-    lotame.modes.update({d.partition.replace("-", ""): "delta" for d in days[2:]})  # within 30 days of the first
+    lotame.modes.update(
+        {d.partition.replace("-", ""): "delta" for d in days[2:]}
+    )  # within 30 days of the first
     for received in scenario.new_deliveries("lotame"):
         lotame.replica.apply(received)
     assert lotame.replica.imported == [d.partition.replace("-", "") for d in days]

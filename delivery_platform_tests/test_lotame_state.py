@@ -17,16 +17,27 @@ D1, D2, D3 = "2026-11-10", "2026-11-11", "2026-11-12"
 
 
 def m(userid, segment, start, end=None):
-    return {"userid": userid, "segment": segment, "valid_from": start, "valid_to": end,
-            "last_seen_at": "2026-11-09 12:00:00"}
+    return {
+        "userid": userid,
+        "segment": segment,
+        "valid_from": start,
+        "valid_to": end,
+        "last_seen_at": "2026-11-09 12:00:00",
+    }
 
 
 @pytest.fixture
 def lotame(tmp_path):
     """A: {x,y} -> {y} -> {y,w}; B: {x} -> {} (leaves everything) -> {x}; C: {} -> {z} -> {}."""
     users = [{"userid": u, "idtype": "PANO", "consent": True, "country": "US"} for u in "ABC"]
-    rows = [m("A", "x", D1, D2), m("A", "y", D1), m("A", "w", D3), m("B", "x", D1, D2), m("B", "x", D3),
-            m("C", "z", D2, D3)]
+    rows = [
+        m("A", "x", D1, D2),
+        m("A", "y", D1),
+        m("A", "w", D3),
+        m("B", "x", D1, D2),
+        m("B", "x", D3),
+        m("C", "z", D2, D3),
+    ]
     path = table_warehouse(tmp_path / "w.duckdb", {"lotame_users": users, "lotame_segment_memberships": rows})
     con = duckdb.connect(str(path))
     yield Builder(con, tmp_path)
@@ -94,8 +105,10 @@ def test_r12_an_old_day_resent_after_a_later_delta(lotame):
     day3 = lotame.file(D3, "delta", lotame.held([day1, day2]))
     assert lotame.check([day1, day2, day3], D3)[0]
     assert not lotame.check([day1, day2, day3, day2], D3)[0]  # before: the stale delta went out again
-    history = [state.Delivered(d, mode, None, None, i) for i, (d, mode) in
-               enumerate([(D1, "comprehensive"), (D2, "delta"), (D3, "delta")])]
+    history = [
+        state.Delivered(d, mode, None, None, i)
+        for i, (d, mode) in enumerate([(D1, "comprehensive"), (D2, "delta"), (D3, "delta")])
+    ]
     with pytest.raises(dg.Failure, match=f"refused: Lotame already received the file for {D3}"):
         assets.refuse_old_day(history, D2)  # now: refused before anything is built
 

@@ -29,7 +29,8 @@ def source_rows(warehouse, table, partition=DAY):
     """Transactions changed in the day (incremental); every customer (full, R13)."""
     con = duckdb.connect(str(warehouse), read_only=True)
     key = "transaction_id" if table == "transactions" else "customer_id"
-    window = (f"WHERE last_updated >= DATE '{partition}' AND last_updated < DATE '{partition}' + INTERVAL 1 DAY"
+    day = f"DATE '{partition}'"
+    window = (f"WHERE last_updated >= {day} AND last_updated < {day} + INTERVAL 1 DAY"
               if table == "transactions" else "")
     rows = con.execute(f"SELECT {key} FROM optimove_{table} {window} ORDER BY 1").fetchall()
     return [r[0] for r in rows]
@@ -77,7 +78,8 @@ def test_parts_land_in_the_band_and_never_above_it(data_dir, fmt):
     if fmt == "csv":
         import gzip
         texts = [gzip.decompress(p.read_bytes()).decode() for p in parts]
-        assert all(t.split("\n")[0] == texts[0].split("\n")[0] and t.count("TransactionID") == 1 for t in texts)
+        header = texts[0].split("\n")[0]
+        assert all(t.split("\n")[0] == header and t.count("TransactionID") == 1 for t in texts)
     assert checks(result)[("transactions_files", "files_match_spec")].passed
 
 
@@ -89,7 +91,8 @@ def test_a_small_last_part_is_merged_into_the_one_before(tmp_path):
 
     rng = __import__("random").Random(3)
     lines = [f"{i},{rng.getrandbits(64):x}\n" for i in range(1500)]
-    writer = PartWriter(tmp_path, lambda n: f"t_{n:03d}.csv.gz", header=b"id,v\n", max_bytes=9000, gzip_level=6)
+    writer = PartWriter(tmp_path, lambda n: f"t_{n:03d}.csv.gz", header=b"id,v\n", max_bytes=9000,
+                        gzip_level=6)
     writer.write_array(__import__("pyarrow").array(lines))
     parts = writer.finish()
     assert parts[-1].bytes < 6000 and len(parts) >= 2  # the writer alone leaves a small last part
@@ -206,10 +209,11 @@ def test_one_ready_time_drives_the_schedule_without_wrapping_late(monkeypatch, r
     assert schedule.cron_schedule == f"{minute} {hour} * * *"
     tick = dt.datetime(2026, 11, 21, hour, minute, tzinfo=dt.timezone.utc)
     with dg.DagsterInstance.ephemeral() as instance:
-        requests = schedule.evaluate_tick(dg.build_schedule_context(instance=instance,
-                                                                    scheduled_execution_time=tick)).run_requests
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+        requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2026-11-20"]  # the day that ended before the tick
-    ready_at = dt.datetime.combine(dt.date(2026, 11, 21), dt.time.fromisoformat(ready), tzinfo=dt.timezone.utc)
+    ready_at = dt.datetime.combine(dt.date(2026, 11, 21), dt.time.fromisoformat(ready),
+                                   tzinfo=dt.timezone.utc)
     assert dt.timedelta(0) < ready_at - tick <= dt.timedelta(hours=3) or ready == "00:15"
 
 
@@ -226,7 +230,8 @@ def test_the_check_and_the_deadline_alert_read_the_same_ready_time(tiny, data_di
     log = AlertLog(tmp_path / "alerts.sqlite")
     before = dt.datetime(2026, 11, 20, 1, 59, tzinfo=dt.timezone.utc)
     after = dt.datetime(2026, 11, 20, 2, 1, tzinfo=dt.timezone.utc)
-    optimove = [a for a in deadline_alerts(DEADLINES, Ledger(), log, AlertSinks(), before) if a.vendor == "optimove"]
+    optimove = [a for a in deadline_alerts(DEADLINES, Ledger(), log, AlertSinks(), before)
+                if a.vendor == "optimove"]
     assert not [a for a in optimove if a.partition == "2026-11-19"]
     missed = [a for a in deadline_alerts(DEADLINES, Ledger(), log, AlertSinks(), after)
               if a.vendor == "optimove" and a.partition == "2026-11-19"]

@@ -17,7 +17,9 @@ KEYS = {"customers": "CustomerID", "transactions": "TransactionID"}
 
 def held(replica: OptimoveReplica) -> dict[str, dict]:
     cols = {"customers": "Email", "transactions": "Status"}
-    return {t: {k: (r[cols[t]], r["LastUpdated"]) for k, r in rows.items()} for t, rows in replica.tables.items()}
+    return {
+        t: {k: (r[cols[t]], r["LastUpdated"]) for k, r in rows.items()} for t, rows in replica.tables.items()
+    }
 
 
 def test_optimove_holds_the_warehouse_after_every_day(tmp_path, data_dir, monkeypatch):
@@ -42,9 +44,13 @@ def test_optimove_holds_the_warehouse_after_every_day(tmp_path, data_dir, monkey
             truth = world.truth(con)
         assert held(replica) == truth, day.partition
         rows = {n: result.asset_materializations_for_node(f"optimove__{n}")[0].metadata for n in KEYS}
-        assert rows["customers"]["load"].value == "full" and rows["customers"]["rows"].value == len(truth["customers"])
+        assert rows["customers"]["load"].value == "full" and rows["customers"]["rows"].value == len(
+            truth["customers"]
+        )
         assert rows["transactions"]["load"].value == "incremental"
-        assert rows["transactions"]["rows"].value < len(truth["transactions"]) or day.index < 2  # only the changes
+        assert (
+            rows["transactions"]["rows"].value < len(truth["transactions"]) or day.index < 2
+        )  # only the changes
         refunds_seen += sum(1 for r in replica.tables["transactions"].values() if r["Status"] == "refunded")
         erased = erased or (day.index % 7 == 6)
     assert refunds_seen > 0 and erased
@@ -65,7 +71,9 @@ def test_a_table_configured_incremental_upserts_and_keeps_erased_rows(tmp_path, 
         result = scenario.run("optimove_daily_delivery", day.partition, at=day.runs_at)
         assert result.success
         meta = result.asset_materializations_for_node("optimove__customers")[0].metadata
-        assert meta["load"].value == "incremental" and (day.index == 0 or meta["rows"].value == 3)  # 2 changed + 1 new
+        assert meta["load"].value == "incremental" and (
+            day.index == 0 or meta["rows"].value == 3
+        )  # 2 changed + 1 new
         for file in scenario.new_deliveries("optimove"):
             replica.apply(file)
     with scenario.warehouse() as con:

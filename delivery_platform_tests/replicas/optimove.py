@@ -31,8 +31,11 @@ class OptimoveReplica:
         assert match, f"{received.name}: not a file name Optimove was told about"
         table, day = match["table"], match["day"]
         text = gzip.decompress(received.read_bytes()).decode("utf-8")
-        rows = (list(csv.DictReader(io.StringIO(text, newline=""))) if match["ext"] == "csv"
-                else [json.loads(line) for line in text.splitlines()])
+        rows = (
+            list(csv.DictReader(io.StringIO(text, newline="")))
+            if match["ext"] == "csv"
+            else [json.loads(line) for line in text.splitlines()]
+        )
         held = self.tables[table]
         if self.loads[table] == "full" and self.full_day.get(table) != day:
             held.clear()  # a new day's full extract replaces the table

@@ -20,18 +20,34 @@ class World:
     memberships: list[dict]
 
     def eligible(self) -> set[str]:
-        return {u["userid"] for u in self.users if u["idtype"] == "PANO" and (u["consent"] or u["tcfconsent"])}
+        return {
+            u["userid"] for u in self.users if u["idtype"] == "PANO" and (u["consent"] or u["tcfconsent"])
+        }
 
     def truth(self, day: dt.date) -> set[tuple[str, str]]:
         """(userid, segment) Lotame must hold after the file of `day`."""
         ok = self.eligible()
-        return {(m["userid"], m["segment"]) for m in self.memberships if m["userid"] in ok
-                and m["valid_from"] <= day and (m["valid_to"] is None or day < m["valid_to"])}
+        return {
+            (m["userid"], m["segment"])
+            for m in self.memberships
+            if m["userid"] in ok and m["valid_from"] <= day and (m["valid_to"] is None or day < m["valid_to"])
+        }
 
     def write(self, path: Path) -> Path:
-        return table_warehouse(path, {"lotame_users": self.users, "lotame_segment_memberships": [
-            {**m, "valid_from": m["valid_from"].isoformat(),
-             "valid_to": m["valid_to"].isoformat() if m["valid_to"] else None} for m in self.memberships]})
+        return table_warehouse(
+            path,
+            {
+                "lotame_users": self.users,
+                "lotame_segment_memberships": [
+                    {
+                        **m,
+                        "valid_from": m["valid_from"].isoformat(),
+                        "valid_to": m["valid_to"].isoformat() if m["valid_to"] else None,
+                    }
+                    for m in self.memberships
+                ],
+            },
+        )
 
 
 def make_world(first: dt.date, days: int, users: int = 60, seed: int = 16) -> World:
@@ -46,8 +62,17 @@ def make_world(first: dt.date, days: int, users: int = 60, seed: int = 16) -> Wo
             consent, tcf = None, "CPXXXX.YAAA"  # a TCF string instead of the flag
         elif i % 20 == 11:
             idtype = "FOOID"  # unsupported: never sent
-        people.append({"userid": userid, "idtype": idtype, "consent": consent, "tcfconsent": tcf, "country": "us",
-                       "last_ip": "66.87.152.32", "last_ip_seen_at": "2026-08-01 10:00:00"})
+        people.append(
+            {
+                "userid": userid,
+                "idtype": idtype,
+                "consent": consent,
+                "tcfconsent": tcf,
+                "country": "us",
+                "last_ip": "66.87.152.32",
+                "last_ip_seen_at": "2026-08-01 10:00:00",
+            }
+        )
         # every fourth user leaves every segment at once, some day in the calendar
         leaves_all = first + dt.timedelta(days=rng.randrange(3, days - 2)) if i % 4 == 0 else None
         for segment in rng.sample(SEGMENTS, rng.randrange(1, 4)):
@@ -59,8 +84,15 @@ def make_world(first: dt.date, days: int, users: int = 60, seed: int = 16) -> Wo
                     end = leaves_all
                 if end is not None and end <= start:
                     break
-                rows.append({"userid": userid, "segment": segment, "valid_from": start, "valid_to": end,
-                             "last_seen_at": f"{start.isoformat()} 12:00:00"})
+                rows.append(
+                    {
+                        "userid": userid,
+                        "segment": segment,
+                        "valid_from": start,
+                        "valid_to": end,
+                        "last_seen_at": f"{start.isoformat()} 12:00:00",
+                    }
+                )
                 if end is None or (leaves_all and end >= leaves_all):
                     break
                 start = end + dt.timedelta(days=rng.randrange(1, 10))  # back in the segment later

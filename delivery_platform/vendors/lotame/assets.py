@@ -101,8 +101,9 @@ def _user_columns(settings: LotameSettings) -> str:
 
 
 def _segments_of(table: str) -> str:
-    return (f"SELECT userid, list({{'name': segment, 'timestamp': \"timestamp\"}} ORDER BY segment)::{SEGMENT_TYPE} "
-            f"AS segments FROM {table} GROUP BY userid")
+    item = "{'name': segment, 'timestamp': \"timestamp\"}"
+    return (f"SELECT userid, list({item} ORDER BY segment)::{SEGMENT_TYPE} AS segments "
+            f"FROM {table} GROUP BY userid")
 
 
 def comprehensive_records_sql(state_path: Path, held_sql: str, settings: LotameSettings) -> str:
@@ -137,8 +138,8 @@ def delta_records_sql(state_path: Path, held_sql: str, settings: LotameSettings)
 
 def _paths(warehouse: WarehouseResource, key: str) -> dict[str, Path]:
     folder = warehouse.stage_dir(VENDOR, DELIVERABLE, key)
-    return {"records": folder / "rows.parquet", "state": folder / "state.parquet", "plan": folder / "plan.json",
-            "held": folder / "held.parquet"}
+    return {"records": folder / "rows.parquet", "state": folder / "state.parquet",
+            "plan": folder / "plan.json", "held": folder / "held.parquet"}
 
 
 def _history(ledger) -> list[state.Delivered]:
@@ -153,10 +154,10 @@ def refuse_old_day(history: list[state.Delivered], key: str) -> None:
     later = [h.partition for h in history if h.partition > key]
     if later:
         raise dg.Failure(
-            f"lotame/segmentmembership {key}: refused: Lotame already received the file for {later[-1]}, a later "
-            f"day, whose file already carries every change up to it; a file for {key} now would roll Lotame back "
-            f"to {key}'s memberships (a stale delta, or a stale comprehensive file). Nothing to send: deliver "
-            f"the next day instead.", allow_retries=False)
+            f"lotame/segmentmembership {key}: refused: Lotame already received the file for {later[-1]}, "
+            f"a later day, whose file already carries every change up to it; a file for {key} now would "
+            f"roll Lotame back to {key}'s memberships (a stale delta, or a stale comprehensive file). "
+            f"Nothing to send: deliver the next day instead.", allow_retries=False)
 
 
 MAX_REBUILDS = 5
@@ -177,8 +178,8 @@ def _build(warehouse: WarehouseResource, key: str, base: state.Delivered | None,
         copy_to_parquet(con, state.apply_sql(held_sql, paths["records"], mode), paths["held"])
         removals, listed, cleared = con.execute(
             "SELECT coalesce(sum(len(remove)), 0), coalesce(sum(len(segments)), 0), "
-            f"coalesce(count_if(len(segments) = 0), 0) FROM read_parquet({sql_literal(str(paths['records']))})"
-        ).fetchone()
+            "coalesce(count_if(len(segments) = 0), 0) "
+            f"FROM read_parquet({sql_literal(str(paths['records']))})").fetchone()
     return excluded, state_rows, rows, removals, listed, cleared
 
 
@@ -186,12 +187,13 @@ def _build(warehouse: WarehouseResource, key: str, base: state.Delivered | None,
     key=[VENDOR, "segment_memberships"], group_name=VENDOR, partitions_def=daily, kinds={"duckdb"},
     deps=[source_key("lotame_users"), source_key("lotame_segment_memberships")],
     description=f"One record per user ID with its segments for the day ({DOC}: 'Sending Behaviors'; "
-                "DIGEST 1.3), computed against what Lotame holds: the replay of every file it received, in the "
-                "ledger's order (R11, R12). Comprehensive: every live segment, and IDs that left every segment "
-                "cleared. Delta: segments added and removed since. Forced comprehensive on the first delivery and "
-                "when the last comprehensive file is 30+ days old. Days deliver in partition order (a chain in the "
-                "ledger); a day older than one already received is refused. Users without consent or with an "
-                "unsupported ID type are excluded and counted; IPv6 addresses are dropped from `ips` and counted.",
+                "DIGEST 1.3), computed against what Lotame holds: the replay of every file it received, "
+                "in the ledger's order (R11, R12). Comprehensive: every live segment, and IDs that left "
+                "every segment cleared. Delta: segments added and removed since. Forced comprehensive on "
+                "the first delivery and when the last comprehensive file is 30+ days old. Days deliver in "
+                "partition order (a chain in the ledger); a day older than one already received is refused. "
+                "Users without consent or with an unsupported ID type are excluded and counted; IPv6 "
+                "addresses are dropped from `ips` and counted.",
 )
 def segment_memberships(context: dg.AssetExecutionContext, warehouse: WarehouseResource, ledger: LedgerResource,
                         lotame_settings: LotameSettings) -> dg.MaterializeResult:
@@ -211,15 +213,17 @@ def segment_memberships(context: dg.AssetExecutionContext, warehouse: WarehouseR
         stats = _build(warehouse, key, base, mode, lotame_settings, paths)
         # an earlier day may have entered the chain, or reached Lotame, while this one was built
         now = [h for h in _history(book) if h.partition != key]
-        if (now[-1].position if now else None) == (base.position if base else None) and not book.chain_waiting(
-                VENDOR, DELIVERABLE, key, _last(now)):
+        same_base = (now[-1].position if now else None) == (base.position if base else None)
+        if same_base and not book.chain_waiting(VENDOR, DELIVERABLE, key, _last(now)):
             break
-        context.log.info(f"{key}: an earlier day entered the chain while this file was built; building it again")
+        context.log.info(f"{key}: an earlier day entered the chain while this file was built; "
+                         "building it again")
     else:
-        raise dg.Failure(f"lotame/segmentmembership {key}: earlier days kept entering the chain; re-run {key}",
-                         allow_retries=False)
+        raise dg.Failure(f"lotame/segmentmembership {key}: earlier days kept entering the chain; "
+                         f"re-run {key}", allow_retries=False)
     excluded, state_rows, rows, removals, listed, cleared = stats
-    paths["plan"].write_text(json.dumps({"mode": mode, "reason": reason, "base": base.partition if base else None,
+    paths["plan"].write_text(json.dumps({"mode": mode, "reason": reason,
+                                         "base": base.partition if base else None,
                                          "base_position": base.position if base else None}))
     context.log.info(f"{key}: {mode} file ({reason}): {rows:,} records")
     return dg.MaterializeResult(metadata={
@@ -245,8 +249,8 @@ def _plan(warehouse: WarehouseResource, key: str) -> dict:
 
 @dg.asset_check(asset=segment_memberships, name="spec", blocking=True, partitions_def=daily,
                 description="The pandera model `SegmentMembership` (vendors/lotame/spec.py): unique userid, ID format, "
-                            "supported idtype, IPv4-only ips, epoch-second timestamps, consent; every record adds or "
-                            "removes something.")
+                            "supported idtype, IPv4-only ips, epoch-second timestamps, consent; every record "
+                            "adds or removes something.")
 def memberships_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                      lotame_settings: LotameSettings) -> dg.AssetCheckResult:
     key = context.partition_key
@@ -259,10 +263,10 @@ def memberships_spec(context: dg.AssetCheckExecutionContext, warehouse: Warehous
 
 
 @dg.asset_check(asset=segment_memberships, name="consistent_with_deliveries", blocking=True, partitions_def=daily,
-                description="Replays every file set the ledger says Lotame received, in the order it received them, "
-                            "then today's file, under the document's semantics (comprehensive replaces an ID's "
-                            "segments, delta adds and removes), and proves the result equals the warehouse's live "
-                            "memberships for the day.")
+                description="Replays every file set the ledger says Lotame received, in the order it "
+                            "received them, then today's file, under the document's semantics (comprehensive "
+                            "replaces an ID's segments, delta adds and removes), and proves the result "
+                            "equals the warehouse's live memberships for the day.")
 def memberships_consistent(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                            ledger: LedgerResource) -> dg.AssetCheckResult:
     key = context.partition_key
@@ -271,7 +275,8 @@ def memberships_consistent(context: dg.AssetCheckExecutionContext, warehouse: Wa
     files = [(h.mode, h.records) for h in history] + [(plan["mode"], paths["records"])]
     with warehouse.connect(attach_warehouse=False) as con:
         state.replay(con, files)
-        found = state.compare(con, "replayed", f"SELECT * FROM read_parquet({sql_literal(str(paths['state']))})")
+        truth = f"SELECT * FROM read_parquet({sql_literal(str(paths['state']))})"
+        found = state.compare(con, "replayed", truth)
     return consistency_result(found, len(files), history[0].partition if history else key)
 
 
@@ -279,10 +284,11 @@ def consistency_result(found: dict, files: int, first: str) -> dg.AssetCheckResu
     passed = found["missing"] == 0 and found["extra"] == 0
     return dg.AssetCheckResult(
         passed=passed,
-        description=(f"replaying {files} file set(s) gives the day's {found['held']:,} memberships" if passed else
-                     f"replaying {files} file set(s) in delivery order misses {found['missing']:,} of the day's "
-                     f"memberships (e.g. {found['missing_samples']}) and leaves {found['extra']:,} that are gone "
-                     f"at Lotame (e.g. {found['extra_samples']})"),
+        description=(f"replaying {files} file set(s) gives the day's {found['held']:,} memberships"
+                     if passed else
+                     f"replaying {files} file set(s) in delivery order misses {found['missing']:,} of the "
+                     f"day's memberships (e.g. {found['missing_samples']}) and leaves {found['extra']:,} "
+                     f"that are gone at Lotame (e.g. {found['extra_samples']})"),
         metadata={"files_replayed": files, "replayed_from": first, "missing": found["missing"],
                   "extra": found["extra"]})
 
@@ -389,8 +395,9 @@ def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
     kinds={"s3", "gcs", "sftp"},
     retry_policy=delivery_retry_policy(),
     description="Publishes the bundle to `lotame_destination` (S3, GCS or SFTP; local outbox by default) in order: data, "
-                ".md5, then .done, so Lotame never imports a half-written day (DIGEST 1.6 #8). Refuses a file computed "
-                "against anything but what Lotame last received, and a day while an earlier one is undelivered.",
+                ".md5, then .done, so Lotame never imports a half-written day (DIGEST 1.6 #8). Refuses a "
+                "file computed against anything but what Lotame last received, and a day while an earlier "
+                "one is undelivered.",
 )
 def segmentmembership_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, warehouse: WarehouseResource,
                                ledger: LedgerResource, lotame_destination: DestinationResource,
@@ -404,26 +411,32 @@ def segmentmembership_delivery(context: dg.AssetExecutionContext, config: Delive
         history = _history(book)
         current = history[-1] if history else None
         resend = current is not None and current.partition == key and not config.redeliver
-        if current is not None and current.partition == key and config.redeliver:
-            raise dg.Failure(
-                f"lotame/segmentmembership {key}: refused: Lotame already received and applied the file for {key}; "
-                f"a different file for it would be computed against the state before it and leave stale "
-                f"segments. The next day's file carries every correction.", allow_retries=False)
         if not resend:  # a re-run of the last day is the ledger's to skip (same bytes) or refuse
             refuse_old_day(history, key)
             chain.check_order(book, VENDOR, DELIVERABLE, key, _last(history))
-            if (current.position if current else None) != plan["base_position"]:
-                raise dg.Failure(
-                    f"lotame/segmentmembership {key}: refused: this {plan['mode']} file was computed against the "
-                    f"file for {plan['base'] or 'nothing'}, but Lotame has since received "
-                    f"{current.partition if current else 'nothing'}; sending it would leave Lotame in a wrong "
-                    f"state. Re-run {key} to compute it against what Lotame holds now.", allow_retries=False)
+            check_base(key, plan, current)
         state.keep(key, bundle, info["mode"], paths["held"], paths["records"], plan["base"])
         outcome = deliver_partition(context, vendor=VENDOR, deliverable=DELIVERABLE, files=files,
                                     destination=lotame_destination, ledger=book, redeliver=config.redeliver)
-    return dg.MaterializeResult(metadata={**outcome.metadata(), "mode": dg.MetadataValue.text(info["mode"]),
-                                          "computed_against": dg.MetadataValue.text(plan["base"] or "nothing"),
-                                          "target": dg.MetadataValue.text(lotame_destination.describe())})
+    return dg.MaterializeResult(metadata={
+        **outcome.metadata(), "mode": dg.MetadataValue.text(info["mode"]),
+        "computed_against": dg.MetadataValue.text(plan["base"] or "nothing"),
+        "target": dg.MetadataValue.text(lotame_destination.describe())})
+
+
+def check_base(key: str, plan: dict, current: state.Delivered | None) -> None:
+    """R12: send a file only onto the state it was computed against (what Lotame last received)."""
+    what = f"lotame/segmentmembership {key}: refused"
+    if current is not None and current.partition == key:  # only reached with redeliver=True
+        raise dg.Failure(f"{what}: Lotame already received and applied the file for {key}; a different file "
+                         f"for it would be computed against the state before it and leave stale segments. "
+                         f"The next day's file carries every correction.", allow_retries=False)
+    if (current.position if current else None) != plan["base_position"]:
+        raise dg.Failure(f"{what}: this {plan['mode']} file was computed against the file for "
+                         f"{plan['base'] or 'nothing'}, but Lotame has since received "
+                         f"{current.partition if current else 'nothing'}; sending it would leave Lotame in a "
+                         f"wrong state. Re-run {key} to compute it against what Lotame holds now.",
+                         allow_retries=False)
 
 
 ASSETS = [segment_memberships, segmentmembership_files, segmentmembership_delivery]

@@ -74,16 +74,27 @@ def delivered_history(ledger: Ledger) -> list[Delivered]:
         folder = state_dir() / partition
         meta = folder / f"{bundle}.json"
         if not meta.exists():
-            raise StateUnknown(f"lotame {partition}: the ledger says file set {bundle} was delivered but its kept "
-                               f"copy {meta} is missing, so what Lotame holds cannot be replayed; restore "
-                               f"data/state/lotame from backup")
+            raise StateUnknown(
+                f"lotame {partition}: the ledger says file set {bundle} was delivered but "
+                f"its kept copy {meta} is missing, so what Lotame holds cannot be replayed; "
+                f"restore data/state/lotame from backup"
+            )
         mode = json.loads(meta.read_text())["mode"]
-        out.append(Delivered(partition, mode, folder / f"{bundle}.held.parquet", folder / f"{bundle}.records.parquet",
-                             position))
+        out.append(
+            Delivered(
+                partition,
+                mode,
+                folder / f"{bundle}.held.parquet",
+                folder / f"{bundle}.records.parquet",
+                position,
+            )
+        )
     return out
 
 
-def plan_mode(history: list[Delivered], partition: str, wanted: str, full_refresh_days: int) -> tuple[str, str]:
+def plan_mode(
+    history: list[Delivered], partition: str, wanted: str, full_refresh_days: int
+) -> tuple[str, str]:
     """(mode, reason): delta only when Lotame holds a comprehensive file younger than
     `full_refresh_days` (the document's periodic comprehensive file, 30 days by default)."""
     if wanted == "comprehensive":
@@ -95,8 +106,10 @@ def plan_mode(history: list[Delivered], partition: str, wanted: str, full_refres
         return "comprehensive", "no comprehensive file in the delivered history"
     age = (dt.date.fromisoformat(partition) - dt.date.fromisoformat(last_full.partition)).days
     if age >= full_refresh_days:
-        return "comprehensive", (f"last comprehensive file ({last_full.partition}) is {age} days old; "
-                                 f"a comprehensive file is due every {full_refresh_days} days")
+        return "comprehensive", (
+            f"last comprehensive file ({last_full.partition}) is {age} days old; "
+            f"a comprehensive file is due every {full_refresh_days} days"
+        )
     return "delta", f"changes since the file delivered for {history[-1].partition}"
 
 
@@ -129,7 +142,8 @@ def replay(con: duckdb.DuckDBPyConnection, files: list[tuple[str, Path]], table:
     """Create `table` (userid, segment): the result of applying (mode, records) files in order."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {EMPTY_HELD}")
     for mode, records in files:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _next AS {apply_sql(f'SELECT * FROM {table}', records, mode)}")
+        applied = apply_sql(f"SELECT * FROM {table}", records, mode)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _next AS {applied}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _next")
     con.execute("DROP TABLE IF EXISTS _next")
 
@@ -137,10 +151,19 @@ def replay(con: duckdb.DuckDBPyConnection, files: list[tuple[str, Path]], table:
 def compare(con: duckdb.DuckDBPyConnection, table: str, truth_sql: str) -> dict:
     """Missing (in the truth, not held) and extra (held, not in the truth) memberships, with samples."""
     truth = f"SELECT userid, segment FROM ({truth_sql})"
-    missing = con.execute(f"SELECT count(*), list(userid || ' ' || segment ORDER BY userid, segment)[1:5] "
-                          f"FROM ({truth} EXCEPT SELECT * FROM {table})").fetchone()
-    extra = con.execute(f"SELECT count(*), list(userid || ' ' || segment ORDER BY userid, segment)[1:5] "
-                        f"FROM (SELECT * FROM {table} EXCEPT {truth})").fetchone()
+    missing = con.execute(
+        f"SELECT count(*), list(userid || ' ' || segment ORDER BY userid, segment)[1:5] "
+        f"FROM ({truth} EXCEPT SELECT * FROM {table})"
+    ).fetchone()
+    extra = con.execute(
+        f"SELECT count(*), list(userid || ' ' || segment ORDER BY userid, segment)[1:5] "
+        f"FROM (SELECT * FROM {table} EXCEPT {truth})"
+    ).fetchone()
     held = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    return {"missing": missing[0], "missing_samples": missing[1] or [], "extra": extra[0],
-            "extra_samples": extra[1] or [], "held": held}
+    return {
+        "missing": missing[0],
+        "missing_samples": missing[1] or [],
+        "extra": extra[0],
+        "extra_samples": extra[1] or [],
+        "held": held,
+    }

@@ -9,8 +9,8 @@ from .assets import ASSETS, CHECKS, settings_from_env
 
 daily_delivery = dg.define_asset_job(
     "optimove_daily_delivery", selection=dg.AssetSelection.groups("optimove"),
-    description="Yesterday's customers (full) and changed transactions (by LastUpdated): extract, check, write, "
-                "publish.",
+    description="Yesterday's customers (full) and changed transactions (by LastUpdated): extract, check, "
+                "write, publish.",
     tags={"vendor": "optimove"})
 
 
@@ -21,7 +21,8 @@ def build_defs(env: str) -> dg.Definitions:
     schedule = dg.build_schedule_from_partitioned_job(
         daily_delivery, name="optimove_daily_schedule", hour_of_day=run_at.hour, minute_of_hour=run_at.minute,
         description=f"Daily at {run_at:%H:%M} UTC for the previous UTC day: three hours before the agreed "
-                    f"data-ready time {ready:%H:%M} UTC (OPTIMOVE_DATA_READY_UTC), never before the day has closed.",
+                    f"data-ready time {ready:%H:%M} UTC (OPTIMOVE_DATA_READY_UTC), never before the day has "
+                    "closed.",
         default_status=dg.DefaultScheduleStatus.RUNNING if env == "production" else dg.DefaultScheduleStatus.STOPPED)
     return dg.Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[daily_delivery], schedules=[schedule],
                           resources={"optimove_settings": settings})

@@ -100,7 +100,8 @@ TABLES = (
     Table("transactions", "optimove_transactions", spec.Transactions, f"""
         trim(transaction_id) AS TransactionID, trim(customer_id) AS CustomerID,
         {_ts('transaction_ts')} AS TransactionDate, amount AS Amount, upper(trim(currency)) AS Currency,
-        nullif(trim(product_id), '') AS ProductID, lower(trim(status)) AS Status, {_ts('last_updated')} AS LastUpdated""", "incremental"),
+        nullif(trim(product_id), '') AS ProductID, lower(trim(status)) AS Status,
+        {_ts('last_updated')} AS LastUpdated""", "incremental"),
 )
 
 
@@ -137,10 +138,11 @@ def build_table_assets(table: Table) -> tuple[list, list]:
     group, rows_key = VENDOR, [VENDOR, table.name]
 
     @dg.asset(key=rows_key, group_name=group, partitions_def=daily, deps=[source_key(table.source)], kinds={"duckdb"},
-              description=f"{table.name}: {table.load} by default ({DOC}: only transactional and fact tables are "
-                          "extracted incrementally, R13): incremental = rows whose LastUpdated falls in the partition's "
-                          "UTC day; full = every row. In Optimove's formats (DIGEST 3.1: dates, datetimes, decimals, "
-                          "blanks). `optimove_settings.table_loads` overrides the load.")
+              description=f"{table.name}: {table.load} by default ({DOC}: only transactional and fact "
+                          "tables are extracted incrementally, R13): incremental = rows whose LastUpdated "
+                          "falls in the partition's UTC day; full = every row. In Optimove's formats (DIGEST "
+                          "3.1: dates, datetimes, decimals, blanks). `optimove_settings.table_loads` "
+                          "overrides the load.")
     def rows(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
              optimove_settings: OptimoveSettings) -> dg.MaterializeResult:
         key = context.partition_key
@@ -150,10 +152,12 @@ def build_table_assets(table: Table) -> tuple[list, list]:
         load = load_of(table, optimove_settings)
         target = warehouse.staged_table(VENDOR, table.name, key)
         with warehouse.connect() as con:
-            count = copy_to_parquet(con, window_sql(table, key) if load == "incremental" else full_sql(table), target)
+            sql = window_sql(table, key) if load == "incremental" else full_sql(table)
+            count = copy_to_parquet(con, sql, target)
         context.log.info(f"{table.name} {key}: {load}: {count:,} rows")
         window = f"[{key} 00:00:00, next day 00:00:00) UTC" if load == "incremental" else "every row"
-        return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(count), "load": dg.MetadataValue.text(load),
+        return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(count),
+                                              "load": dg.MetadataValue.text(load),
                                               "window": dg.MetadataValue.text(window)})
 
     @dg.asset_check(asset=rows, name="spec", blocking=True, partitions_def=daily,
@@ -168,8 +172,8 @@ def build_table_assets(table: Table) -> tuple[list, list]:
 
     @dg.asset(key=[VENDOR, f"{table.name}_files"], group_name=group, partitions_def=daily, deps=[rows],
               description=f"{table.name} as `{table.name}/{table.name}_YYYYMMDD_NNN.<csv.gz|json.gz|parquet>`: gzip only "
-                          "(ZIP is not supported), parts in the recommended 100-250 MB band (cut near 150 MB, a small last "
-                          "part merged into the one before), never above 1 GB.")
+                          "(ZIP is not supported), parts in the recommended 100-250 MB band (cut near "
+                          "150 MB, a small last part merged into the one before), never above 1 GB.")
     def files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
               optimove_settings: OptimoveSettings) -> dg.MaterializeResult:
         key, fmt = context.partition_key, optimove_settings.format
@@ -182,8 +186,9 @@ def build_table_assets(table: Table) -> tuple[list, list]:
         low, high = optimove_settings.band_low_bytes, optimove_settings.band_high_bytes
         if not 0 < low <= optimove_settings.target_file_bytes <= high < spec.MAX_FILE_BYTES:
             raise dg.Failure(f"optimove_settings: band_low_bytes ({low:,}) <= target_file_bytes "
-                             f"({optimove_settings.target_file_bytes:,}) <= band_high_bytes ({high:,}) < 1 GB is "
-                             "required (the document's 1 GB limit and its recommended 100-250 MB)", allow_retries=False)
+                             f"({optimove_settings.target_file_bytes:,}) <= band_high_bytes ({high:,}) "
+                             "< 1 GB is required (the document's 1 GB limit and its recommended 100-250 MB)",
+                             allow_retries=False)
         folder = reset_folder(warehouse.files_dir(VENDOR, table.name, key))
         staged = sql_literal(str(warehouse.staged_table(VENDOR, table.name, key)))
         columns = list(table.model.to_schema().columns)
@@ -196,7 +201,8 @@ def build_table_assets(table: Table) -> tuple[list, list]:
                 per_row = staged_path.stat().st_size / max(total, 1)
                 parts = write_parquet_parts(con, f"SELECT * FROM read_parquet({staged})", folder, name_for,
                                             target_bytes=optimove_settings.target_file_bytes,
-                                            first_rows=int(optimove_settings.target_file_bytes / 2 / per_row) or 1)
+                                            first_rows=int(optimove_settings.target_file_bytes / 2 / per_row)
+                                            or 1)
             else:
                 # JSON values as strings, as in the document's example ({"Id":"30515240","SubscriptionId":null})
                 as_text = "struct_pack(" + ", ".join(f'"{c}" := CAST("{c}" AS VARCHAR)' for c in columns) + ")"
@@ -207,12 +213,15 @@ def build_table_assets(table: Table) -> tuple[list, list]:
             parts = sizing.renumber(sizing.balance(parts, low=low, high=high, fmt=fmt, con=con,
                                                    gzip_level=optimove_settings.gzip_level), name_for)
         outgoing = [OutgoingFile(p.path, f"{table.name}/{p.name}", rows=p.rows, md5=p.md5, bytes=p.bytes) for p in parts]
-        write_manifest(folder, outgoing, format=fmt, columns=columns, partition=key, load=load_of(table, optimove_settings))
+        load = load_of(table, optimove_settings)
+        write_manifest(folder, outgoing, format=fmt, columns=columns, partition=key, load=load)
         off = sizing.outside_band(parts, low, high)
         if off:
-            context.log.warning(f"{table.name} {key}: parts outside the recommended {low:,}-{high:,} bytes: {off}")
-        return dg.MaterializeResult(metadata={**files_metadata(outgoing), "format": dg.MetadataValue.text(fmt),
-                                              "load": dg.MetadataValue.text(load_of(table, optimove_settings)),
+            context.log.warning(f"{table.name} {key}: parts outside the recommended {low:,}-{high:,} bytes: "
+                                f"{off}")
+        return dg.MaterializeResult(metadata={**files_metadata(outgoing),
+                                              "format": dg.MetadataValue.text(fmt),
+                                              "load": dg.MetadataValue.text(load),
                                               "parts_outside_band": dg.MetadataValue.int(len(off))})
 
     @dg.asset_check(asset=files, name="files_match_spec", blocking=True, partitions_def=daily,
@@ -265,7 +274,7 @@ def build_table_assets(table: Table) -> tuple[list, list]:
         finished = [dt.datetime.fromisoformat(d.finished_at) for d in delivered if d.finished_at]
         last = max(finished) if finished else None
         if any(d.run_id == context.run.run_id for d in delivered):
-            last = clock.now()  # sent by this run's delivery step moments ago: the clock's time, as every date rule
+            last = clock.now()  # sent by this run's delivery step moments ago: on the clock, as date rules
 
         on_time = last is not None and last <= ready_at
         return dg.AssetCheckResult(

@@ -32,8 +32,11 @@ def _append_gzip(target: Path, source: Path, skip_header: bool, level: int) -> i
     """Append `source`'s lines (without its header line) to `target` as a new gzip member: a
     gzip file may hold several members, read as one stream. Returns the raw bytes appended."""
     raw = 0
-    with gzip.open(source, "rb") as src, open(target, "ab") as out, \
-            gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0) as dst:
+    with (
+        gzip.open(source, "rb") as src,
+        open(target, "ab") as out,
+        gzip.GzipFile(fileobj=out, mode="wb", compresslevel=level, mtime=0) as dst,
+    ):
         if skip_header:
             src.readline()
         for chunk in iter(lambda: src.read(1 << 20), b""):
@@ -45,8 +48,10 @@ def _append_gzip(target: Path, source: Path, skip_header: bool, level: int) -> i
 def _merge_parquet(con: duckdb.DuckDBPyConnection, first: Path, second: Path) -> None:
     partial = first.with_name(f".{first.name}.{uuid.uuid4().hex[:8]}")
     files = f"[{sql_literal(str(first))}, {sql_literal(str(second))}]"
-    con.execute(f"COPY (SELECT * FROM read_parquet({files})) TO {sql_literal(str(partial))} "
-                "(FORMAT parquet, COMPRESSION snappy)")
+    con.execute(
+        f"COPY (SELECT * FROM read_parquet({files})) TO {sql_literal(str(partial))} "
+        "(FORMAT parquet, COMPRESSION snappy)"
+    )
     os.replace(partial, first)
 
 
@@ -55,14 +60,22 @@ def _merge(first: Part, second: Part, fmt: str, con: duckdb.DuckDBPyConnection, 
         _merge_parquet(con, first.path, second.path)
         raw = first.path.stat().st_size
     else:
-        raw = first.raw_bytes + _append_gzip(first.path, second.path, skip_header=fmt == "csv", level=gzip_level)
+        appended = _append_gzip(first.path, second.path, skip_header=fmt == "csv", level=gzip_level)
+        raw = first.raw_bytes + appended
     second.path.unlink()
-    return Part(path=first.path, name=first.name, rows=first.rows + second.rows, bytes=first.path.stat().st_size,
-                md5=_md5(first.path), raw_bytes=raw)
+    return Part(
+        path=first.path,
+        name=first.name,
+        rows=first.rows + second.rows,
+        bytes=first.path.stat().st_size,
+        md5=_md5(first.path),
+        raw_bytes=raw,
+    )
 
 
-def balance(parts: list[Part], *, low: int, high: int, fmt: str, con: duckdb.DuckDBPyConnection,
-            gzip_level: int = 6) -> list[Part]:
+def balance(
+    parts: list[Part], *, low: int, high: int, fmt: str, con: duckdb.DuckDBPyConnection, gzip_level: int = 6
+) -> list[Part]:
     """Merge a part under `low` with its neighbour while both fit under `high` (in order, so rows
     keep their order), then renumber the files so the names stay consecutive."""
     out: list[Part] = []
@@ -89,6 +102,9 @@ def renumber(parts: list[Part], name_for) -> list[Part]:
         path = part.path.with_name(name)
         if path != part.path:
             os.replace(part.path, path)
-        out.append(Part(path=path, name=name, rows=part.rows, bytes=part.bytes, md5=part.md5,
-                        raw_bytes=part.raw_bytes))
+        out.append(
+            Part(
+                path=path, name=name, rows=part.rows, bytes=part.bytes, md5=part.md5, raw_bytes=part.raw_bytes
+            )
+        )
     return out
