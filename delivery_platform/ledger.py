@@ -367,3 +367,10 @@ class Ledger:
             return con.execute(
                 "DELETE FROM chain_claims WHERE vendor=? AND deliverable=? AND partition_key=?",
                 (vendor, deliverable, partition_key)).rowcount == 1
+
+    def partition_states(self, vendor: str, deliverable: str) -> dict[str, str]:
+        """partition_key -> 'complete' | 'delivering' for every partition of a deliverable."""
+        with self._connect() as con:
+            rows = con.execute("SELECT partition_key, state FROM partitions WHERE vendor=? AND deliverable=?",
+                               (vendor, deliverable)).fetchall()
+        return {r["partition_key"]: r["state"] for r in rows}

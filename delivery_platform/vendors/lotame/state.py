@@ -57,20 +57,19 @@ class Delivered:
     position: int  # ledger id of the set's last delivered file: the delivery order
 
 
-def _files_of(ledger: Ledger, partition: str) -> list[tuple[str, str]]:
-    return [(d.file_name, d.md5 or "") for d in ledger.delivered(VENDOR, DELIVERABLE, partition)]
-
-
 def delivered_history(ledger: Ledger) -> list[Delivered]:
     """Every complete file set Lotame received, in the order it received them (the ledger's)."""
     last_id: dict[str, int] = {}
-    for d in ledger.history(VENDOR, DELIVERABLE, status="delivered"):
+    files: dict[str, dict[str, str]] = {}  # partition -> file name -> MD5 of its latest delivery
+    for d in ledger.history(VENDOR, DELIVERABLE, status="delivered"):  # oldest first
         last_id[d.partition_key] = d.id
+        files.setdefault(d.partition_key, {})[d.file_name] = d.md5 or ""
+    states = ledger.partition_states(VENDOR, DELIVERABLE)
     out = []
     for partition, position in sorted(last_id.items(), key=lambda kv: kv[1]):
-        if ledger.partition_state(VENDOR, DELIVERABLE, partition) != "complete":
+        if states.get(partition) != "complete":
             continue  # some files sent, no .done: Lotame has not imported it
-        bundle = bundle_id(_files_of(ledger, partition))
+        bundle = bundle_id(list(files[partition].items()))
         folder = state_dir() / partition
         meta = folder / f"{bundle}.json"
         if not meta.exists():
