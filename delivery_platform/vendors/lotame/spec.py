@@ -52,8 +52,8 @@ class SegmentMembership(pa.DataFrameModel):
                                                     "max_value": EPOCH_MAX},
                                 list_items_unique={"field": "name"},
                                 description="[{name, timestamp}]: the segments, recency in epoch seconds (1.3)")
-    remove: object = pa.Field(nullable=True, description="delta files: names of segments removed since the prior "
-                                                         "file (1.6 #2)")
+    remove: object = pa.Field(nullable=True, description="names of segments the ID held at Lotame and left "
+                                                         "(1.6 #2); with `segments: []` it clears the ID (R11)")
     ips: object = pa.Field(nullable=True, list_items_match={"field": "ip", "pattern": sql_checks.IPV4_RE},
                            description="[{ip, timestamps}]: IPv4 only, IPv6 is not supported (1.3)")
     country: str = pa.Field(nullable=True, str_matches=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 (1.3)")
