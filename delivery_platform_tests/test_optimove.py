@@ -196,8 +196,8 @@ def test_the_spec_model_refuses_a_T_in_datetimes_and_sentinels():
     assert ("LastUpdated", "str_matches") in failed and ("RegistrationDate", "notin") in failed
 
 
-@pytest.mark.parametrize("ready,runs_at", [("08:00", "05:00"), ("03:45", "00:45"), ("02:00", "00:30"),
-                                           ("00:15", "00:30"), ("23:30", "20:30")])
+@pytest.mark.parametrize("ready,runs_at", [("08:00", "05:00"), ("8:00", "05:00"), ("03:45", "00:45"),
+                                           ("02:00", "00:30"), ("00:15", "00:30"), ("23:30", "20:30")])
 def test_one_ready_time_drives_the_schedule_without_wrapping_late(monkeypatch, ready, runs_at):
     """Three hours before the ready time, on the morning after the day; never the evening before
     (02:00 used to give 23:00, which requests the day before: 21 hours late)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 
 ENV = "OPTIMOVE_DATA_READY_UTC"
 DEFAULT = "08:00"
@@ -15,11 +16,11 @@ LEAD = dt.timedelta(hours=3)  # the run starts this long before the data-ready t
 
 
 def parse(text: str) -> dt.time:
-    try:
-        value = dt.time.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"{ENV}={text!r} is not a UTC time of day such as 08:00") from None
-    return value.replace(second=0, microsecond=0, tzinfo=None)
+    """`HH:MM` (or `H:MM`), UTC."""
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        raise ValueError(f"{ENV}={text!r} is not a UTC time of day such as 08:00")
+    return dt.time(int(match[1]), int(match[2]))
 
 
 def data_ready_time(environ: dict | None = None) -> dt.time:
