@@ -212,7 +212,7 @@ def test_one_ready_time_drives_the_schedule_without_wrapping_late(monkeypatch, r
         context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
         requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2026-11-20"]  # the day that ended before the tick
-    ready_at = dt.datetime.combine(dt.date(2026, 11, 21), dt.time.fromisoformat(ready),
+    ready_at = dt.datetime.combine(dt.date(2026, 11, 21), dt.time(*(int(x) for x in ready.split(":"))),
                                    tzinfo=dt.timezone.utc)
     assert dt.timedelta(0) < ready_at - tick <= dt.timedelta(hours=3) or ready == "00:15"
 
