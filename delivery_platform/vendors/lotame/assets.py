@@ -176,10 +176,13 @@ def _build(warehouse: WarehouseResource, key: str, base: state.Delivered | None,
                else delta_records_sql(paths["state"], held_sql, settings))
         rows = copy_to_parquet(con, sql, paths["records"])
         copy_to_parquet(con, state.apply_sql(held_sql, paths["records"], mode), paths["held"])
-        removals, listed, cleared = con.execute(
-            "SELECT coalesce(sum(len(remove)), 0), coalesce(sum(len(segments)), 0), "
-            "coalesce(count_if(len(segments) = 0), 0) "
+        removals, listed = con.execute(
+            "SELECT coalesce(sum(len(remove)), 0), coalesce(sum(len(segments)), 0) "
             f"FROM read_parquet({sql_literal(str(paths['records']))})").fetchone()
+        # IDs Lotame held that hold nothing after this file: the users who left every segment (R11)
+        cleared = con.execute(
+            f"SELECT count(DISTINCT userid) FROM ({held_sql}) WHERE userid NOT IN "
+            f"(SELECT userid FROM read_parquet({sql_literal(str(paths['held']))}))").fetchone()[0]
     return excluded, state_rows, rows, removals, listed, cleared
 
 
