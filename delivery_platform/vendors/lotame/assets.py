@@ -350,7 +350,8 @@ def segmentmembership_files(context: dg.AssetExecutionContext, warehouse: Wareho
 
 @dg.asset_check(asset=segmentmembership_files, name="files_match_spec", blocking=True, partitions_def=daily,
                 description="Re-reads the bundle: gzip JSON lines, one valid object per line, userid unique, row count "
-                            "as staged, the .md5 file holds the data file's real MD5, the .done is empty, under 5 GB.")
+                            "and removals as staged, the .md5 file holds the data file's real MD5, the .done "
+                            "is empty, under 5 GB.")
 def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
                                        warehouse: WarehouseResource) -> dg.AssetCheckResult:
     from ...destinations.base import file_md5
@@ -372,15 +373,20 @@ def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
     listed = "[" + ", ".join(sql_literal(str(f.path)) for f in data_files) + "]"
     with warehouse.connect(attach_warehouse=False) as con:
         try:
-            rows, distinct, no_segments = con.execute(
-                f"SELECT count(*), count(DISTINCT userid), count_if(segments IS NULL) FROM read_json("
+            rows, distinct, no_segments, removed = con.execute(
+                "SELECT count(*), count(DISTINCT userid), count_if(segments IS NULL), "
+                f"coalesce(sum(json_array_length(remove)), 0) FROM read_json("
                 f"{listed}, format = 'newline_delimited', compression = 'gzip', "
-                "columns = {userid: 'VARCHAR', segments: 'JSON'})").fetchone()
+                "columns = {userid: 'VARCHAR', segments: 'JSON', remove: 'JSON'})").fetchone()
         except Exception as exc:  # a line that is not one JSON object
-            rows, distinct, no_segments = -1, -1, -1
+            rows, distinct, no_segments, removed = -1, -1, -1, -1
             problems.append(f"the data files are not valid gzip JSON lines: {str(exc).splitlines()[0][:200]}")
-        staged = con.execute(f"SELECT count(*) FROM read_parquet("
-                             f"{sql_literal(str(_paths(warehouse, key)['records']))})").fetchone()[0]
+        staged, staged_removed = con.execute(
+            "SELECT count(*), coalesce(sum(len(remove)), 0) FROM read_parquet("
+            f"{sql_literal(str(_paths(warehouse, key)['records']))})").fetchone()
+    if removed >= 0 and removed != staged_removed:  # removals clear what Lotame holds (R11, R12)
+        problems.append(f"the data files name {removed:,} segments in 'remove', the checked records "
+                        f"{staged_removed:,}")
     if rows >= 0 and rows != staged:
         problems.append(f"the data files hold {rows:,} lines, the checked records {staged:,}")
     if rows >= 0 and distinct != rows:
