@@ -98,6 +98,17 @@ CREATE TABLE IF NOT EXISTS delivery_notes (
     delivery_id   INTEGER PRIMARY KEY,
     note          TEXT NOT NULL
 );
+-- chained deliverables (each file builds on the one before, e.g. Lotame deltas): which partitions
+-- a run has started to build, so a later partition waits for an earlier one still in the chain
+CREATE TABLE IF NOT EXISTS chain_claims (
+    vendor        TEXT NOT NULL,
+    deliverable   TEXT NOT NULL,
+    partition_key TEXT NOT NULL,
+    run_id        TEXT NOT NULL,
+    holder        TEXT NOT NULL,
+    claimed_at    TEXT NOT NULL,
+    PRIMARY KEY (vendor, deliverable, partition_key)
+);
 """
 
 
@@ -451,3 +462,45 @@ class Ledger:
                           "AND file_name=? AND md5=? AND id < ? ORDER BY id DESC LIMIT 1",
                           (vendor, deliverable, partition_key, file_name, md5, before_id))
         return rows[0] if rows else None
+    # --- chains: partitions that build on each other deliver in partition order ---------------
+    def chain_claim(self, vendor: str, deliverable: str, partition_key: str, run_id: str,
+                    after: str | None) -> list[dict]:
+        """Enter the partition in its chain and return, in the same transaction, the earlier
+        partitions (after `after`, the last delivered one) still in the chain and not delivered:
+        the ones this partition must wait for. Each is {partition_key, run_id, holder, claimed_at}."""
+        holder = f"{socket.gethostname()}:{os.getpid()}"
+        with self._write() as con:
+            con.execute("INSERT OR REPLACE INTO chain_claims VALUES (?, ?, ?, ?, ?, ?)",
+                        (vendor, deliverable, partition_key, run_id, holder, _now()))
+            return self._chain_waiting(con, vendor, deliverable, partition_key, after)
+
+    def chain_waiting(self, vendor: str, deliverable: str, partition_key: str,
+                      after: str | None) -> list[dict]:
+        """The earlier partitions in the chain (after `after`) whose delivery is not complete."""
+        with self._connect() as con:
+            return self._chain_waiting(con, vendor, deliverable, partition_key, after)
+
+    @staticmethod
+    def _chain_waiting(con, vendor, deliverable, partition_key, after) -> list[dict]:
+        rows = con.execute(
+            "SELECT c.partition_key, c.run_id, c.holder, c.claimed_at FROM chain_claims c "
+            "LEFT JOIN partitions p USING (vendor, deliverable, partition_key) "
+            "WHERE c.vendor=? AND c.deliverable=? AND c.partition_key<? AND c.partition_key>? "
+            "AND coalesce(p.state, '') <> 'complete' ORDER BY c.partition_key",
+            (vendor, deliverable, partition_key, after or "")).fetchall()
+        return [dict(r) for r in rows]
+
+    def chain_drop(self, vendor: str, deliverable: str, partition_key: str) -> bool:
+        """Take a partition out of its chain (an operator decides it will never be delivered: the
+        next partition's file then covers its changes). True when it was in the chain."""
+        with self._write() as con:
+            return con.execute(
+                "DELETE FROM chain_claims WHERE vendor=? AND deliverable=? AND partition_key=?",
+                (vendor, deliverable, partition_key)).rowcount == 1
+
+    def partition_states(self, vendor: str, deliverable: str) -> dict[str, str]:
+        """partition_key -> 'complete' | 'delivering' for every partition of a deliverable."""
+        with self._connect() as con:
+            rows = con.execute("SELECT partition_key, state FROM partitions WHERE vendor=? AND deliverable=?",
+                               (vendor, deliverable)).fetchall()
+        return {r["partition_key"]: r["state"] for r in rows}

@@ -187,3 +187,20 @@ def test_a_large_day_is_split_into_numbered_files_each_with_its_md5(data_dir):
     assert len(ids) == len(set(ids)) == meta(result, "lotame__segment_memberships")["rows"]
     order = [d.file_name for d in sorted(Ledger().delivered("lotame", "segmentmembership", "2026-11-18"), key=lambda d: d.id)]
     assert order[-1] == "20261118/20261118.done" and len(order) == 2 * len(data) + 1
+
+
+def test_bytes_that_lose_the_removals_are_blocked(data_dir, monkeypatch):
+    """The removals clear what Lotame holds (R11, R12): a writer bug that drops `remove` from the
+    lines must stop the day before anything is sent."""
+    from delivery_platform.vendors.lotame import assets
+
+    instance = dg.DagsterInstance.ephemeral()
+    assert run("2026-11-12", {"mode": "delta"}, instance).success
+    original = assets.record_line_sql
+    monkeypatch.setattr(assets, "record_line_sql",
+                        lambda as_strings: original(as_strings).replace("\"remove\"", "\"dropped\""))
+    result = run("2026-11-13", {"mode": "delta"}, instance)
+    assert not result.success
+    check = checks(result)["files_match_spec"]
+    assert not check.passed and "segments in 'remove'" in check.description
+    assert not (data_dir / "outbox" / "lotame" / "20261113").exists()

@@ -26,10 +26,13 @@ def checks(result):
 
 
 def source_rows(warehouse, table, partition=DAY):
+    """Transactions changed in the day (incremental); every customer (full, R13)."""
     con = duckdb.connect(str(warehouse), read_only=True)
     key = "transaction_id" if table == "transactions" else "customer_id"
-    rows = con.execute(f"SELECT {key} FROM optimove_{table} WHERE last_updated >= DATE '{partition}' "
-                       f"AND last_updated < DATE '{partition}' + INTERVAL 1 DAY ORDER BY 1").fetchall()
+    day = f"DATE '{partition}'"
+    window = (f"WHERE last_updated >= {day} AND last_updated < {day} + INTERVAL 1 DAY"
+              if table == "transactions" else "")
+    rows = con.execute(f"SELECT {key} FROM optimove_{table} {window} ORDER BY 1").fetchall()
     return [r[0] for r in rows]
 
 
@@ -57,21 +60,47 @@ def test_each_format_round_trips_through_the_store(data_dir, small_warehouse, mo
                 assert all("." in a[0] and not a[0].startswith(("$", "£", "€")) for a in amounts)
 
 
-def test_a_tiny_target_splits_gzip_parts_near_the_target(data_dir):
-    result = run(partition="2026-11-18", settings={"format": "csv", "target_file_bytes": 2000, "gzip_level": 1})
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+def test_parts_land_in_the_band_and_never_above_it(data_dir, fmt):
+    """Issue 16 (Optimove 3): the 100-250 MB band, scaled down: parts of 1,500-4,000 bytes."""
+    low, high = 1500, 4000
+    result = run(partition="2026-11-18", settings={"format": fmt, "target_file_bytes": 2500, "gzip_level": 1,
+                                                   "band_low_bytes": low, "band_high_bytes": high})
     assert result.success
     meta = result.asset_materializations_for_node("optimove__transactions_files")[0].metadata
-    assert meta["file_count"].value > 2
     parts = sorted((data_dir / "outbox" / "optimove" / "transactions").iterdir())
-    import gzip
-    header = None
-    for part in parts:
-        text = gzip.decompress(part.read_bytes()).decode()
-        lines = text.split("\n")
-        header = header or lines[0]
-        assert lines[0] == header and text.endswith("\n")
-        assert part.stat().st_size < 2000 * 1.5
+    sizes = [p.stat().st_size for p in parts]
+    assert meta["file_count"].value == len(parts) and (len(parts) >= 2 or fmt == "parquet")
+    assert sum(sizes) > low and all(low <= s <= high for s in sizes), sizes
+    assert [p.name for p in parts] == [f"transactions_20261118_{n:03d}{p.name[25:]}" for n, p in
+                                      enumerate(parts, start=1)]  # consecutive numbers after merges
+    assert meta["parts_outside_band"].value == 0
+    if fmt == "csv":
+        import gzip
+        texts = [gzip.decompress(p.read_bytes()).decode() for p in parts]
+        header = texts[0].split("\n")[0]
+        assert all(t.split("\n")[0] == header and t.count("TransactionID") == 1 for t in texts)
     assert checks(result)[("transactions_files", "files_match_spec")].passed
+
+
+def test_a_small_last_part_is_merged_into_the_one_before(tmp_path):
+    import gzip
+
+    from delivery_platform.formats.parts import PartWriter
+    from delivery_platform.vendors.optimove import sizing
+
+    rng = __import__("random").Random(3)
+    lines = [f"{i},{rng.getrandbits(64):x}\n" for i in range(1500)]
+    writer = PartWriter(tmp_path, lambda n: f"t_{n:03d}.csv.gz", header=b"id,v\n", max_bytes=9000,
+                        gzip_level=6)
+    writer.write_array(__import__("pyarrow").array(lines))
+    parts = writer.finish()
+    assert parts[-1].bytes < 6000 and len(parts) >= 2  # the writer alone leaves a small last part
+    balanced = sizing.balance(parts, low=6000, high=40000, fmt="csv", con=duckdb.connect())
+    assert len(balanced) == len(parts) - 1 and all(6000 <= p.bytes <= 40000 for p in balanced)
+    text = b"".join(gzip.decompress(p.path.read_bytes()).split(b"\n", 1)[1] for p in balanced).decode()
+    assert text == "".join(lines) and sum(p.rows for p in balanced) == len(lines)
+    assert balanced[-1].md5 == __import__("hashlib").md5(balanced[-1].path.read_bytes()).hexdigest()
 
 
 def optimove_warehouse(path, customers=(), transactions=()):
@@ -107,7 +136,7 @@ def test_incremental_windows_take_each_change_exactly_once(tiny, data_dir):
          transactions=[txn("T1", "2026-11-17 08:00:00"), txn("T2", "2026-11-18 00:00:00")])
     seen = {}
     for day in ("2026-11-16", "2026-11-17", "2026-11-18"):
-        result = run(partition=day)
+        result = run(partition=day, settings={"table_loads": {"customers": "incremental"}})
         assert result.success, day
         late = checks(result)[("customers_delivery", "before_data_ready_time")]
         assert late.passed is False and "after the data-ready time" in late.description  # days ago: late, a warning
@@ -168,3 +197,53 @@ def test_the_spec_model_refuses_a_T_in_datetimes_and_sentinels():
                            "LastUpdated": "2026-11-17T10:00:00Z"}])
     failed = {(f.column, f.check.split("(")[0]) for f in validate_frame_with_pandera(frame, Customers).failures}
     assert ("LastUpdated", "str_matches") in failed and ("RegistrationDate", "notin") in failed
+
+
+@pytest.mark.parametrize("ready,runs_at", [("08:00", "05:00"), ("8:00", "05:00"), ("03:45", "00:45"),
+                                           ("02:00", "00:30"), ("00:15", "00:30"), ("23:30", "20:30")])
+def test_one_ready_time_drives_the_schedule_without_wrapping_late(monkeypatch, ready, runs_at):
+    """Three hours before the ready time, on the morning after the day; never the evening before
+    (02:00 used to give 23:00, which requests the day before: 21 hours late)."""
+    import datetime as dt
+
+    monkeypatch.setenv("OPTIMOVE_DATA_READY_UTC", ready)
+    schedule = build_defs("local").resolve_schedule_def("optimove_daily_schedule")
+    hour, minute = (int(x) for x in runs_at.split(":"))
+    assert schedule.cron_schedule == f"{minute} {hour} * * *"
+    tick = dt.datetime(2026, 11, 21, hour, minute, tzinfo=dt.timezone.utc)
+    with dg.DagsterInstance.ephemeral() as instance:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+        requests = schedule.evaluate_tick(context).run_requests
+    assert [r.partition_key for r in requests] == ["2026-11-20"]  # the day that ended before the tick
+    ready_at = dt.datetime.combine(dt.date(2026, 11, 21), dt.time(*(int(x) for x in ready.split(":"))),
+                                   tzinfo=dt.timezone.utc)
+    assert dt.timedelta(0) < ready_at - tick <= dt.timedelta(hours=3) or ready == "00:15"
+
+
+def test_the_check_and_the_deadline_alert_read_the_same_ready_time(tiny, data_dir, monkeypatch, tmp_path):
+    import datetime as dt
+
+    from delivery_platform.alerts import AlertSinks, deadline_alerts
+    from delivery_platform.alerts.sensors import DEADLINES, AlertLog
+    from delivery_platform.core import clock
+    from delivery_platform.ledger import Ledger
+
+    monkeypatch.setenv("OPTIMOVE_DATA_READY_UTC", "02:00")
+    tiny(customers=[customer("C1", "2026-11-19 10:00:00")])
+    log = AlertLog(tmp_path / "alerts.sqlite")
+    before = dt.datetime(2026, 11, 20, 1, 59, tzinfo=dt.timezone.utc)
+    after = dt.datetime(2026, 11, 20, 2, 1, tzinfo=dt.timezone.utc)
+    optimove = [a for a in deadline_alerts(DEADLINES, Ledger(), log, AlertSinks(), before)
+                if a.vendor == "optimove"]
+    assert not [a for a in optimove if a.partition == "2026-11-19"]
+    missed = [a for a in deadline_alerts(DEADLINES, Ledger(), log, AlertSinks(), after)
+              if a.vendor == "optimove" and a.partition == "2026-11-19"]
+    assert {a.deliverable for a in missed} == {"customers", "transactions"} and "02:00 UTC" in missed[0].title
+    with clock.pinned("2026-11-20T01:00:00Z"):
+        on_time = run(partition="2026-11-19")
+    assert checks(on_time)[("customers_delivery", "before_data_ready_time")].passed
+    monkeypatch.setenv("DELIVERY_DATA_DIR", str(tmp_path / "again"))
+    with clock.pinned("2026-11-20T02:30:00Z"):
+        late = run(partition="2026-11-19")
+    check = checks(late)[("customers_delivery", "before_data_ready_time")]
+    assert not check.passed and "2026-11-20 02:00 UTC" in check.description

@@ -15,6 +15,7 @@ from .. import settings
 from ..core import clock
 from ..delivery import LEFTOVERS
 from ..ledger import Ledger
+from ..vendors.optimove import timing as optimove_timing
 from .model import Alert
 from .outbox import AlertOutbox
 from .sinks import AlertSinks
@@ -120,15 +121,22 @@ def process_run(instance: dg.DagsterInstance, run_id: str, sinks: AlertSinks, lo
     return alerts
 
 
-def deadline_alerts(deadlines: dict[tuple[str, str], int], ledger: Ledger, log: AlertLog, sinks: AlertSinks,
+def _time_of(value) -> dt.time:
+    value = value() if callable(value) else value
+    return value if isinstance(value, dt.time) else dt.time(value)
+
+
+def deadline_alerts(deadlines: dict, ledger: Ledger, log: AlertLog, sinks: AlertSinks,
                     now: dt.datetime) -> list[Alert]:
     """(vendor, deliverable) -> hour (UTC) of the day after the partition by which it must be
-    delivered. Alerts once per missed partition (yesterday's and the day before's)."""
+    delivered (an int, a `dt.time`, or a function giving one, read at each evaluation). Alerts
+    once per missed partition (yesterday's and the day before's)."""
     alerts = []
-    for (vendor, deliverable), hour in deadlines.items():
+    for (vendor, deliverable), when in deadlines.items():
+        at = _time_of(when)
         for back in (1, 2):
             day = (now - dt.timedelta(days=back)).date()
-            deadline = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(hour), tzinfo=dt.timezone.utc)
+            deadline = dt.datetime.combine(day + dt.timedelta(days=1), at, tzinfo=dt.timezone.utc)
             state = ledger.partition_state(vendor, deliverable, day.isoformat())
             # a bundle with some files sent (a run killed or failed part-way) is not delivered
             if now < deadline or state == "complete" or state is None and ledger.delivered(
@@ -145,8 +153,11 @@ def deadline_alerts(deadlines: dict[tuple[str, str], int], ledger: Ledger, log: 
 
 
 # when each deliverable must have arrived (hour UTC on the day after the partition)
-DEADLINES = {("ispot", "conversions"): 14, ("lotame", "segmentmembership"): 12, ("optimove", "customers"): 8,
-             ("optimove", "transactions"): 8, ("digital_audience", "crm"): 12, ("idomoo", "data_file"): 12}
+# Optimove's is its data-ready time (OPTIMOVE_DATA_READY_UTC), the value its schedule and check read
+DEADLINES = {("ispot", "conversions"): 14, ("lotame", "segmentmembership"): 12,
+             ("optimove", "customers"): optimove_timing.data_ready_time,
+             ("optimove", "transactions"): optimove_timing.data_ready_time, ("digital_audience", "crm"): 12,
+             ("idomoo", "data_file"): 12}
 
 
 def build_alert_sensors(env: str) -> list:

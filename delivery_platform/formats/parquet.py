@@ -18,7 +18,8 @@ def _lit(text: str) -> str:
 
 
 def write_parquet_parts(con: duckdb.DuckDBPyConnection, source_sql: str, folder: Path, name_for: Callable[[int], str],
-                        *, target_bytes: int, compression: str = "snappy") -> list[Part]:
+                        *, target_bytes: int, compression: str = "snappy",
+                        first_rows: int | None = None) -> list[Part]:
     """Write `source_sql` (ordered) as numbered Parquet files of about `target_bytes` each.
 
     Rows per part come from the size of a first trial part, so parts land near the target without
@@ -28,7 +29,8 @@ def write_parquet_parts(con: duckdb.DuckDBPyConnection, source_sql: str, folder:
     con.execute(f"CREATE OR REPLACE TEMP VIEW _parquet_source AS {source_sql}")
     total = con.execute("SELECT count(*) FROM _parquet_source").fetchone()[0]
     parts: list[Part] = []
-    offset, per_part, number = 0, max(1, min(total, 200_000)), 1
+    # the first part calibrates the rest; `first_rows` keeps it small when rows are known to be wide
+    offset, per_part, number = 0, max(1, min(total, first_rows or 200_000, 200_000)), 1
     while offset < total or not parts:
         path = folder / name_for(number)
         partial = folder / f".{path.name}.{uuid.uuid4().hex[:8]}"

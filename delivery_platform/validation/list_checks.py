@@ -59,3 +59,13 @@ def list_items_unique(series: pd.Series, field) -> pd.Series:
         names = [_field(i, field) for i in _items(v)]
         return len(set(names)) == len(names)
     return series.map(unique).astype(bool)
+
+
+@register("any_list_not_empty", lambda columns: (
+    "(" + " OR ".join(f"coalesce(len(\"{c}\"), 0) > 0" for c in columns) + ")"), ["columns"], dataframe=True)
+def any_list_not_empty(df: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """At least one of the list columns holds an item (a record that says something)."""
+    out = pd.Series(False, index=df.index)
+    for c in columns:
+        out = out | df[c].map(lambda v: len(_items(v)) > 0)
+    return out.astype(bool)

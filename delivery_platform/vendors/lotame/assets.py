@@ -21,6 +21,7 @@ from ...validation import check_result, validate_parquet
 from ...validation.sql_checks import IPV4_RE, sql_literal
 from ...warehouse.assets import source_key
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
+from ... import chain
 from . import spec, state
 
 VENDOR, DELIVERABLE = "lotame", "segmentmembership"
@@ -40,6 +41,7 @@ class LotameSettings(dg.ConfigurableResource):
     include_country: bool = True
     gzip_level: int = 6
     split_bytes: int = spec.MAX_GZIP_BYTES  # gzipped bytes per data file before it is split (1.2)
+    chain_wait_seconds: float = 3 * 3600  # how long a day waits for an earlier day's run to deliver
 
 
 def settings_from_env(environ: dict | None = None) -> LotameSettings:
@@ -59,15 +61,20 @@ def _users_sql() -> str:
                      nullif(upper(trim(country)), '') AS country, last_ip, last_ip_seen_at FROM lotame_users"""
 
 
-def full_state_sql(partition_key: str, id_types: list[str]) -> str:
-    """Every live (user, segment) on the day for users Lotame may receive: supported ID type, consent."""
-    day = sql_literal(partition_key)
+def _eligible_sql(id_types: list[str]) -> str:
+    """Users Lotame may receive: a supported ID type and consent (or a TCF string)."""
     types = ", ".join(sql_literal(t) for t in id_types)
+    return (f"SELECT * FROM ({_users_sql()}) WHERE idtype IN ({types}) "
+            "AND (consent IS TRUE OR tcfconsent IS NOT NULL)")
+
+
+def full_state_sql(partition_key: str, id_types: list[str]) -> str:
+    """Every live (user, segment) on the day for users Lotame may receive: the truth Lotame must hold."""
+    day = sql_literal(partition_key)
     return f"""
         SELECT m.userid, u.idtype, m.segment, epoch(m.last_seen_at)::BIGINT AS "timestamp"
-        FROM lotame_segment_memberships m JOIN ({_users_sql()}) u USING (userid)
+        FROM lotame_segment_memberships m JOIN ({_eligible_sql(id_types)}) u USING (userid)
         WHERE m.valid_from <= {day}::DATE AND (m.valid_to IS NULL OR {day}::DATE < m.valid_to)
-          AND u.idtype IN ({types}) AND (u.consent IS TRUE OR u.tcfconsent IS NOT NULL)
         ORDER BY m.userid, m.segment"""
 
 
@@ -93,45 +100,103 @@ def _user_columns(settings: LotameSettings) -> str:
             "CASE WHEN u.consent IS NOT TRUE THEN u.tcfconsent END AS tcfconsent")
 
 
-def comprehensive_records_sql(state_path: Path, settings: LotameSettings) -> str:
-    return f"""
-        WITH s AS (SELECT * FROM read_parquet({sql_literal(str(state_path))})),
-        agg AS (SELECT userid, any_value(idtype) AS idtype,
-                       list({{'name': segment, 'timestamp': "timestamp"}} ORDER BY segment)::{SEGMENT_TYPE} AS segments
-                FROM s GROUP BY userid)
-        SELECT a.userid, a.idtype, a.segments, NULL::VARCHAR[] AS remove, {_user_columns(settings)}
-        FROM agg a JOIN ({_users_sql()}) u USING (userid) ORDER BY a.userid"""
+def _segments_of(table: str) -> str:
+    item = "{'name': segment, 'timestamp': \"timestamp\"}"
+    return (f"SELECT userid, list({item} ORDER BY segment)::{SEGMENT_TYPE} AS segments "
+            f"FROM {table} GROUP BY userid")
 
 
-def delta_records_sql(state_path: Path, previous_state: Path, settings: LotameSettings) -> str:
-    """Adds in `segments`, removals in `remove` (DIGEST 1.6 #2), for users whose segments changed."""
-    cur, prev = sql_literal(str(state_path)), sql_literal(str(previous_state))
+def comprehensive_records_sql(state_path: Path, held_sql: str, settings: LotameSettings) -> str:
+    """Every live user with all its segments, and every ID Lotame holds that left all its
+    segments (`segments: []`, R11). Segments Lotame holds that are gone are also named in `remove`,
+    so the file means the same whether Lotame replaces the ID's segments (the document's
+    comprehensive reading) or adds and removes (its delta reading): see docs/lotame.md "Clearing"."""
     return f"""
-        WITH cur AS (SELECT * FROM read_parquet({cur})), prev AS (SELECT * FROM read_parquet({prev})),
-        adds AS (SELECT c.* FROM cur c ANTI JOIN prev p ON c.userid = p.userid AND c.segment = p.segment),
-        rems AS (SELECT p.* FROM prev p ANTI JOIN cur c ON c.userid = p.userid AND c.segment = p.segment),
-        a AS (SELECT userid, any_value(idtype) AS idtype,
-                     list({{'name': segment, 'timestamp': "timestamp"}} ORDER BY segment)::{SEGMENT_TYPE} AS segments
-              FROM adds GROUP BY userid),
-        r AS (SELECT userid, any_value(idtype) AS idtype, list(segment ORDER BY segment) AS remove FROM rems GROUP BY userid)
-        SELECT userid, coalesce(a.idtype, r.idtype) AS idtype, coalesce(a.segments, []::{SEGMENT_TYPE}) AS segments,
-               r.remove, {_user_columns(settings)}
-        FROM a FULL JOIN r USING (userid) JOIN ({_users_sql()}) u USING (userid) ORDER BY userid"""
+        WITH s AS (SELECT * FROM read_parquet({sql_literal(str(state_path))})), held AS ({held_sql}),
+        agg AS ({_segments_of('s')}),
+        gone AS (SELECT h.userid, list(h.segment ORDER BY h.segment) AS remove FROM held h
+                 ANTI JOIN s ON h.userid = s.userid AND h.segment = s.segment GROUP BY h.userid)
+        SELECT userid, u.idtype, coalesce(a.segments, []::{SEGMENT_TYPE}) AS segments, g.remove,
+               {_user_columns(settings)}
+        FROM agg a FULL JOIN gone g USING (userid) JOIN ({_eligible_sql(settings.id_types)}) u USING (userid)
+        ORDER BY userid"""
+
+
+def delta_records_sql(state_path: Path, held_sql: str, settings: LotameSettings) -> str:
+    """Adds in `segments`, removals in `remove` (DIGEST 1.6 #2), against what Lotame holds (R12)."""
+    return f"""
+        WITH cur AS (SELECT * FROM read_parquet({sql_literal(str(state_path))})), held AS ({held_sql}),
+        adds AS (SELECT c.* FROM cur c ANTI JOIN held p ON c.userid = p.userid AND c.segment = p.segment),
+        rems AS (SELECT p.* FROM held p ANTI JOIN cur c ON c.userid = p.userid AND c.segment = p.segment),
+        a AS ({_segments_of('adds')}),
+        r AS (SELECT userid, list(segment ORDER BY segment) AS remove FROM rems GROUP BY userid)
+        SELECT userid, u.idtype, coalesce(a.segments, []::{SEGMENT_TYPE}) AS segments, r.remove,
+               {_user_columns(settings)}
+        FROM a FULL JOIN r USING (userid) JOIN ({_eligible_sql(settings.id_types)}) u USING (userid)
+        ORDER BY userid"""
 
 
 def _paths(warehouse: WarehouseResource, key: str) -> dict[str, Path]:
     folder = warehouse.stage_dir(VENDOR, DELIVERABLE, key)
-    return {"records": folder / "rows.parquet", "state": folder / "state.parquet", "plan": folder / "plan.json"}
+    return {"records": folder / "rows.parquet", "state": folder / "state.parquet",
+            "plan": folder / "plan.json", "held": folder / "held.parquet"}
+
+
+def _history(ledger) -> list[state.Delivered]:
+    try:
+        return state.delivered_history(ledger)
+    except state.StateUnknown as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from None
+
+
+def refuse_old_day(history: list[state.Delivered], key: str) -> None:
+    """R12: a file for a day older than one Lotame already received would roll its state back."""
+    later = [h.partition for h in history if h.partition > key]
+    if later:
+        raise dg.Failure(
+            f"lotame/segmentmembership {key}: refused: Lotame already received the file for {later[-1]}, "
+            f"a later day, whose file already carries every change up to it; a file for {key} now would "
+            f"roll Lotame back to {key}'s memberships (a stale delta, or a stale comprehensive file). "
+            f"Nothing to send: deliver the next day instead.", allow_retries=False)
+
+
+MAX_REBUILDS = 5
+
+
+def _build(warehouse: WarehouseResource, key: str, base: state.Delivered | None, mode: str,
+           settings: LotameSettings, paths: dict[str, Path]) -> tuple:
+    """The day's truth, the records to send against `base` (what Lotame holds), and what Lotame
+    will hold after them."""
+    held_sql = (f"SELECT userid, segment FROM read_parquet({sql_literal(str(base.held))})" if base
+                else state.EMPTY_HELD)
+    with warehouse.connect() as con:
+        excluded = con.execute(exclusions_sql(key, settings.id_types)).fetchone()
+        state_rows = copy_to_parquet(con, full_state_sql(key, settings.id_types), paths["state"])
+        sql = (comprehensive_records_sql(paths["state"], held_sql, settings) if mode == "comprehensive"
+               else delta_records_sql(paths["state"], held_sql, settings))
+        rows = copy_to_parquet(con, sql, paths["records"])
+        copy_to_parquet(con, state.apply_sql(held_sql, paths["records"], mode), paths["held"])
+        removals, listed = con.execute(
+            "SELECT coalesce(sum(len(remove)), 0), coalesce(sum(len(segments)), 0) "
+            f"FROM read_parquet({sql_literal(str(paths['records']))})").fetchone()
+        # IDs Lotame held that hold nothing after this file: the users who left every segment (R11)
+        cleared = con.execute(
+            f"SELECT count(DISTINCT userid) FROM ({held_sql}) WHERE userid NOT IN "
+            f"(SELECT userid FROM read_parquet({sql_literal(str(paths['held']))}))").fetchone()[0]
+    return excluded, state_rows, rows, removals, listed, cleared
 
 
 @dg.asset(
     key=[VENDOR, "segment_memberships"], group_name=VENDOR, partitions_def=daily, kinds={"duckdb"},
     deps=[source_key("lotame_users"), source_key("lotame_segment_memberships")],
-    description=f"One record per user ID with its segments for the delivery day ({DOC}: 'Sending Behaviors'; "
-                "DIGEST 1.3). Comprehensive: every live segment. Delta: segments added and removed since the file "
-                "last DELIVERED (the ledger and data/state/lotame), forced comprehensive on the first delivery and "
-                "when the last comprehensive file is 30+ days old. Users without consent or with an unsupported "
-                "ID type are excluded and counted; IPv6 addresses are dropped from `ips` and counted.",
+    description=f"One record per user ID with its segments for the day ({DOC}: 'Sending Behaviors'; "
+                "DIGEST 1.3), computed against what Lotame holds: the replay of every file it received, "
+                "in the ledger's order (R11, R12). Comprehensive: every live segment, and IDs that left "
+                "every segment cleared. Delta: segments added and removed since. Forced comprehensive on "
+                "the first delivery and when the last comprehensive file is 30+ days old. Days deliver in "
+                "partition order (a chain in the ledger); a day older than one already received is refused. "
+                "Users without consent or with an unsupported ID type are excluded and counted; IPv6 "
+                "addresses are dropped from `ips` and counted.",
 )
 def segment_memberships(context: dg.AssetExecutionContext, warehouse: WarehouseResource, ledger: LedgerResource,
                         lotame_settings: LotameSettings) -> dg.MaterializeResult:
@@ -139,30 +204,46 @@ def segment_memberships(context: dg.AssetExecutionContext, warehouse: WarehouseR
     if lotame_settings.mode not in ("comprehensive", "delta"):
         raise dg.Failure(f"lotame_settings.mode must be 'comprehensive' or 'delta', not {lotame_settings.mode!r}",
                          allow_retries=False)
-    history = state.delivered_history(ledger.get(), before=key)
-    mode, reason, previous = state.plan_mode(history, key, lotame_settings.mode, lotame_settings.full_refresh_days)
-    paths = _paths(warehouse, key)
-    with warehouse.connect() as con:
-        excluded = con.execute(exclusions_sql(key, lotame_settings.id_types)).fetchone()
-        state_rows = copy_to_parquet(con, full_state_sql(key, lotame_settings.id_types), paths["state"])
-        sql = (comprehensive_records_sql(paths["state"], lotame_settings) if mode == "comprehensive"
-               else delta_records_sql(paths["state"], previous.state, lotame_settings))
-        rows = copy_to_parquet(con, sql, paths["records"])
-        removals = con.execute(f"SELECT coalesce(sum(len(remove)), 0), coalesce(sum(len(segments)), 0) "
-                               f"FROM read_parquet({sql_literal(str(paths['records']))})").fetchone()
+    book, paths = ledger.get(), _paths(warehouse, key)
+    refuse_old_day(_history(book), key)
+    for _ in range(MAX_REBUILDS):
+        chain.wait_for_earlier(context, book, VENDOR, DELIVERABLE, lambda: _last(_history(book)),
+                               timeout_s=lotame_settings.chain_wait_seconds)
+        history = [h for h in _history(book) if h.partition != key]  # a re-run builds on what came before
+        refuse_old_day(history, key)
+        base = history[-1] if history else None
+        mode, reason = state.plan_mode(history, key, lotame_settings.mode, lotame_settings.full_refresh_days)
+        stats = _build(warehouse, key, base, mode, lotame_settings, paths)
+        # an earlier day may have entered the chain, or reached Lotame, while this one was built
+        now = [h for h in _history(book) if h.partition != key]
+        same_base = (now[-1].position if now else None) == (base.position if base else None)
+        if same_base and not book.chain_waiting(VENDOR, DELIVERABLE, key, _last(now)):
+            break
+        context.log.info(f"{key}: an earlier day entered the chain while this file was built; "
+                         "building it again")
+    else:
+        raise dg.Failure(f"lotame/segmentmembership {key}: earlier days kept entering the chain; "
+                         f"re-run {key}", allow_retries=False)
+    excluded, state_rows, rows, removals, listed, cleared = stats
     paths["plan"].write_text(json.dumps({"mode": mode, "reason": reason,
-                                         "previous": previous.partition if previous else None}))
+                                         "base": base.partition if base else None,
+                                         "base_position": base.position if base else None}))
     context.log.info(f"{key}: {mode} file ({reason}): {rows:,} records")
     return dg.MaterializeResult(metadata={
         "mode": dg.MetadataValue.text(mode), "mode_reason": dg.MetadataValue.text(reason),
         "rows": dg.MetadataValue.int(rows), "live_memberships": dg.MetadataValue.int(state_rows),
-        "segments_added_or_listed": dg.MetadataValue.int(int(removals[1])),
-        "segments_removed": dg.MetadataValue.int(int(removals[0])),
+        "segments_added_or_listed": dg.MetadataValue.int(int(listed)),
+        "segments_removed": dg.MetadataValue.int(int(removals)),
+        "ids_cleared": dg.MetadataValue.int(int(cleared)),
         "excluded_unsupported_idtype": dg.MetadataValue.int(excluded[0]),
         "excluded_no_consent": dg.MetadataValue.int(excluded[1]),
         "ipv6_dropped_from_ips": dg.MetadataValue.int(excluded[2]),
-        "previous_delivery": dg.MetadataValue.text(previous.partition if previous else "none"),
+        "previous_delivery": dg.MetadataValue.text(base.partition if base else "none"),
     })
+
+
+def _last(history: list[state.Delivered]) -> str | None:
+    return history[-1].partition if history else None
 
 
 def _plan(warehouse: WarehouseResource, key: str) -> dict:
@@ -171,8 +252,8 @@ def _plan(warehouse: WarehouseResource, key: str) -> dict:
 
 @dg.asset_check(asset=segment_memberships, name="spec", blocking=True, partitions_def=daily,
                 description="The pandera model `SegmentMembership` (vendors/lotame/spec.py): unique userid, ID format, "
-                            "supported idtype, IPv4-only ips, epoch-second timestamps, consent; non-empty segments in "
-                            "comprehensive files.")
+                            "supported idtype, IPv4-only ips, epoch-second timestamps, consent; every record "
+                            "adds or removes something.")
 def memberships_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                      lotame_settings: LotameSettings) -> dg.AssetCheckResult:
     key = context.partition_key
@@ -184,42 +265,35 @@ def memberships_spec(context: dg.AssetCheckExecutionContext, warehouse: Warehous
     return check_result(report)
 
 
-def _expanded(path: Path) -> str:
-    return (f"SELECT userid, unnest(segments).name AS segment FROM read_parquet({sql_literal(str(path))})")
-
-
-def _removed(path: Path) -> str:
-    return f"SELECT userid, unnest(remove) AS segment FROM read_parquet({sql_literal(str(path))}) WHERE remove IS NOT NULL"
-
-
 @dg.asset_check(asset=segment_memberships, name="consistent_with_deliveries", blocking=True, partitions_def=daily,
-                description="Replays the last delivered comprehensive file and every delivered delta since, then "
-                            "today's file, and proves the result equals today's full state (keys and segments).")
+                description="Replays every file set the ledger says Lotame received, in the order it "
+                            "received them, then today's file, under the document's semantics (comprehensive "
+                            "replaces an ID's segments, delta adds and removes), and proves the result "
+                            "equals the warehouse's live memberships for the day.")
 def memberships_consistent(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                            ledger: LedgerResource) -> dg.AssetCheckResult:
     key = context.partition_key
-    paths = _paths(warehouse, key)
-    plan = _plan(warehouse, key)
-    chain = [] if plan["mode"] == "comprehensive" else state.chain_since_last_comprehensive(
-        state.delivered_history(ledger.get(), before=key))
-    files = [h.records for h in chain] + [paths["records"]]
+    paths, plan = _paths(warehouse, key), _plan(warehouse, key)
+    history = [h for h in _history(ledger.get()) if h.partition != key]
+    files = [(h.mode, h.records) for h in history] + [(plan["mode"], paths["records"])]
     with warehouse.connect(attach_warehouse=False) as con:
-        con.execute(f"CREATE TEMP TABLE held AS {_expanded(files[0])}")
-        for records in files[1:]:
-            con.execute(f"DELETE FROM held WHERE (userid, segment) IN ({_removed(records)})")
-            con.execute(f"INSERT INTO held SELECT * FROM ({_expanded(records)}) EXCEPT SELECT * FROM held")
-        full = f"SELECT userid, segment FROM read_parquet({sql_literal(str(paths['state']))})"
-        missing = con.execute(f"SELECT count(*), list(userid || ' ' || segment)[1:5] FROM ({full} EXCEPT SELECT * FROM held)").fetchone()
-        extra = con.execute(f"SELECT count(*), list(userid || ' ' || segment)[1:5] FROM (SELECT * FROM held EXCEPT {full})").fetchone()
-        held = con.execute("SELECT count(*) FROM held").fetchone()[0]
-    passed = missing[0] == 0 and extra[0] == 0
+        state.replay(con, files)
+        truth = f"SELECT * FROM read_parquet({sql_literal(str(paths['state']))})"
+        found = state.compare(con, "replayed", truth)
+    return consistency_result(found, len(files), history[0].partition if history else key)
+
+
+def consistency_result(found: dict, files: int, first: str) -> dg.AssetCheckResult:
+    passed = found["missing"] == 0 and found["extra"] == 0
     return dg.AssetCheckResult(
         passed=passed,
-        description=(f"replaying {len(files)} file(s) gives today's {held:,} memberships" if passed else
-                     f"replaying {len(files)} file(s) misses {missing[0]:,} of today's memberships "
-                     f"(e.g. {missing[1]}) and holds {extra[0]:,} that are gone (e.g. {extra[1]})"),
-        metadata={"files_replayed": len(files), "replayed_from": chain[0].partition if chain else key,
-                  "missing": missing[0], "extra": extra[0]})
+        description=(f"replaying {files} file set(s) gives the day's {found['held']:,} memberships"
+                     if passed else
+                     f"replaying {files} file set(s) in delivery order misses {found['missing']:,} of the "
+                     f"day's memberships (e.g. {found['missing_samples']}) and leaves {found['extra']:,} "
+                     f"that are gone at Lotame (e.g. {found['extra_samples']})"),
+        metadata={"files_replayed": files, "replayed_from": first, "missing": found["missing"],
+                  "extra": found["extra"]})
 
 
 def segments_json_sql(as_strings: bool) -> str:
@@ -276,7 +350,8 @@ def segmentmembership_files(context: dg.AssetExecutionContext, warehouse: Wareho
 
 @dg.asset_check(asset=segmentmembership_files, name="files_match_spec", blocking=True, partitions_def=daily,
                 description="Re-reads the bundle: gzip JSON lines, one valid object per line, userid unique, row count "
-                            "as staged, the .md5 file holds the data file's real MD5, the .done is empty, under 5 GB.")
+                            "and removals as staged, the .md5 file holds the data file's real MD5, the .done "
+                            "is empty, under 5 GB.")
 def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
                                        warehouse: WarehouseResource) -> dg.AssetCheckResult:
     from ...destinations.base import file_md5
@@ -298,15 +373,20 @@ def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
     listed = "[" + ", ".join(sql_literal(str(f.path)) for f in data_files) + "]"
     with warehouse.connect(attach_warehouse=False) as con:
         try:
-            rows, distinct, no_segments = con.execute(
-                f"SELECT count(*), count(DISTINCT userid), count_if(segments IS NULL) FROM read_json("
+            rows, distinct, no_segments, removed = con.execute(
+                "SELECT count(*), count(DISTINCT userid), count_if(segments IS NULL), "
+                f"coalesce(sum(json_array_length(remove)), 0) FROM read_json("
                 f"{listed}, format = 'newline_delimited', compression = 'gzip', "
-                "columns = {userid: 'VARCHAR', segments: 'JSON'})").fetchone()
+                "columns = {userid: 'VARCHAR', segments: 'JSON', remove: 'JSON'})").fetchone()
         except Exception as exc:  # a line that is not one JSON object
-            rows, distinct, no_segments = -1, -1, -1
+            rows, distinct, no_segments, removed = -1, -1, -1, -1
             problems.append(f"the data files are not valid gzip JSON lines: {str(exc).splitlines()[0][:200]}")
-        staged = con.execute(f"SELECT count(*) FROM read_parquet("
-                             f"{sql_literal(str(_paths(warehouse, key)['records']))})").fetchone()[0]
+        staged, staged_removed = con.execute(
+            "SELECT count(*), coalesce(sum(len(remove)), 0) FROM read_parquet("
+            f"{sql_literal(str(_paths(warehouse, key)['records']))})").fetchone()
+    if removed >= 0 and removed != staged_removed:  # removals clear what Lotame holds (R11, R12)
+        problems.append(f"the data files name {removed:,} segments in 'remove', the checked records "
+                        f"{staged_removed:,}")
     if rows >= 0 and rows != staged:
         problems.append(f"the data files hold {rows:,} lines, the checked records {staged:,}")
     if rows >= 0 and distinct != rows:
@@ -324,19 +404,48 @@ def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
     kinds={"s3", "gcs", "sftp"},
     retry_policy=delivery_retry_policy(),
     description="Publishes the bundle to `lotame_destination` (S3, GCS or SFTP; local outbox by default) in order: data, "
-                ".md5, then .done, so Lotame never imports a half-written day (DIGEST 1.6 #8). After success the day's "
-                "state is kept for the next delta.",
+                ".md5, then .done, so Lotame never imports a half-written day (DIGEST 1.6 #8). Refuses a "
+                "file computed against anything but what Lotame last received, and a day while an earlier "
+                "one is undelivered.",
 )
 def segmentmembership_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, warehouse: WarehouseResource,
-                               ledger: LedgerResource, lotame_destination: DestinationResource) -> dg.MaterializeResult:
+                               ledger: LedgerResource, lotame_destination: DestinationResource,
+                               lotame_settings: LotameSettings) -> dg.MaterializeResult:
     key = context.partition_key
     files, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
-    outcome = deliver_partition(context, vendor=VENDOR, deliverable=DELIVERABLE, files=files,
-                                destination=lotame_destination, ledger=ledger.get(), redeliver=config.redeliver)
-    paths = _paths(warehouse, key)
-    state.record_delivered(key, info["mode"], paths["state"], paths["records"])
-    return dg.MaterializeResult(metadata={**outcome.metadata(), "mode": dg.MetadataValue.text(info["mode"]),
-                                          "target": dg.MetadataValue.text(lotame_destination.describe())})
+    paths, plan, book = _paths(warehouse, key), _plan(warehouse, key), ledger.get()
+    bundle = state.bundle_id([(f.name, f.md5) for f in files])
+    # one delivery of the chain at a time: the order and the base are checked, then the files sent
+    with chain.delivering(book, VENDOR, DELIVERABLE, context.run_id, lotame_settings.chain_wait_seconds):
+        history = _history(book)
+        current = history[-1] if history else None
+        resend = current is not None and current.partition == key and not config.redeliver
+        if not resend:  # a re-run of the last day is the ledger's to skip (same bytes) or refuse
+            refuse_old_day(history, key)
+            chain.check_order(book, VENDOR, DELIVERABLE, key, _last(history))
+            check_base(key, plan, current)
+        state.keep(key, bundle, info["mode"], paths["held"], paths["records"], plan["base"])
+        outcome = deliver_partition(context, vendor=VENDOR, deliverable=DELIVERABLE, files=files,
+                                    destination=lotame_destination, ledger=book, redeliver=config.redeliver)
+    return dg.MaterializeResult(metadata={
+        **outcome.metadata(), "mode": dg.MetadataValue.text(info["mode"]),
+        "computed_against": dg.MetadataValue.text(plan["base"] or "nothing"),
+        "target": dg.MetadataValue.text(lotame_destination.describe())})
+
+
+def check_base(key: str, plan: dict, current: state.Delivered | None) -> None:
+    """R12: send a file only onto the state it was computed against (what Lotame last received)."""
+    what = f"lotame/segmentmembership {key}: refused"
+    if current is not None and current.partition == key:  # only reached with redeliver=True
+        raise dg.Failure(f"{what}: Lotame already received and applied the file for {key}; a different file "
+                         f"for it would be computed against the state before it and leave stale segments. "
+                         f"The next day's file carries every correction.", allow_retries=False)
+    if (current.position if current else None) != plan["base_position"]:
+        raise dg.Failure(f"{what}: this {plan['mode']} file was computed against the file for "
+                         f"{plan['base'] or 'nothing'}, but Lotame has since received "
+                         f"{current.partition if current else 'nothing'}; sending it would leave Lotame in a "
+                         f"wrong state. Re-run {key} to compute it against what Lotame holds now.",
+                         allow_retries=False)
 
 
 ASSETS = [segment_memberships, segmentmembership_files, segmentmembership_delivery]

@@ -10,7 +10,9 @@ import pandera.pandas as pa
 
 from ...validation import list_checks, sql_checks  # noqa: F401  (registers the list and IPv4 checks)
 
-# 1.2: the three files; the folder and the .done carry the delivery date (1.6 #5).
+# 1.2: the three files. The folder and the .done carry the DATA day (the partition), not the day it is
+# sent: the document is silent (1.6 #5), and a data day gives one folder per file set, so a late day
+# sent beside the next one never shares a folder with it and a re-run keeps its name.
 DATA_FILE = "segmentmembership.json.gz"
 MD5_FILE = DATA_FILE + ".md5"
 MAX_GZIP_BYTES = 5 * 1000 ** 3  # 1.2: above this the file is split into numbered parts (the TAM enables that)
@@ -50,8 +52,8 @@ class SegmentMembership(pa.DataFrameModel):
                                                     "max_value": EPOCH_MAX},
                                 list_items_unique={"field": "name"},
                                 description="[{name, timestamp}]: the segments, recency in epoch seconds (1.3)")
-    remove: object = pa.Field(nullable=True, description="delta files: names of segments removed since the prior "
-                                                         "file (1.6 #2)")
+    remove: object = pa.Field(nullable=True, description="names of segments the ID held at Lotame and left "
+                                                         "(1.6 #2); with `segments: []` it clears the ID (R11)")
     ips: object = pa.Field(nullable=True, list_items_match={"field": "ip", "pattern": sql_checks.IPV4_RE},
                            description="[{ip, timestamps}]: IPv4 only, IPv6 is not supported (1.3)")
     country: str = pa.Field(nullable=True, str_matches=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 (1.3)")
@@ -67,10 +69,11 @@ class SegmentMembership(pa.DataFrameModel):
 
 
 def membership_schema(*, comprehensive: bool, id_types: list[str]) -> pa.DataFrameSchema:
-    """The model for one file: the configured ID types, and non-empty segments when comprehensive."""
+    """The model for one file: the configured ID types; every record lists segments or removals.
+
+    A comprehensive record may carry `segments: []` only to clear an ID that left every segment,
+    and then names them in `remove` (R11); a delta record adds or removes something."""
     schema = SegmentMembership.to_schema()
     schema = schema.update_column("idtype", checks=[pa.Check.isin(sorted(id_types))])
-    if comprehensive:
-        segments = schema.columns["segments"]
-        schema = schema.update_column("segments", checks=list(segments.checks) + [pa.Check.list_not_empty()])
+    schema.checks = list(schema.checks) + [pa.Check.any_list_not_empty(columns=["segments", "remove"])]
     return schema

@@ -1,89 +1,168 @@
-"""What Lotame holds, as far as we know: the state implied by the files we delivered.
+"""What Lotame holds: the files it received, in the order it received them (R11, R12).
 
-Delta files are computed against this, not against yesterday's source (issue 5): after each
-successful delivery the day's full state (userid, idtype, segment, timestamp) and the records
-actually sent are kept under `data/state/lotame/<partition>.*`. The ledger says which
-partitions were delivered; these files say what they contained.
+Lotame applies each file to what it already holds (lotame-spherical-inbound-batch.txt, Overview):
+- a comprehensive file holds "every segment for each ID in the file": the ID's segments are
+  replaced by the file's (IDs not in the file keep theirs);
+- a delta file holds the segments "added or removed from the ID since the prior file": `segments`
+  are added, `remove` are taken away.
+So what Lotame holds is the replay of every delivered file in delivery order, and each new file
+(comprehensive or delta) is computed against that, never against the previous partition.
+
+The ledger says which file sets reached Lotame and in which order; a copy of each set's records
+and of the state it left at Lotame is kept under `data/state/lotame/<partition>/<bundle>.*`,
+written before the upload and keyed by the MD5s of the files, so a copy is only ever read for the
+exact bytes the ledger says were delivered.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
+
 from ... import settings
-from ...core import clock
 from ...ledger import Ledger
+from ...validation.sql_checks import sql_literal
 
 VENDOR, DELIVERABLE = "lotame", "segmentmembership"
+EMPTY_HELD = "SELECT NULL::VARCHAR AS userid, NULL::VARCHAR AS segment WHERE false"
+
+
+class StateUnknown(Exception):
+    """The kept copy of a delivered file set is missing: what Lotame holds cannot be known."""
 
 
 def state_dir() -> Path:
     return settings.data_dir() / "state" / VENDOR
 
 
+def bundle_id(files: list[tuple[str, str]]) -> str:
+    """One id for a file set: the MD5 over its (name, MD5) pairs."""
+    text = "\n".join(f"{name}:{md5}" for name, md5 in sorted(files))
+    return hashlib.md5(text.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Delivered:
     partition: str
     mode: str  # comprehensive | delta
-    state: Path  # full state after this file (userid, idtype, segment, timestamp)
+    held: Path  # (userid, segment) Lotame holds after this file set
     records: Path  # the records sent (the model's columns)
+    position: int  # ledger id of the set's last delivered file: the delivery order
 
 
-def delivered_history(ledger: Ledger, before: str) -> list[Delivered]:
-    """Partitions delivered before `before` whose state files exist, oldest first."""
-    keys = sorted({d.partition_key for d in ledger.history(VENDOR, DELIVERABLE, status="delivered")
-                   if d.partition_key < before})
+def delivered_history(ledger: Ledger) -> list[Delivered]:
+    """Every complete file set Lotame received, in the order it received them (the ledger's)."""
+    last_id: dict[str, int] = {}
+    files: dict[str, dict[str, str]] = {}  # partition -> file name -> MD5 of its latest delivery
+    for d in ledger.history(VENDOR, DELIVERABLE, status="delivered"):  # oldest first
+        last_id[d.partition_key] = d.id
+        files.setdefault(d.partition_key, {})[d.file_name] = d.md5 or ""
+    states = ledger.partition_states(VENDOR, DELIVERABLE)
     out = []
-    for key in keys:
-        meta = state_dir() / f"{key}.json"
-        if meta.exists():
-            info = json.loads(meta.read_text())
-            out.append(Delivered(key, info["mode"], state_dir() / f"{key}.state.parquet",
-                                 state_dir() / f"{key}.records.parquet"))
+    for partition, position in sorted(last_id.items(), key=lambda kv: kv[1]):
+        if states.get(partition) != "complete":
+            continue  # some files sent, no .done: Lotame has not imported it
+        bundle = bundle_id(list(files[partition].items()))
+        folder = state_dir() / partition
+        meta = folder / f"{bundle}.json"
+        if not meta.exists():
+            raise StateUnknown(
+                f"lotame {partition}: the ledger says file set {bundle} was delivered but "
+                f"its kept copy {meta} is missing, so what Lotame holds cannot be replayed; "
+                f"restore data/state/lotame from backup"
+            )
+        mode = json.loads(meta.read_text())["mode"]
+        out.append(
+            Delivered(
+                partition,
+                mode,
+                folder / f"{bundle}.held.parquet",
+                folder / f"{bundle}.records.parquet",
+                position,
+            )
+        )
     return out
 
 
-def plan_mode(history: list[Delivered], partition: str, wanted: str, full_refresh_days: int) -> tuple[str, str, Delivered | None]:
-    """(mode, reason, previous) for a partition: delta only when there is a delivered base and the
-    last comprehensive file is younger than `full_refresh_days`."""
+def plan_mode(
+    history: list[Delivered], partition: str, wanted: str, full_refresh_days: int
+) -> tuple[str, str]:
+    """(mode, reason): delta only when Lotame holds a comprehensive file younger than
+    `full_refresh_days` (the document's periodic comprehensive file, 30 days by default)."""
     if wanted == "comprehensive":
-        return "comprehensive", "configured mode is comprehensive", None
+        return "comprehensive", "configured mode is comprehensive"
     if not history:
-        return "comprehensive", "first delivery: always comprehensive", None
+        return "comprehensive", "first delivery: always comprehensive"
     last_full = next((h for h in reversed(history) if h.mode == "comprehensive"), None)
     if last_full is None:
-        return "comprehensive", "no comprehensive file in the delivered history", None
+        return "comprehensive", "no comprehensive file in the delivered history"
     age = (dt.date.fromisoformat(partition) - dt.date.fromisoformat(last_full.partition)).days
     if age >= full_refresh_days:
-        return "comprehensive", (f"last comprehensive file ({last_full.partition}) is {age} days old; "
-                                 f"a comprehensive file is due every {full_refresh_days} days"), None
-    previous = history[-1]
-    return "delta", f"changes since the file delivered for {previous.partition}", previous
+        return "comprehensive", (
+            f"last comprehensive file ({last_full.partition}) is {age} days old; "
+            f"a comprehensive file is due every {full_refresh_days} days"
+        )
+    return "delta", f"changes since the file delivered for {history[-1].partition}"
 
 
-def chain_since_last_comprehensive(history: list[Delivered]) -> list[Delivered]:
-    """The last comprehensive delivery and every delta after it."""
-    for i in range(len(history) - 1, -1, -1):
-        if history[i].mode == "comprehensive":
-            return history[i:]
-    return []
-
-
-def record_delivered(partition: str, mode: str, staged_state: Path, staged_records: Path) -> None:
-    """Keep what was delivered (called only after the delivery succeeded)."""
-    folder = state_dir()
+def keep(partition: str, bundle: str, mode: str, held: Path, records: Path, base: str | None) -> None:
+    """Keep what a file set contains and what it leaves at Lotame, before it is uploaded."""
+    folder = state_dir() / partition
     folder.mkdir(parents=True, exist_ok=True)
-    for source, suffix in ((staged_state, "state.parquet"), (staged_records, "records.parquet")):
-        target = folder / f"{partition}.{suffix}"
-        partial = folder / f".{partition}.{suffix}.{os.getpid()}"
+    for source, suffix in ((held, "held.parquet"), (records, "records.parquet")):
+        partial = folder / f".{bundle}.{suffix}.{os.getpid()}"
         shutil.copyfile(source, partial)
-        os.replace(partial, target)
-    meta = folder / f"{partition}.json"
-    partial = folder / f".{partition}.json.{os.getpid()}"
-    partial.write_text(json.dumps({"mode": mode, "recorded_at": clock.now().isoformat()}))
-    os.replace(partial, meta)
+        os.replace(partial, folder / f"{bundle}.{suffix}")
+    partial = folder / f".{bundle}.json.{os.getpid()}"
+    partial.write_text(json.dumps({"mode": mode, "base": base}))
+    os.replace(partial, folder / f"{bundle}.json")
+
+
+# --- Lotame's semantics, in SQL --------------------------------------------------------------
+def apply_sql(held_sql: str, records: Path, mode: str) -> str:
+    """(userid, segment) held after Lotame applies one records file to `held_sql`."""
+    rec = f"read_parquet({sql_literal(str(records))})"
+    added = f"SELECT userid, unnest(segments).name AS segment FROM {rec}"
+    removed = f"SELECT userid, unnest(remove) AS segment FROM {rec} WHERE remove IS NOT NULL"
+    if mode == "comprehensive":  # the ID's segments are replaced by the file's
+        kept = f"SELECT userid, segment FROM ({held_sql}) WHERE userid NOT IN (SELECT userid FROM {rec})"
+        return f"SELECT * FROM ({kept}) UNION ({added}) EXCEPT ({removed})"
+    return f"(SELECT userid, segment FROM ({held_sql}) EXCEPT ({removed})) UNION ({added})"
+
+
+def replay(con: duckdb.DuckDBPyConnection, files: list[tuple[str, Path]], table: str = "replayed") -> None:
+    """Create `table` (userid, segment): the result of applying (mode, records) files in order."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {EMPTY_HELD}")
+    for mode, records in files:
+        applied = apply_sql(f"SELECT * FROM {table}", records, mode)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _next AS {applied}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _next")
+    con.execute("DROP TABLE IF EXISTS _next")
+
+
+def compare(con: duckdb.DuckDBPyConnection, table: str, truth_sql: str) -> dict:
+    """Missing (in the truth, not held) and extra (held, not in the truth) memberships, with samples."""
+    truth = f"SELECT userid, segment FROM ({truth_sql})"
+    missing = con.execute(
+        f"SELECT count(*), list(userid || ' ' || segment ORDER BY userid, segment)[1:5] "
+        f"FROM ({truth} EXCEPT SELECT * FROM {table})"
+    ).fetchone()
+    extra = con.execute(
+        f"SELECT count(*), list(userid || ' ' || segment ORDER BY userid, segment)[1:5] "
+        f"FROM (SELECT * FROM {table} EXCEPT {truth})"
+    ).fetchone()
+    held = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return {
+        "missing": missing[0],
+        "missing_samples": missing[1] or [],
+        "extra": extra[0],
+        "extra_samples": extra[1] or [],
+        "held": held,
+    }

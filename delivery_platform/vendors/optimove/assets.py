@@ -8,6 +8,7 @@ for every table; a table is its SQL and its pandera model.
 import datetime as dt
 import os
 from dataclasses import dataclass
+from typing import Dict
 
 import dagster as dg
 import pandera.pandas as pa
@@ -25,7 +26,7 @@ from ...validation import check_result, validate_parquet
 from ...validation.sql_checks import sql_literal
 from ...warehouse.assets import source_key
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
-from . import spec
+from . import sizing, spec, timing
 
 VENDOR = "optimove"
 DOC = "optimove-data-delivery.txt"
@@ -33,14 +34,18 @@ DOC = "optimove-data-delivery.txt"
 
 class OptimoveSettings(dg.ConfigurableResource):
     """What was agreed in Optimove's ETL form (resource `optimove_settings`; env `OPTIMOVE_FORMAT`,
-    `OPTIMOVE_DATA_READY_UTC`, `OPTIMOVE_TARGET_FILE_BYTES`, `OPTIMOVE_COMPRESSION`)."""
+    `OPTIMOVE_DATA_READY_UTC`, `OPTIMOVE_TARGET_FILE_BYTES`, `OPTIMOVE_COMPRESSION`,
+    `OPTIMOVE_TABLE_LOADS`)."""
 
     format: str = "csv"  # csv | json | parquet
     compression: str = "gzip"  # Optimove accepts gzip only; anything else is refused clearly
     gzip_level: int = 6
     target_file_bytes: int = spec.DEFAULT_TARGET_BYTES
-    data_ready_utc: str = "08:00"  # the agreed daily readiness time: every file is there by then
+    band_low_bytes: int = spec.BAND_LOW_BYTES  # the recommended part size band (100-250 MB)
+    band_high_bytes: int = spec.BAND_HIGH_BYTES
+    data_ready_utc: str = timing.DEFAULT  # the agreed daily readiness time: every file is there by then
     settle_minutes: int = 30  # a window is extracted only this long after it closed (late writes)
+    table_loads: Dict[str, str] = {}  # table -> "full" | "incremental", overriding the table's default
 
 
 def settings_from_env(environ: dict | None = None) -> OptimoveSettings:
@@ -51,6 +56,9 @@ def settings_from_env(environ: dict | None = None) -> OptimoveSettings:
                              ("OPTIMOVE_COMPRESSION", "compression", str.lower)):
         if environ.get(var):
             kwargs[field] = cast(environ[var])
+    if environ.get("OPTIMOVE_TABLE_LOADS"):  # e.g. "customers=incremental,transactions=full"
+        pairs = [p.split("=", 1) for p in environ["OPTIMOVE_TABLE_LOADS"].split(",") if p.strip()]
+        kwargs["table_loads"] = {k.strip(): v.strip().lower() for k, v in pairs}
     return OptimoveSettings(**kwargs)
 
 
@@ -60,6 +68,16 @@ class Table:
     source: str  # warehouse table
     model: type[pa.DataFrameModel]
     select: str  # the columns in Optimove's names and formats
+    load: str  # "full" (dimension tables) or "incremental" by LastUpdated (transactional and fact tables)
+
+
+def load_of(table: Table, settings: OptimoveSettings) -> str:
+    """The table's load, as configured, else its default (R13)."""
+    load = settings.table_loads.get(table.name, table.load)
+    if load not in spec.LOADS:
+        raise dg.Failure(f"optimove_settings.table_loads[{table.name!r}]={load!r}: expected one of "
+                         f"{', '.join(spec.LOADS)}", allow_retries=False)
+    return load
 
 
 def _ts(col: str) -> str:
@@ -78,11 +96,12 @@ TABLES = (
         nullif(trim(last_name), '') AS LastName, nullif(upper(trim(country)), '') AS Country,
         {_date('registration_date')} AS RegistrationDate, {_date('birth_date')} AS BirthDate,
         CASE WHEN opt_in_email THEN 'true' WHEN NOT opt_in_email THEN 'false' END AS OptInEmail,
-        {_ts('last_updated')} AS LastUpdated"""),
+        {_ts('last_updated')} AS LastUpdated""", "full"),
     Table("transactions", "optimove_transactions", spec.Transactions, f"""
         trim(transaction_id) AS TransactionID, trim(customer_id) AS CustomerID,
         {_ts('transaction_ts')} AS TransactionDate, amount AS Amount, upper(trim(currency)) AS Currency,
-        nullif(trim(product_id), '') AS ProductID, lower(trim(status)) AS Status, {_ts('last_updated')} AS LastUpdated"""),
+        nullif(trim(product_id), '') AS ProductID, lower(trim(status)) AS Status,
+        {_ts('last_updated')} AS LastUpdated""", "incremental"),
 )
 
 
@@ -94,6 +113,12 @@ def window_sql(table: Table, partition_key: str) -> str:
     first = next(iter(key))
     return (f"SELECT {table.select} FROM {table.source} WHERE last_updated >= {start} AND last_updated < {end} "
             f"ORDER BY {first}")
+
+
+def full_sql(table: Table) -> str:
+    """Every row of the table as it stands when the day is extracted (a dimension table is sent whole)."""
+    first = next(iter(table.model.to_schema().columns))
+    return f"SELECT {table.select} FROM {table.source} ORDER BY {first}"
 
 
 def ready_to_extract(partition_key: str, now: dt.datetime, settle_minutes: int) -> tuple[bool, str]:
@@ -113,20 +138,27 @@ def build_table_assets(table: Table) -> tuple[list, list]:
     group, rows_key = VENDOR, [VENDOR, table.name]
 
     @dg.asset(key=rows_key, group_name=group, partitions_def=daily, deps=[source_key(table.source)], kinds={"duckdb"},
-              description=f"{table.name}: rows whose LastUpdated falls in the partition's UTC day ({DOC}: incremental "
-                          "by LastUpdated), in Optimove's formats (DIGEST 3.1: dates, datetimes, decimals, blanks).")
+              description=f"{table.name}: {table.load} by default ({DOC}: only transactional and fact "
+                          "tables are extracted incrementally, R13): incremental = rows whose LastUpdated "
+                          "falls in the partition's UTC day; full = every row. In Optimove's formats (DIGEST "
+                          "3.1: dates, datetimes, decimals, blanks). `optimove_settings.table_loads` "
+                          "overrides the load.")
     def rows(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
              optimove_settings: OptimoveSettings) -> dg.MaterializeResult:
         key = context.partition_key
         ready, why = ready_to_extract(key, clock.now(), optimove_settings.settle_minutes)
         if not ready:
             raise dg.Failure(f"optimove/{table.name} {key}: not ready: {why}", allow_retries=False)
+        load = load_of(table, optimove_settings)
         target = warehouse.staged_table(VENDOR, table.name, key)
         with warehouse.connect() as con:
-            count = copy_to_parquet(con, window_sql(table, key), target)
-        context.log.info(f"{table.name} {key}: {count:,} changed rows")
+            sql = window_sql(table, key) if load == "incremental" else full_sql(table)
+            count = copy_to_parquet(con, sql, target)
+        context.log.info(f"{table.name} {key}: {load}: {count:,} rows")
+        window = f"[{key} 00:00:00, next day 00:00:00) UTC" if load == "incremental" else "every row"
         return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(count),
-                                              "window": dg.MetadataValue.text(f"[{key} 00:00:00, next day 00:00:00) UTC")})
+                                              "load": dg.MetadataValue.text(load),
+                                              "window": dg.MetadataValue.text(window)})
 
     @dg.asset_check(asset=rows, name="spec", blocking=True, partitions_def=daily,
                     description=f"The pandera model `{table.model.__name__}` (vendors/optimove/spec.py).")
@@ -140,7 +172,8 @@ def build_table_assets(table: Table) -> tuple[list, list]:
 
     @dg.asset(key=[VENDOR, f"{table.name}_files"], group_name=group, partitions_def=daily, deps=[rows],
               description=f"{table.name} as `{table.name}/{table.name}_YYYYMMDD_NNN.<csv.gz|json.gz|parquet>`: gzip only "
-                          "(ZIP is not supported), split near the target size (100 MB default), never above 1 GB.")
+                          "(ZIP is not supported), parts in the recommended 100-250 MB band (cut near "
+                          "150 MB, a small last part merged into the one before), never above 1 GB.")
     def files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
               optimove_settings: OptimoveSettings) -> dg.MaterializeResult:
         key, fmt = context.partition_key, optimove_settings.format
@@ -150,8 +183,11 @@ def build_table_assets(table: Table) -> tuple[list, list]:
         if fmt not in spec.FORMATS:
             raise dg.Failure(f"optimove_settings.format={fmt!r}: expected one of {', '.join(spec.FORMATS)}",
                              allow_retries=False)
-        if optimove_settings.target_file_bytes >= spec.MAX_FILE_BYTES:
-            raise dg.Failure("optimove_settings.target_file_bytes must stay under Optimove's 1 GB per file",
+        low, high = optimove_settings.band_low_bytes, optimove_settings.band_high_bytes
+        if not 0 < low <= optimove_settings.target_file_bytes <= high < spec.MAX_FILE_BYTES:
+            raise dg.Failure(f"optimove_settings: band_low_bytes ({low:,}) <= target_file_bytes "
+                             f"({optimove_settings.target_file_bytes:,}) <= band_high_bytes ({high:,}) "
+                             "< 1 GB is required (the document's 1 GB limit and its recommended 100-250 MB)",
                              allow_retries=False)
         folder = reset_folder(warehouse.files_dir(VENDOR, table.name, key))
         staged = sql_literal(str(warehouse.staged_table(VENDOR, table.name, key)))
@@ -159,8 +195,14 @@ def build_table_assets(table: Table) -> tuple[list, list]:
         with warehouse.connect(attach_warehouse=False) as con:
             name_for = lambda n: file_name(table.name, key, n, fmt)  # noqa: E731
             if fmt == "parquet":
+                # a first part of about half the target, judged by the staged file's bytes per row
+                staged_path = warehouse.staged_table(VENDOR, table.name, key)
+                total = con.execute(f"SELECT count(*) FROM read_parquet({staged})").fetchone()[0]
+                per_row = staged_path.stat().st_size / max(total, 1)
                 parts = write_parquet_parts(con, f"SELECT * FROM read_parquet({staged})", folder, name_for,
-                                            target_bytes=optimove_settings.target_file_bytes)
+                                            target_bytes=optimove_settings.target_file_bytes,
+                                            first_rows=int(optimove_settings.target_file_bytes / 2 / per_row)
+                                            or 1)
             else:
                 # JSON values as strings, as in the document's example ({"Id":"30515240","SubscriptionId":null})
                 as_text = "struct_pack(" + ", ".join(f'"{c}" := CAST("{c}" AS VARCHAR)' for c in columns) + ")"
@@ -168,9 +210,19 @@ def build_table_assets(table: Table) -> tuple[list, list]:
                 writer = PartWriter(folder, name_for, header=csv_header(columns).encode() if fmt == "csv" else b"",
                                     max_bytes=optimove_settings.target_file_bytes, gzip_level=optimove_settings.gzip_level)
                 parts = write_lines(con, f"SELECT {line} AS line FROM read_parquet({staged})", writer)
+            parts = sizing.renumber(sizing.balance(parts, low=low, high=high, fmt=fmt, con=con,
+                                                   gzip_level=optimove_settings.gzip_level), name_for)
         outgoing = [OutgoingFile(p.path, f"{table.name}/{p.name}", rows=p.rows, md5=p.md5, bytes=p.bytes) for p in parts]
-        write_manifest(folder, outgoing, format=fmt, columns=columns, partition=key)
-        return dg.MaterializeResult(metadata={**files_metadata(outgoing), "format": dg.MetadataValue.text(fmt)})
+        load = load_of(table, optimove_settings)
+        write_manifest(folder, outgoing, format=fmt, columns=columns, partition=key, load=load)
+        off = sizing.outside_band(parts, low, high)
+        if off:
+            context.log.warning(f"{table.name} {key}: parts outside the recommended {low:,}-{high:,} bytes: "
+                                f"{off}")
+        return dg.MaterializeResult(metadata={**files_metadata(outgoing),
+                                              "format": dg.MetadataValue.text(fmt),
+                                              "load": dg.MetadataValue.text(load),
+                                              "parts_outside_band": dg.MetadataValue.int(len(off))})
 
     @dg.asset_check(asset=files, name="files_match_spec", blocking=True, partitions_def=daily,
                     description="Reads every file back with DuckDB: the same rows and values as the checked data, "
@@ -204,8 +256,7 @@ def build_table_assets(table: Table) -> tuple[list, list]:
         outgoing, _ = read_manifest(warehouse.files_dir(VENDOR, table.name, key))
         outcome = deliver_partition(context, vendor=VENDOR, deliverable=table.name, files=outgoing,
                                     destination=optimove_destination, ledger=ledger.get(), redeliver=config.redeliver)
-        ready_at = dt.datetime.combine(dt.date.fromisoformat(key) + dt.timedelta(days=1),
-                                       dt.time.fromisoformat(optimove_settings.data_ready_utc), tzinfo=dt.timezone.utc)
+        ready_at = timing.ready_at(key, timing.parse(optimove_settings.data_ready_utc))
         late = clock.now() > ready_at
         if late:
             context.log.warning(f"optimove/{table.name} {key}: delivered after the data-ready time {ready_at:%Y-%m-%d %H:%M} UTC")
@@ -218,11 +269,13 @@ def build_table_assets(table: Table) -> tuple[list, list]:
     def before_data_ready(context: dg.AssetCheckExecutionContext, ledger: LedgerResource,
                           optimove_settings: OptimoveSettings) -> dg.AssetCheckResult:
         key = context.partition_key
-        ready_at = dt.datetime.combine(dt.date.fromisoformat(key) + dt.timedelta(days=1),
-                                       dt.time.fromisoformat(optimove_settings.data_ready_utc), tzinfo=dt.timezone.utc)
-        finished = [dt.datetime.fromisoformat(d.finished_at) for d in ledger.get().delivered(VENDOR, table.name, key)
-                    if d.finished_at]
+        ready_at = timing.ready_at(key, timing.parse(optimove_settings.data_ready_utc))
+        delivered = ledger.get().delivered(VENDOR, table.name, key)
+        finished = [dt.datetime.fromisoformat(d.finished_at) for d in delivered if d.finished_at]
         last = max(finished) if finished else None
+        if any(d.run_id == context.run.run_id for d in delivered):
+            last = clock.now()  # sent by this run's delivery step moments ago: on the clock, as date rules
+
         on_time = last is not None and last <= ready_at
         return dg.AssetCheckResult(
             passed=on_time, severity=dg.AssetCheckSeverity.WARN,

@@ -18,7 +18,12 @@ SENTINEL_DATES = ["1900-01-01", "1899-12-30", "0001-01-01", "9999-12-31"]
 FORMATS = ("csv", "json", "parquet")  # "Formats": CSV, JSON, PARQUET
 COMPRESSION = "gzip"  # GZ only: ZIP is not supported
 MAX_FILE_BYTES = 1000 ** 3  # 1 GB per file at most
-DEFAULT_TARGET_BYTES = 100 * 1000 ** 2  # DIGEST 3.3 #1: about 100 MB per file, measured compressed
+# "recommended to split large files into smaller batches ranging from 100 to 250 MB" (measured as sent)
+BAND_LOW_BYTES, BAND_HIGH_BYTES = 100 * 1000 ** 2, 250 * 1000 ** 2
+# the writers cut near this; a small last part then merges into the one before and stays under 250 MB
+DEFAULT_TARGET_BYTES = 150 * 1000 ** 2
+# "only extracts incremental data from the transactional and fact tables": dimension tables are full
+LOADS = ("full", "incremental")
 
 
 class Customers(pa.DataFrameModel):
