@@ -81,3 +81,19 @@ def test_a_sink_that_stays_down_fails_the_retry_sensor(data_dir, monkeypatch):
     with pytest.raises(AlertSinkDown, match=r"email: 1 alert\(s\) since .*ConnectionRefusedError"):
         sensor(dg.build_sensor_context(), alert_sinks=sinks)
     assert [r["status"] for r in AlertOutbox().rows()] == ["pending"]
+
+
+def test_an_idomoo_batch_is_due_on_its_send_date(data_dir):
+    import datetime as dt
+
+    from delivery_platform.alerts import deadline_alerts
+    from delivery_platform.alerts.sensors import DEADLINES, AlertLog
+    from delivery_platform.ledger import Ledger
+
+    deadlines = {("idomoo", "data_file"): DEADLINES[("idomoo", "data_file")]}
+    with Recorder() as hook:
+        sinks = AlertSinks(webhook_url=hook.url)
+        morning = dt.datetime(2026, 11, 21, 11, 59, tzinfo=dt.timezone.utc)
+        assert [a.partition for a in deadline_alerts(deadlines, Ledger(), AlertLog(), sinks, morning)] == ["2026-11-20"]
+        noon = dt.datetime(2026, 11, 21, 12, 1, tzinfo=dt.timezone.utc)
+        assert [a.partition for a in deadline_alerts(deadlines, Ledger(), AlertLog(), sinks, noon)] == ["2026-11-21"]

@@ -129,14 +129,17 @@ def _time_of(value) -> dt.time:
 def deadline_alerts(deadlines: dict, ledger: Ledger, log: AlertLog, sinks: AlertSinks,
                     now: dt.datetime) -> list[Alert]:
     """(vendor, deliverable) -> hour (UTC) of the day after the partition by which it must be
-    delivered (an int, a `dt.time`, or a function giving one, read at each evaluation). Alerts
-    once per missed partition (yesterday's and the day before's)."""
+    delivered (an int, a `dt.time`, or a function giving one, read at each evaluation), or
+    (days after the partition, hour) for another day (0: the partition's own day, a send date).
+    Alerts once per missed partition (the last two due)."""
     alerts = []
     for (vendor, deliverable), when in deadlines.items():
+        # (days after the partition, time): a data day is due the next day, a send date on the day
+        days_after, when = when if isinstance(when, tuple) else (1, when)
         at = _time_of(when)
-        for back in (1, 2):
+        for back in (days_after, days_after + 1):
             day = (now - dt.timedelta(days=back)).date()
-            deadline = dt.datetime.combine(day + dt.timedelta(days=1), at, tzinfo=dt.timezone.utc)
+            deadline = dt.datetime.combine(day + dt.timedelta(days=days_after), at, tzinfo=dt.timezone.utc)
             state = ledger.partition_state(vendor, deliverable, day.isoformat())
             # a bundle with some files sent (a run killed or failed part-way) is not delivered
             if now < deadline or state == "complete" or state is None and ledger.delivered(
@@ -157,7 +160,7 @@ def deadline_alerts(deadlines: dict, ledger: Ledger, log: AlertLog, sinks: Alert
 DEADLINES = {("ispot", "conversions"): 14, ("lotame", "segmentmembership"): 12,
              ("optimove", "customers"): optimove_timing.data_ready_time,
              ("optimove", "transactions"): optimove_timing.data_ready_time, ("digital_audience", "crm"): 12,
-             ("idomoo", "data_file"): 12}
+             ("idomoo", "data_file"): (0, 12)}  # a batch goes out on its send date
 
 
 def build_alert_sensors(env: str) -> list:
