@@ -138,13 +138,17 @@ def main(argv: list[str] | None = None) -> int:
         # a backfill of every vendor over N days, in parallel processes on one embedded warehouse and ledger
         small = work / "small.duckdb"
         seed(small, 1, args.backfill_days + 1, end)
-        jobs = [f"{v}:{(end - dt.timedelta(days=d)).isoformat()}" for d in range(args.backfill_days) for v in VENDORS]
+        days = [(end - dt.timedelta(days=d)).isoformat() for d in reversed(range(args.backfill_days))]
+        jobs = [f"{v}:{day}" for v in VENDORS for day in days]
         workers = 4
+        # each vendor's days in one worker, oldest first, as the run queue's per-vendor limit and the
+        # chained deliverables (Lotame deltas) need: a later day is never sent before an earlier one
+        shards = [[f"{v}:{day}" for v in VENDORS[i::workers] for day in days] for i in range(workers)]
         env = env_for(work, small, "backfill")
         env["ISPOT_ALLOW_REPROCESSING"] = "true"  # iSpot refuses days older than 12 (paid) unless told
         started = time.perf_counter()
         with ThreadPoolExecutor(workers) as pool:
-            outs = list(pool.map(lambda i: measure("backfill", ",".join(jobs[i::workers]), env=env), range(workers)))
+            outs = list(pool.map(lambda i: measure("backfill", ",".join(shards[i]), env=env), range(workers)))
         results["backfill"] = {"runs": len(jobs), "workers": workers, "seconds": time.perf_counter() - started,
                                "failures": sum((o["failures"] for o in outs), [])}
         print("backfill", results["backfill"], flush=True)

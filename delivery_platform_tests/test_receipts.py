@@ -99,6 +99,7 @@ def test_a_receipt_matches_the_ledger_and_the_files_at_the_destination(data_dir)
 
 def test_the_ispot_receipt_carries_the_api_answer_and_the_event_span(data_dir, monkeypatch):
     monkeypatch.setenv("ISPOT_SITE_IDS", "TC-1234-1,TC-1234-2")
+    monkeypatch.setenv("ISPOT_MIN_UPLOAD_BYTES", "1000")  # a small test day, not iSpot's 8 MB
     with ISpotApiServer() as api:
         monkeypatch.setenv("ISPOT_API_BASE_URL", api.url)
         monkeypatch.setenv("ISPOT_CLIENT_ID", api.state.client_id)

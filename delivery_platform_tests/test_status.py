@@ -34,10 +34,11 @@ def _cells(text: str) -> dict[str, list[str]]:
 
 def test_the_lotame_page_shows_each_state_and_open_alerts(data_dir):
     defs = build_defs("local")
-    with clock.pinned("2026-11-20T07:00:00Z"):  # before the 12:00 UTC deadline of the 19th
-        assert _run(defs, "lotame", "2026-11-19").success
+    # Lotame's days go out in partition order (each builds on what Lotame holds)
     with clock.pinned("2026-11-19T15:00:00Z"):  # after the deadline of the 17th
         assert _run(defs, "lotame", "2026-11-17").success
+    with clock.pinned("2026-11-20T07:00:00Z"):  # before the 12:00 UTC deadline of the 19th
+        assert _run(defs, "lotame", "2026-11-19").success
     ledger = Ledger()
     attempt = ledger.begin(
         "lotame",
@@ -99,7 +100,8 @@ def test_an_empty_day_and_idomoo_returns(data_dir, tmp_path, monkeypatch):
     assert _cells(text)["2026-11-19"][1].startswith("PURL back: 10 rows")
     monkeypatch.setenv(
         "DELIVERY_WAREHOUSE_PATH",
-        str(events_warehouse(tmp_path / "w.duckdb", [event("2026-11-18 10:00:00")])),
+        # an event of the 20th: the loads have passed the 19th, so it is genuinely empty (not held)
+        str(events_warehouse(tmp_path / "w.duckdb", [event("2026-11-18 10:00:00"), event("2026-11-20 01:00:00")])),
     )
     assert _run(build_defs("local"), "ispot", "2026-11-19").success  # no conversions that day: no file
     text, counts, _ = status.report("ispot", Ledger(), WarehouseResource(), clock.now())

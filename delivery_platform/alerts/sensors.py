@@ -126,6 +126,18 @@ def _time_of(value) -> dt.time:
     return value if isinstance(value, dt.time) else dt.time(value)
 
 
+def _spec_of(when) -> tuple[int, dt.time]:
+    """A DEADLINES value as (days after the partition, time of day UTC)."""
+    days_after, when = when if isinstance(when, tuple) else (1, when)
+    return days_after, _time_of(when)
+
+
+def due_at(when, day: dt.date) -> dt.datetime:
+    """When a partition of `day` must be at the vendor, for a DEADLINES value."""
+    days_after, at = _spec_of(when)
+    return dt.datetime.combine(day + dt.timedelta(days=days_after), at, tzinfo=dt.timezone.utc)
+
+
 def deadline_alerts(deadlines: dict, ledger: Ledger, log: AlertLog, sinks: AlertSinks,
                     now: dt.datetime) -> list[Alert]:
     """(vendor, deliverable) -> hour (UTC) of the day after the partition by which it must be
@@ -135,11 +147,10 @@ def deadline_alerts(deadlines: dict, ledger: Ledger, log: AlertLog, sinks: Alert
     alerts = []
     for (vendor, deliverable), when in deadlines.items():
         # (days after the partition, time): a data day is due the next day, a send date on the day
-        days_after, when = when if isinstance(when, tuple) else (1, when)
-        at = _time_of(when)
+        days_after, _ = _spec_of(when)
         for back in (days_after, days_after + 1):
             day = (now - dt.timedelta(days=back)).date()
-            deadline = dt.datetime.combine(day + dt.timedelta(days=days_after), at, tzinfo=dt.timezone.utc)
+            deadline = due_at(when, day)
             state = ledger.partition_state(vendor, deliverable, day.isoformat())
             # a bundle with some files sent (a run killed or failed part-way) is not delivered
             if now < deadline or state == "complete" or state is None and ledger.delivered(

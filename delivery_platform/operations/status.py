@@ -18,7 +18,7 @@ from collections import Counter
 
 import dagster as dg
 
-from ..alerts.sensors import DEADLINES, AlertLog
+from ..alerts.sensors import DEADLINES, AlertLog, due_at
 from ..core import clock
 from ..ledger import Ledger
 from ..resources import LedgerResource
@@ -41,8 +41,8 @@ MARKS = {
 
 
 def deadline(d: Deliverable, day: dt.date) -> dt.datetime:
-    hour = DEADLINES.get((d.vendor, d.name), 23)
-    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(hour), tzinfo=dt.timezone.utc)
+    """The same deadline the missed-deadline alert uses (alerts/sensors.py DEADLINES)."""
+    return due_at(DEADLINES.get((d.vendor, d.name), 23), day)
 
 
 def completed(d: Deliverable, key: str, ledger: Ledger) -> dt.datetime:
@@ -65,6 +65,8 @@ def day_state(
     key = day.isoformat()
     state = ledger.partition_state(d.vendor, d.name, key)
     attempts = ledger.attempts(d.vendor, d.name, key)
+    if state == "complete" and ledger.empty_reason(d.vendor, d.name, key) is not None:
+        return "empty"  # recorded delivered-empty: nothing to send, nothing missed
     if state == "complete":
         return "late" if completed(d, key, ledger) > deadline(d, day) else "delivered"
     if state == "delivering" or (attempts and attempts[-1].status == "failed"):
