@@ -152,19 +152,15 @@ class DestinationResource(dg.ConfigurableResource):
             root = Path(self.local_root) if self.local_root else settings.outbox_dir() / self.vendor
             return LocalDestination(self.vendor, root / self.prefix if self.prefix else root)
         if kind == "s3":
+            from dagster_aws.s3 import S3Resource
+
             from .s3 import S3Destination
 
-            return S3Destination(
-                self.vendor,
-                bucket=self.s3_bucket,
-                prefix=self.prefix,
-                endpoint_url=self.s3_endpoint_url,
-                region_name=self.s3_region or "us-east-1",
-                aws_access_key_id=self.aws_access_key_id,
-                aws_secret_access_key=self.aws_secret_access_key,
-                timeout=self.timeout,
-                retries=self.retries,
-            )
+            s3 = S3Resource(endpoint_url=self.s3_endpoint_url, region_name=self.s3_region or "us-east-1",
+                            aws_access_key_id=self.aws_access_key_id,
+                            aws_secret_access_key=self.aws_secret_access_key, max_attempts=self.retries + 1)
+            return S3Destination(self.vendor, bucket=self.s3_bucket, s3=s3, prefix=self.prefix,
+                                 timeout=self.timeout)
         if kind == "gcs":
             from .gcs import GCSDestination
 
