@@ -167,18 +167,18 @@ class DestinationResource(dg.ConfigurableResource):
             return GCSDestination(self.vendor, bucket=self.gcs_bucket, prefix=self.prefix, project=self.gcs_project,
                                   timeout=self.timeout, retries=self.retries)
         if kind == "azure":
+            from dagster_azure.blob import (AzureBlobStorageKeyCredential, AzureBlobStorageResource,
+                                            AzureBlobStorageSASTokenCredential)
+
             from .azure_blob import AzureBlobDestination
 
-            return AzureBlobDestination(
-                self.vendor,
-                account_url=self.azure_account_url,
-                container=self.azure_container,
-                prefix=self.prefix,
-                sas_token=self.azure_sas_token,
-                account_key=self.azure_account_key,
-                timeout=self.timeout,
-                retries=self.retries,
-            )
+            if self.azure_sas_token:
+                credential = AzureBlobStorageSASTokenCredential(token=self.azure_sas_token)
+            else:
+                credential = AzureBlobStorageKeyCredential(key=self.azure_account_key)
+            azure = AzureBlobStorageResource(account_url=self.azure_account_url, credential=credential)
+            return AzureBlobDestination(self.vendor, container=self.azure_container, azure=azure,
+                                        prefix=self.prefix, timeout=self.timeout, retries=self.retries)
         from .sftp import SFTPDestination
 
         return SFTPDestination(
