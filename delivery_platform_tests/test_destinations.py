@@ -75,6 +75,37 @@ def test_names_that_escape_the_root_are_refused(store, tmp_path):
                 dest.publish(src, name)
 
 
+def test_azure_with_a_sas_token_publishes_and_never_shows_the_token(azurite_server, monkeypatch, tmp_path):
+    """The SAS credential goes through dagster-azure's resource (`AzureBlobStorageSASTokenCredential`)
+    into the client we open with our retry policy: it must sign every request, and no URI shows it."""
+    import datetime as dt
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    from delivery_platform_tests.servers import AZURITE_ACCOUNT, AZURITE_KEY
+
+    env = azurite_server.env("acme")
+    key = env.pop("DELIVERY_ACME_AZURE_ACCOUNT_KEY")
+    token = generate_container_sas(
+        AZURITE_ACCOUNT, env["DELIVERY_ACME_AZURE_CONTAINER"], account_key=AZURITE_KEY,
+        permission=ContainerSasPermissions(read=True, write=True, create=True, list=True),
+        expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+    for name, value in {**env, "DELIVERY_ACME_AZURE_SAS_TOKEN": token}.items():
+        monkeypatch.setenv(name, value)
+    src = tmp_path / "data.csv"
+    src.write_bytes(b"a,b\n1,2\n")
+    with open_destination() as dest:
+        published = dest.publish(src, "20261119/data.csv")
+        with pytest.raises(AlreadyExists) as refused:
+            dest.publish(src, "20261119/data.csv")
+        assert [f.name for f in dest.list()] == ["20261119/data.csv"]
+    signature = dict(part.split("=", 1) for part in token.split("&"))["sig"]
+    for text in (published.uri, str(refused.value), repr(refused.value)):
+        assert signature not in text and key not in text
+    container_url = f"{env['DELIVERY_ACME_AZURE_ACCOUNT_URL']}/{env['DELIVERY_ACME_AZURE_CONTAINER']}"
+    assert published.uri == f"{container_url}/20261119/data.csv"
+
+
 CHILD = textwrap.dedent("""
     import sys
     from delivery_platform.destinations import destination_from_env

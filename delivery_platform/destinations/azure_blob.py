@@ -1,14 +1,16 @@
-"""Azure Blob Storage with azure-storage-blob.
+"""Azure Blob Storage with azure-storage-blob, opened from dagster-azure's resource.
 
 No-overwrite with `overwrite=False` (409 when the blob exists). The SDK uploads large files as
 staged blocks committed in one final call; uncommitted blocks are never visible as the blob.
 (ADLS Gen2/dfs is not used: Azurite cannot serve it and the Blob API covers Optimove's needs.)
 
-The client is built here, with the same credential handling as dagster-azure's
-`AzureBlobStorageResource`, because that resource cannot set the retry policy or timeouts: the
-SDK's default waits 15 s, then 18 s, then 24 s between retries, too slow to be a bounded step.
-Here transient faults (5xx, 429, dropped connections, timeouts) are retried `retries` times from
-a 1 s backoff, and each request waits at most `timeout` seconds.
+The account URL and credential come from dagster-azure's `AzureBlobStorageResource` (a SAS
+token, the account key, `DefaultAzureCredential` or anonymous access). Its `get_client()` opens a
+`BlobServiceClient` with the SDK's default retry policy and no timeouts: the default waits 15 s,
+then 18 s, then 24 s between retries, too slow to be a bounded step. So `blob_service` takes the
+endpoint and the credential from the client the resource opens and opens it again with our
+policy: transient faults (5xx, 429, dropped connections, timeouts) are retried `retries` times
+from a 1 s backoff, and each request waits at most `timeout` seconds.
 """
 
 from __future__ import annotations
@@ -18,25 +20,34 @@ from typing import BinaryIO
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
+from dagster_azure.blob import AzureBlobStorageResource
 
 from .base import AlreadyExists, Destination, DestinationError, FileInfo, file_md5
 from .objects import ReadStream, join_key, strip_key
 
 
+def blob_service(azure: AzureBlobStorageResource, *, timeout: float, retries: int) -> BlobServiceClient:
+    """The `BlobServiceClient` that `azure.get_client()` opens (same endpoint, SAS query or
+    credential object), with bounded retries and per-request timeouts."""
+    with azure.get_client() as opened:  # builds no connection: the first request would
+        url, credential = opened.url, opened.credential
+    return BlobServiceClient(
+        url, credential=credential,
+        retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=retries,
+                                      random_jitter_range=1),
+        connection_timeout=timeout, read_timeout=timeout)
+
+
 class AzureBlobDestination(Destination):
     kind = "azure"
 
-    def __init__(self, vendor: str, *, account_url: str, container: str, prefix: str = "",
-                 sas_token: str | None = None, account_key: str | None = None, timeout: float = 60.0,
-                 retries: int = 5):
+    def __init__(self, vendor: str, *, container: str, azure: AzureBlobStorageResource, prefix: str = "",
+                 timeout: float = 60.0, retries: int = 5):
         super().__init__(vendor)
-        self.account_url, self.container, self.prefix = account_url.rstrip("/"), container, prefix
-        # a SAS token string is recognised as such by the SDK; any other string is the account key
-        self.service = BlobServiceClient(
-            self.account_url, credential=sas_token or account_key,
-            retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=retries,
-                                          random_jitter_range=1),
-            connection_timeout=timeout, read_timeout=timeout)
+        # a URL may carry a SAS token in its query: URIs shown to people never do
+        self.account_url = azure.account_url.split("?", 1)[0].rstrip("/")
+        self.container, self.prefix = container, prefix
+        self.service = blob_service(azure, timeout=timeout, retries=retries)
         self.client = self.service.get_container_client(container)
 
     def close(self) -> None:

@@ -3,9 +3,12 @@
 No-overwrite with `if_generation_match=0` (the object must not exist). Large files go up as
 one resumable upload, which creates the object only when the last chunk is committed.
 
-Every request waits at most `timeout` seconds for the server; transient faults (5xx, 429, dropped
-connections, timeouts) are retried with exponential backoff for at most (retries + 1) x timeout
-seconds in all (google-api-core retries by deadline, not by count).
+The client is `GCSResource(project=...).get_client()`: the resource provides the project and the
+credentials (Application Default Credentials; `STORAGE_EMULATOR_HOST` selects an emulator). It
+sets no timeout or retry, and google-cloud-storage takes both per call, so they are passed on every
+call here: each request waits at most `timeout` seconds for the server; transient faults (5xx,
+429, dropped connections, timeouts) are retried with exponential backoff for at most
+(retries + 1) x timeout seconds in all (google-api-core retries by deadline, not by count).
 """
 
 from __future__ import annotations

@@ -152,37 +152,33 @@ class DestinationResource(dg.ConfigurableResource):
             root = Path(self.local_root) if self.local_root else settings.outbox_dir() / self.vendor
             return LocalDestination(self.vendor, root / self.prefix if self.prefix else root)
         if kind == "s3":
+            from dagster_aws.s3 import S3Resource
+
             from .s3 import S3Destination
 
-            return S3Destination(
-                self.vendor,
-                bucket=self.s3_bucket,
-                prefix=self.prefix,
-                endpoint_url=self.s3_endpoint_url,
-                region_name=self.s3_region or "us-east-1",
-                aws_access_key_id=self.aws_access_key_id,
-                aws_secret_access_key=self.aws_secret_access_key,
-                timeout=self.timeout,
-                retries=self.retries,
-            )
+            s3 = S3Resource(endpoint_url=self.s3_endpoint_url, region_name=self.s3_region or "us-east-1",
+                            aws_access_key_id=self.aws_access_key_id,
+                            aws_secret_access_key=self.aws_secret_access_key, max_attempts=self.retries + 1)
+            return S3Destination(self.vendor, bucket=self.s3_bucket, s3=s3, prefix=self.prefix,
+                                 timeout=self.timeout)
         if kind == "gcs":
             from .gcs import GCSDestination
 
             return GCSDestination(self.vendor, bucket=self.gcs_bucket, prefix=self.prefix, project=self.gcs_project,
                                   timeout=self.timeout, retries=self.retries)
         if kind == "azure":
+            from dagster_azure.blob import (AzureBlobStorageKeyCredential, AzureBlobStorageResource,
+                                            AzureBlobStorageSASTokenCredential)
+
             from .azure_blob import AzureBlobDestination
 
-            return AzureBlobDestination(
-                self.vendor,
-                account_url=self.azure_account_url,
-                container=self.azure_container,
-                prefix=self.prefix,
-                sas_token=self.azure_sas_token,
-                account_key=self.azure_account_key,
-                timeout=self.timeout,
-                retries=self.retries,
-            )
+            if self.azure_sas_token:
+                credential = AzureBlobStorageSASTokenCredential(token=self.azure_sas_token)
+            else:
+                credential = AzureBlobStorageKeyCredential(key=self.azure_account_key)
+            azure = AzureBlobStorageResource(account_url=self.azure_account_url, credential=credential)
+            return AzureBlobDestination(self.vendor, container=self.azure_container, azure=azure,
+                                        prefix=self.prefix, timeout=self.timeout, retries=self.retries)
         from .sftp import SFTPDestination
 
         return SFTPDestination(

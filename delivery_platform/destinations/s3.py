@@ -1,14 +1,17 @@
-"""Amazon S3 (or any S3 API) with boto3.
+"""Amazon S3 (or any S3 API) with boto3, opened from dagster-aws's `S3Resource`.
 
 Atomic and no-overwrite: one PUT with `If-None-Match: *` for files up to the multipart
 threshold; above it a multipart upload, invisible until completed (also with `If-None-Match`),
 aborted on any failure so no partial object or orphaned parts stay behind. The MD5 is stored
 as object metadata because a multipart ETag is not an MD5.
 
-The client is built here rather than by dagster-aws's `S3Resource`, which sets the attempt count
-but not the connect/read timeouts: a delivery must give up on a stalled server in bounded time.
-botocore's "standard" retry mode retries 5xx, throttling (SlowDown, 429), dropped connections and
-timeouts with jittered exponential backoff.
+Credentials, session and endpoint come from dagster-aws's `S3Resource` (access keys, session
+token, profile, region, endpoint, SSL and certificate checks, unsigned access; without keys, the
+default AWS chain) and its retry configuration (botocore "standard" mode, `max_attempts`, set
+here to RETRIES + 1). Its `get_client()` cannot take connect/read timeouts, and a delivery must
+give up on a stalled server in bounded time, so `s3_client` opens the same session from the
+resource's fields with that retry configuration plus our timeouts. "Standard" mode retries 5xx,
+throttling (SlowDown, 429), dropped connections and timeouts with jittered exponential backoff.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from typing import BinaryIO
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.handlers import disable_signing
+from dagster_aws.s3 import S3Resource
+from dagster_aws.utils import construct_boto_client_retry_config
 
 from .base import CHUNK, AlreadyExists, Destination, DestinationError, FileInfo, file_md5
 from .objects import ReadStream, hex_to_b64, join_key, strip_key
@@ -28,21 +34,31 @@ MULTIPART_THRESHOLD = 64 << 20
 PART_SIZE = 16 << 20
 
 
+def s3_client(s3: S3Resource, *, timeout: float):
+    """A boto3 S3 client opened as `S3Resource.get_client()` opens it (same session, credentials,
+    endpoint and retry configuration), whose requests also wait at most `timeout` seconds to connect
+    and `timeout` seconds for each read."""
+    config = construct_boto_client_retry_config(s3.max_attempts).merge(
+        Config(connect_timeout=timeout, read_timeout=timeout))
+    client = boto3.session.Session(profile_name=s3.profile_name).client(
+        "s3", region_name=s3.region_name, endpoint_url=s3.endpoint_url, use_ssl=s3.use_ssl, verify=s3.verify,
+        aws_access_key_id=s3.aws_access_key_id, aws_secret_access_key=s3.aws_secret_access_key,
+        aws_session_token=s3.aws_session_token, config=config)
+    if s3.use_unsigned_session:
+        client.meta.events.register("choose-signer.s3.*", disable_signing)
+    return client
+
+
 class S3Destination(Destination):
     kind = "s3"
 
-    def __init__(self, vendor: str, *, bucket: str, prefix: str = "", endpoint_url: str | None = None,
-                 region_name: str = "us-east-1", aws_access_key_id: str | None = None,
-                 aws_secret_access_key: str | None = None, multipart_threshold: int = MULTIPART_THRESHOLD,
-                 part_size: int = PART_SIZE, timeout: float = 60.0, retries: int = 5):
+    def __init__(self, vendor: str, *, bucket: str, s3: S3Resource, prefix: str = "",
+                 multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
+                 timeout: float = 60.0):
         super().__init__(vendor)
         self.bucket, self.prefix = bucket, prefix
         self.multipart_threshold, self.part_size = multipart_threshold, part_size
-        config = Config(connect_timeout=timeout, read_timeout=timeout,
-                        retries={"max_attempts": retries + 1, "mode": "standard"})
-        self.client = boto3.session.Session().client(
-            "s3", endpoint_url=endpoint_url, region_name=region_name, aws_access_key_id=aws_access_key_id,
-            aws_secret_access_key=aws_secret_access_key, config=config)
+        self.client = s3_client(s3, timeout=timeout)
 
     def _key(self, name: str) -> str:
         return join_key(self.prefix, name)
