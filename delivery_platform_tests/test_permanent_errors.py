@@ -52,3 +52,27 @@ def test_delivery_without_its_files_fails_at_once_without_a_retry(asset, data_di
         assert len(failures) == 1
         message = failures[0].step_failure_data.error.message
         assert "does not exist" in message and "Retrying cannot help" in message
+
+
+def test_a_refused_redelivery_is_not_retried(tmp_path):
+    """Other bytes for a delivered partition: the ledger's refusal is final for this run config."""
+    from delivery_platform.delivery import DeliveryRefused, OutgoingFile, deliver_files
+    from delivery_platform.destinations.local import LocalDestination
+    from delivery_platform.ledger import AlreadyDeliveredDifferently, Ledger
+
+    dest, ledger = LocalDestination("lotame", tmp_path / "outbox"), Ledger(tmp_path / "ledger.sqlite")
+
+    def deliver(body: bytes, run_id: str):
+        path = tmp_path / run_id / "data.csv"
+        path.parent.mkdir()
+        path.write_bytes(body)
+        return deliver_files(vendor="lotame", deliverable="segments", partition_key="2026-11-19",
+                             files=[OutgoingFile(path, "data.csv", rows=1)], destination=dest, ledger=ledger,
+                             run_id=run_id)
+
+    deliver(b"v1", "r1")
+    with pytest.raises(DeliveryRefused) as raised:
+        deliver(b"v2", "r2")
+    assert isinstance(raised.value, AlreadyDeliveredDifferently)  # what callers and tests already catch
+    assert isinstance(raised.value, dg.Failure) and raised.value.allow_retries is False
+    assert "redeliver=True" in str(raised.value) and "Not retried" in str(raised.value)
