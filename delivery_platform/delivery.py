@@ -24,7 +24,7 @@ import dagster as dg
 
 from .core import clock
 from .destinations import AlreadyExists, Destination, DestinationError
-from .ledger import Ledger, PlannedFile
+from .ledger import AlreadyDeliveredDifferently, Ledger, PlannedFile
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,17 @@ class DeliveryOutcome:
 
 
 LEFTOVERS = "leftover_temporary_files"  # metadata the alert sensor reads
+
+
+class DeliveryRefused(dg.Failure, AlreadyDeliveredDifferently):
+    """The ledger refused the plan (other bytes already delivered). Permanent: the same run gets the
+    same answer, so the step fails at once instead of waiting out `delivery_retry_policy`."""
+
+    def __init__(self, message: str):
+        super().__init__(message, allow_retries=False)
+
+    def __str__(self) -> str:
+        return self.description or ""
 
 
 def _refuse_future_day(vendor: str, deliverable: str, partition_key: str) -> None:
@@ -123,8 +134,12 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
     with ledger.claimed(vendor, deliverable, partition_key, run_id) as abandoned:
         leftovers = _remove_abandoned_partials(destination, abandoned, logger)
         planned_files = [p for _, p in planned]
-        plan = (ledger.plan_append(vendor, deliverable, partition_key, planned_files) if append else
-                ledger.plan_delivery(vendor, deliverable, partition_key, planned_files, redeliver=redeliver))
+        try:
+            plan = (ledger.plan_append(vendor, deliverable, partition_key, planned_files) if append else
+                    ledger.plan_delivery(vendor, deliverable, partition_key, planned_files, redeliver=redeliver))
+        except AlreadyDeliveredDifferently as exc:
+            raise DeliveryRefused(f"{exc} (Not retried: the same run would be refused again; "
+                                  "docs/operating.md, 'Everyday commands'.)") from None
         logger.info(f"{vendor}/{deliverable} {partition_key}: {plan.action} ({plan.reason})")
         if plan.action == "skip":
             done = [{"name": d.file_name, "uri": d.remote_uri, "bytes": d.bytes or 0, "md5": d.md5, "rows": d.rows}

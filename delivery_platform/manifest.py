@@ -18,6 +18,29 @@ from .delivery import OutgoingFile
 MANIFEST = "files.json"
 
 
+class ManifestMissing(dg.Failure, FileNotFoundError):
+    """No file list for the partition: its `_files` asset was never materialized (or was wiped).
+
+    A permanent error for the step that reads it: retrying cannot make the files appear, so it
+    fails at once (`allow_retries=False`) instead of waiting out the delivery retry policy.
+    Still a `FileNotFoundError` for code that treats "no earlier manifest" as normal.
+    """
+
+    def __init__(self, path: Path):
+        path = Path(path)
+        # <staging>/<vendor>/<deliverable>/<partition>/files/files.json
+        partition = path.parent.parent.name
+        super().__init__(
+            f"{path} does not exist: the files asset of this deliverable was never materialized for {partition}, "
+            f"so there is no file list to deliver. Retrying cannot help: materialize the `_files` asset (and what "
+            f"it depends on) for {partition} first, e.g. select it together with the `_delivery` asset or launch "
+            f"the vendor's daily job.", allow_retries=False)
+        self.filename = str(path)
+
+    def __str__(self) -> str:  # the description, not OSError's "[Errno None] None: <path>"
+        return self.description or ""
+
+
 def write_manifest(folder: Path, files: Iterable[OutgoingFile], **extra) -> Path:
     folder = Path(folder)
     entries = [{"name": f.name, "path": str(Path(f.path).relative_to(folder)), "rows": f.rows, "bytes": f.bytes,
@@ -33,7 +56,7 @@ def read_manifest(folder: Path) -> tuple[list[OutgoingFile], dict]:
     folder = Path(folder)
     path = folder / MANIFEST
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: materialize the partition's files asset first")
+        raise ManifestMissing(path)
     data = json.loads(path.read_text())
     files = [OutgoingFile(folder / e["path"], e["name"], rows=e.get("rows"), md5=e.get("md5"), bytes=e.get("bytes"))
              for e in data.pop("files")]

@@ -56,7 +56,7 @@ DELIVERABLES: tuple[Deliverable, ...] = (
         event_column=None,
         spec_module="delivery_platform.vendors.lotame.spec",
         probe_name=lambda token: f"_preflight-{token}.probe",
-        probe_why="Lotame imports only a YYYYMMDD/ folder once its YYYYMMDD.done marker exists (DIGEST 1.2, "
+        probe_why="Lotame imports only a YYYYMMDD/ folder once its YYYYMMDD.done marker exists (docs/lotame.md, "
         "'Done marker'); the probe lies outside any date folder and no marker ever names it.",
     ),
     Deliverable(
@@ -81,7 +81,7 @@ DELIVERABLES: tuple[Deliverable, ...] = (
             event_column=event,
             spec_module="delivery_platform.vendors.optimove.spec",
             probe_name=lambda token: f"_preflight/not-for-ingestion/{token}/probe.txt",
-            probe_why="Optimove's ingestion reads at most two folder levels (DIGEST 3.2, [O6]); the probe "
+            probe_why="Optimove's ingestion reads at most two folder levels (docs/optimove.md); the probe "
             "sits three folders deep, outside every table folder.",
         )
         for table, event in (("customers", "LastUpdated"), ("transactions", "TransactionDate"))

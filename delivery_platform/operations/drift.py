@@ -203,10 +203,16 @@ def build_check(d: Deliverable, partitions_def: dg.PartitionsDefinition | None =
             return dg.AssetCheckResult(
                 passed=False,
                 severity=dg.AssetCheckSeverity.WARN,
-                description=f"the drift check could not run: {type(exc).__name__}",
+                description=f"the drift check could not run: {type(exc).__name__}. Next step: read the "
+                "error in this run's log (the delivery itself is not affected) and fix it before the next run",
             )
 
     return drift
+
+
+DRIFT_NEXT = (". Next step: compare the `series` metadata with the source table's recent loads; a real "
+              "change needs nothing (the band follows it); a broken load: fix it, then re-run the partition "
+              "with `redeliver: true` (docs/operating.md)")
 
 
 def evaluate(d: Deliverable, key: str, warehouse: WarehouseResource, ledger: Ledger) -> dg.AssetCheckResult:
@@ -260,6 +266,6 @@ def evaluate(d: Deliverable, key: str, warehouse: WarehouseResource, ledger: Led
     return dg.AssetCheckResult(
         passed=not findings,
         severity=dg.AssetCheckSeverity.WARN,
-        description=description[:2000],
+        description=description[:1700] + ("" if not findings else DRIFT_NEXT),
         metadata=meta,
     )

@@ -67,20 +67,59 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _markdown(report: ValidationReport, max_samples: int) -> str:
-    if report.passed:
-        return f"All {report.rows:,} rows pass."
-    out = ["| rule | column | failures | sample rows |", "|---|---|---:|---|"]
-    for f in report.failures:
-        samples = "<br>".join(
-            json.dumps(s, default=str, ensure_ascii=False).replace("|", "\\|") for s in f.samples[:max_samples])
-        out.append(f"| `{f.check}` | {f.column or '(row)'} | {f.count:,} | {samples} |")
+# What an operator does about a failed spec check when the caller names nothing more specific.
+SPEC_REMEDY = ("Nothing was delivered. Next step: correct the rows shown (in the warehouse table or the load "
+               "that fills it) or the setting the rule comes from, then launch the partition again.")
+
+# ... and about a file check that read back something other than what was checked.
+FILES_REMEDY = ("Nothing was delivered. Next step: materialize the `_files` asset of this partition again; if "
+                "the check fails again, the file writer is at fault: report it with this run's id.")
+
+
+def md_cell(value) -> str:
+    """One Markdown table cell: pipes escaped, no line breaks, and no angle brackets for the UI to take as
+    HTML (`TC-<account>-<site>` would show as "TC--")."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    return (text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("\r", " ").replace("\n", " "))
+
+
+def md_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """Rows as a Markdown table (every key of every row a column, in first-seen order)."""
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    if not columns:
+        return ""
+    out = ["| " + " | ".join(md_cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        out.append("| " + " | ".join("" if row.get(c) is None else md_cell(row.get(c)) for c in columns) + " |")
     return "\n".join(out)
 
 
+def _markdown(report: ValidationReport, max_samples: int) -> str:
+    """The failed rules as a table, then each rule's sample rows as a table of their own."""
+    if report.passed:
+        return f"All {report.rows:,} rows pass."
+    out = ["| rule | column | failures |", "|---|---|---:|"]
+    for f in report.failures:
+        out.append(f"| `{md_cell(f.check)}` | {md_cell(f.column or '(row)')} | {f.count:,} |")
+    for f in report.failures:
+        if f.samples:
+            out += ["", f"**`{md_cell(f.check)}` on {md_cell(f.column or 'the row')}**: sample rows", "",
+                    md_table(f.samples[:max_samples])]
+    return "\n".join(out)
+
+
+def with_next_step(description: str, next_step: str) -> str:
+    """A failing check's description: the facts, then what the operator should do."""
+    return f"{description.rstrip().rstrip('.')}. {next_step.strip()}"
+
+
 def check_result(report: ValidationReport, *, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
-                 max_samples: int = 5, extra: dict | None = None, **kwargs) -> dg.AssetCheckResult:
-    """A Dagster check result that shows each failed rule, its count and sample rows."""
+                 max_samples: int = 5, extra: dict | None = None, next_step: str | None = None,
+                 **kwargs) -> dg.AssetCheckResult:
+    """A Dagster check result that shows each failed rule, its count and sample rows; a failing one's
+    description ends with the operator's next step (`next_step`, else `SPEC_REMEDY`)."""
     metadata = {
         "rows_checked": dg.MetadataValue.int(report.rows),
         "rules_checked": dg.MetadataValue.int(report.rules_checked),
@@ -91,11 +130,14 @@ def check_result(report: ValidationReport, *, severity: dg.AssetCheckSeverity = 
     }
     if report.failures:
         metadata["sample_rows"] = dg.MetadataValue.json(
-            [{"rule": f.check, "column": f.column, "count": f.count, "samples": json.loads(json.dumps(f.samples[:max_samples], default=str))}
+            [{"rule": f.check, "column": f.column, "count": f.count,
+              "samples": json.loads(json.dumps(f.samples[:max_samples], default=str))}
              for f in report.failures])
     metadata.update(extra or {})
+    description = report.summary() if report.passed else with_next_step(report.summary(),
+                                                                           next_step or SPEC_REMEDY)
     return dg.AssetCheckResult(passed=report.passed, severity=severity, metadata=metadata,
-                               description=report.summary(), **kwargs)
+                               description=description, **kwargs)
 
 
 def validate_frame_with_pandera(df: pd.DataFrame, schema: pa.DataFrameSchema | type, *, sample: int = 5) -> ValidationReport:

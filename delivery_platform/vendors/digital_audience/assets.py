@@ -26,6 +26,7 @@ from ...manifest import files_metadata, read_manifest, reset_folder, write_manif
 from ...partitions import daily, day_bounds
 from ...resources import LedgerResource
 from ...validation import check_result, validate_parquet
+from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
 from ...validation.sql_checks import EMAIL_LIKE_RE, PHONE_LIKE_RE, sql_literal
 from ...warehouse.assets import source_key
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
@@ -34,7 +35,7 @@ from .normalise import email_sql, phone_sql, sha256_upper_sql
 from .optouts import optout_target
 
 VENDOR, DELIVERABLE = "digital_audience", "crm"
-DOC = "digitalaudience-dmp-integration.txt"
+DOC = "docs/digital_audience.md"  # what descriptions cite: in the repo, with the vendor document's sections
 
 
 class DigitalAudienceSettings(dg.ConfigurableResource):
@@ -106,7 +107,7 @@ def _stage(warehouse: WarehouseResource, key: str) -> dict[str, Path]:
 @dg.asset(
     key=[VENDOR, "crm_records"], group_name=VENDOR, partitions_def=daily, deps=[source_key("crm_contacts")],
     kinds={"duckdb"},
-    description=f"CRM records for dA ({DOC}: 'CRM Onboarding', 'Ongoing CRM data update'; DIGEST 4.2-4.3). The first "
+    description=f"CRM records for dA ({DOC}; the vendor's 'CRM Onboarding', 'Ongoing CRM data update'). The first "
                 "delivery is the full onboarding file; after that the day's update: contacts opted in since the last "
                 "DELIVERED file, and contacts whose identifiers changed (same `custom`). Opt-outs are "
                 "counted, never "
@@ -202,7 +203,7 @@ def file_names(client: str, key: str, mode: str, gzip: bool = False) -> dict[str
                 "with an "
                 "opt-out location configured, `<client>_crm_optout_YYYYMMDD.csv` apart from them: UTF-8, "
                 "comma, "
-                "header row, CRLF (DIGEST 4.1), uncompressed (4.5 #5).",
+                "header row, CRLF, uncompressed (docs/digital_audience.md).",
 )
 def crm_files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
               digital_audience_settings: DigitalAudienceSettings) -> dg.MaterializeResult:
@@ -302,7 +303,8 @@ def crm_files_match_spec(context: dg.AssetCheckExecutionContext, warehouse: Ware
             problems.append(f"{f.name}: raw email or phone on {len(leaks)} lines ({', '.join(leaks[:5])})")
     checked = len(outgoing) + len(optout_files)
     return dg.AssetCheckResult(passed=not problems,
-                               description="; ".join(problems) or f"{checked} file(s) as specified",
+                               description=with_next_step("; ".join(problems), FILES_NEXT) if problems else
+                               f"{checked} file(s) as specified",
                                metadata={"files_checked": checked})
 
 

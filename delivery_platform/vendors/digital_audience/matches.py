@@ -264,7 +264,9 @@ def matches_known_records(context: dg.AssetCheckExecutionContext) -> dg.AssetChe
         f"SELECT count(*) FILTER (WHERE crm_id NOT IN (SELECT custom FROM read_parquet({sql_literal(str(states[-1]))}))), "
         f"count(*) FROM read_parquet({sql_literal(str(stored))})").fetchone()
     return dg.AssetCheckResult(passed=unknown == 0, severity=dg.AssetCheckSeverity.WARN,
-                               description=f"{unknown:,} of {total:,} matches name CRM ids we never delivered",
+                               description=f"{unknown:,} of {total:,} matches name CRM ids we never delivered"
+                               + ("" if not unknown else ". Next step: ask dA (through the agreed channel) whether the "
+                                  "export is for our client and from our latest CRM file; nothing received is deleted"),
                                metadata={"unknown_crm_ids": unknown, "matches": total})
 
 

@@ -73,4 +73,8 @@ def report(count: int, previous: str | None, target: OptOutTarget | None, file_n
         else f"NOT sent anywhere: no opt-out location is configured ({DESTINATION_VAR}, {FORMAT_VAR}); "
         "tell dA through the agreed channel"
     )
-    return f"{count:,} contact(s) opted out {since}; never in the onboarding/update files; {where}"
+    step = ("Next step: nothing to do unless dA asks; the opt-out file is at the opt-out location"
+            if target and file_name else
+            f"Next step: tell dA about these opt-outs through the agreed channel, or set {DESTINATION_VAR} so "
+            "the next run sends them")
+    return f"{count:,} contact(s) opted out {since}; never in the onboarding/update files; {where}. {step}"

@@ -25,6 +25,7 @@ from ...manifest import files_metadata, read_manifest, write_manifest
 from ...partitions import FIRST_DAY
 from ...resources import LedgerResource
 from ...validation import check_result, validate_parquet
+from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
 from ...validation.sql_checks import sql_literal
 from ...warehouse.assets import source_key
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
@@ -35,7 +36,7 @@ VENDOR, DELIVERABLE = "idomoo", "data_file"
 # A partition is a send date, and its batch goes up ON that date (not the day after, as for data
 # days): end_offset=1 makes today's partition exist, so the daily schedule requests today.
 daily = dg.DailyPartitionsDefinition(start_date=FIRST_DAY, timezone="UTC", end_offset=1)
-DOC = "idomoo-batch-mode.txt"
+DOC = "docs/idomoo.md"  # what descriptions cite: in the repo, with the vendor document's sections
 
 
 class IdomooSettings(dg.ConfigurableResource):
@@ -104,7 +105,7 @@ def recipients_sql(partition_key: str, settings: IdomooSettings) -> str:
 
 @dg.asset(key=[VENDOR, "recipients"], group_name=VENDOR, partitions_def=daily, deps=[source_key("idomoo_recipients")],
           kinds={"duckdb"},
-          description=f"The day's video recipients in the storyboard's columns ({DOC}: 'General Process' 2; the header "
+          description=f"The day's video recipients in the storyboard's columns ({DOC}; the vendor's 'General Process' 2; the header "
                       "list is configuration, matched exactly). In end-to-end test mode exactly 20 rows.")
 def recipients(context: dg.AssetExecutionContext, warehouse: WarehouseResource, idomoo_settings: IdomooSettings) -> dg.MaterializeResult:
     key = context.partition_key
@@ -133,8 +134,12 @@ def recipients_spec(context: dg.AssetCheckExecutionContext, warehouse: Warehouse
     if count_ok:
         return result
     return dg.AssetCheckResult(passed=False, metadata=result.metadata,
-                               description=f"{report.rows} rows, outside the allowed {limits[0]}..{limits[1]}"
-                                           + ("" if report.passed else f"; {report.summary()}"))
+                               description=with_next_step(
+                                   f"{report.rows} rows, outside the allowed {limits[0]}..{limits[1]}"
+                                   + ("" if report.passed else f"; {report.summary()}"),
+                                   "Nothing was uploaded. Next step: check the day's recipients in the warehouse; "
+                                   "if the count is right, change idomoo_settings.min_rows/max_rows (agreed with "
+                                   "Idomoo for the storyboard), then launch the partition again."))
 
 
 def _delivered_name(ledger: Ledger, key: str) -> list:
@@ -260,7 +265,8 @@ def data_file_matches_spec(context: dg.AssetCheckExecutionContext, warehouse: Wa
             problems.append(f"{f.name}: {len(rows) - 1} rows, {f.rows} expected")
         if any(h != h.strip() for h in (rows[0] if rows else [])):
             problems.append(f"{f.name}: a header has stray spaces")
-    return dg.AssetCheckResult(passed=not problems, description="; ".join(problems) or f"{f.name} matches the spec",
+    return dg.AssetCheckResult(passed=not problems, description=with_next_step("; ".join(problems), FILES_NEXT)
+                               if problems else f"{f.name} matches the spec",
                                metadata={"file": f.name})
 
 

@@ -37,6 +37,7 @@ from ...destinations.resource import DestinationResource
 from ...receiving import csv_error, keep_received, quarantine
 from ...resources import LedgerResource
 from ...validation import check_result, validate_parquet
+from ...validation.report import md_table, with_next_step
 from ...validation.sql_checks import sql_literal
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
 from . import spec
@@ -384,7 +385,9 @@ def purl_links_are_https(context: dg.AssetCheckExecutionContext, idomoo_settings
     report = validate_parquet(_checked(context),
                               spec.purl_schema(idomoo_settings.headers, idomoo_settings.key_header), redact=False,
                               name=f"PURL {context.partition_key}")
-    return check_result(report)
+    return check_result(report, next_step=(
+        "Next step: the PURL file is kept as received; send Idomoo the file name and the rows shown and ask for a "
+        "corrected file (docs/idomoo.md); a new version under the same name is taken in by the sensor."))
 
 
 @dg.asset_check(asset=purl_results, name="every_row_came_back",
@@ -396,7 +399,10 @@ def purl_every_row_came_back(context: dg.AssetCheckExecutionContext, ledger: Led
     original = spec.original_name(source_file(context, s).rsplit("/", 1)[-1], s.purl_prefix, s.purl_suffix)
     sent = [d for d in ledger.get().find_name(VENDOR, f"{s.uploads_folder}/{original}") if d.status == "delivered"]
     if not original or not sent:
-        return dg.AssetCheckResult(passed=False, description=f"{key}: no uploaded data file named {original!r} in the ledger")
+        return dg.AssetCheckResult(passed=False, description=with_next_step(
+            f"{key}: no uploaded data file named {original!r} in the ledger",
+            "Next step: ask Idomoo which upload this PURL file answers (its name should be our data file's "
+            "name with their prefix); if it is not ours, nothing needs doing"))
     uploaded = warehouse.staged_table(VENDOR, "data_file", sent[0].partition_key)
     k = s.key_header
     con = duckdb.connect()
@@ -413,9 +419,16 @@ def purl_every_row_came_back(context: dg.AssetCheckExecutionContext, ledger: Led
     detail = (f"all {sent[0].rows} uploaded rows came back" if passed else
               f"{missing[0]} uploaded rows missing (e.g. {missing[1]}), {extra[0]} unexpected rows (e.g. {extra[1]}), "
               f"{failed_at_idomoo} rows in Idomoo's error file")
+    if not passed:
+        detail = with_next_step(detail, "Next step: rows in Idomoo's error file need their data fixed and a new "
+                                        "upload (a new name: launch the partition again); missing rows may still "
+                                        "come in a later PURL file, else ask Idomoo for them with the keys shown")
+    error_rows = [json.loads(x) if isinstance(x, str) else x for x in samples or []]
     return dg.AssetCheckResult(passed=passed, description=detail,
                                metadata={"missing": missing[0], "extra": extra[0], "failed_at_idomoo": failed_at_idomoo,
-                                         "error_rows": dg.MetadataValue.json([str(x) for x in samples or []])})
+                                         "error_rows": dg.MetadataValue.json([str(x) for x in samples or []]),
+                                         **({"error_rows_table": dg.MetadataValue.md(md_table(error_rows))}
+                                            if error_rows else {})})
 
 
 def simulate(account_root: Path, s: IdomooSettings, fail_keys: tuple[str, ...] = ()) -> list[str]:

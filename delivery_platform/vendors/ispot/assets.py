@@ -30,6 +30,7 @@ from ...manifest import files_metadata, read_manifest, reset_folder, write_manif
 from ...partitions import daily, day_bounds
 from ...resources import LedgerResource
 from ...validation import check_result
+from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
 from ...validation.run import validate_relation
 from ...validation.sql_checks import sql_literal
 from ...warehouse.assets import source_key
@@ -37,7 +38,7 @@ from ...warehouse.resource import WarehouseResource, copy_to_parquet
 from . import spec, topups
 
 VENDOR, DELIVERABLE = "ispot", "conversions"
-DOC = "ispot-tv-conversions-api.txt"
+DOC = "docs/ispot.md"  # what descriptions cite: in the repo, with the vendor document's sections
 
 
 class ISpotSettings(dg.ConfigurableResource):
@@ -133,7 +134,7 @@ BATCH_FILE = "batch.json"
 @dg.asset(
     key=[VENDOR, DELIVERABLE], group_name=VENDOR, partitions_def=daily, deps=[source_key("ispot_conversion_events")],
     kinds={"duckdb"},
-    description=f"The day's web and app conversions not yet sent, in iSpot's columns ({DOC}: 'Available "
+    description=f"The day's web and app conversions not yet sent, in iSpot's columns ({DOC}; the vendor's 'Available "
                 "Dimensions', 'Matching Methodology'): on the first run every event of the UTC day loaded so "
                 "far; later runs only events loaded since (top-ups), plus any file whose upload never "
                 "succeeded. IPv6 rows are filtered unless ISPOT_INCLUDE_IPV6 (counted either way).",
@@ -232,7 +233,7 @@ def hold_message(partition_key: str, rows: int, size: int, min_bytes: int, *, he
 
 @dg.asset(
     key=[VENDOR, "conversion_files"], group_name=VENDOR, partitions_def=daily, deps=[conversions], kinds={"csv"},
-    description=f"The CSV files iSpot receives ({DOC}: 'CSV File Format'): UTF-8 without BOM, header row "
+    description=f"The CSV files iSpot receives ({DOC}; the vendor's 'CSV File Format'): UTF-8 without BOM, header row "
                 "unquoted, every data value double-quoted, \\n line endings, the header repeated in every part, "
                 "split into the fewest balanced parts under the size limit, named "
                 "conversions_YYYYMMDD_NNN.csv (top-ups continue the numbering). New rows under the minimum "
@@ -385,13 +386,14 @@ def conversion_files_match_spec(context: dg.AssetCheckExecutionContext, warehous
         problems.append(f"the files hold {rows:,} rows, the checked data {staged_rows:,}"
                         + (f" of which {held:,} are held" if held else ""))
     return dg.AssetCheckResult(
-        passed=not problems, description="; ".join(problems) or f"{len(files)} file(s) match the CSV spec",
+        passed=not problems, description=with_next_step("; ".join(problems), FILES_NEXT) if problems
+        else f"{len(files)} file(s) match the CSV spec",
         metadata={"files_checked": len(files), "rows_read_back": rows, "problems": dg.MetadataValue.md(
             "\n".join(f"- {p}" for p in problems) or "none")})
 
 
 @dg.asset_check(asset=conversion_files, name="minimum_size", blocking=True, partitions_def=daily,
-                description="iSpot refuses files under the minimum (400 'too small', DIGEST R1): when "
+                description="iSpot refuses files under the minimum (400 'too small'; docs/ispot.md, 'Size policy'): when "
                             "uploading to the API, a day or top-up under ISPOT_MIN_UPLOAD_BYTES (default 8 MB) "
                             "is held and this check fails before the upload, saying what to do; the rows stay "
                             "eligible for a later top-up. To the local outbox the files are written and the "
@@ -427,7 +429,7 @@ def conversion_files_minimum_size(context: dg.AssetCheckExecutionContext, wareho
     key=[VENDOR, "conversions_delivery"], group_name=VENDOR, partitions_def=daily, deps=[conversion_files],
     kinds={"api"},
     retry_policy=delivery_retry_policy(),
-    description=f"Uploads the files through iSpot's API ({DOC}: 'Making an API call', status table) when "
+    description=f"Uploads the files through iSpot's API ({DOC}; the vendor's 'Making an API call', status table) when "
                 "ISPOT_CLIENT_ID is set, otherwise publishes them to the `ispot_destination` (the local outbox by "
                 "default). The ledger makes re-runs send nothing twice. Refuses data older than 12 days (paid "
                 "reprocessing) unless allowed.",

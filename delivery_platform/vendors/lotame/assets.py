@@ -18,6 +18,7 @@ from ...manifest import files_metadata, read_manifest, reset_folder, write_manif
 from ...partitions import daily
 from ...resources import LedgerResource
 from ...validation import check_result, validate_parquet
+from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
 from ...validation.sql_checks import IPV4_RE, sql_literal
 from ...warehouse.assets import source_key
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
@@ -25,7 +26,7 @@ from ... import chain
 from . import spec, state
 
 VENDOR, DELIVERABLE = "lotame", "segmentmembership"
-DOC = "lotame-spherical-inbound-batch.txt"
+DOC = "docs/lotame.md"  # what descriptions cite: in the repo, with the vendor document's sections
 SEGMENT_TYPE = "STRUCT(name VARCHAR, \"timestamp\" BIGINT)[]"
 IPS_TYPE = "STRUCT(ip VARCHAR, timestamps VARCHAR[])[]"
 
@@ -189,8 +190,8 @@ def _build(warehouse: WarehouseResource, key: str, base: state.Delivered | None,
 @dg.asset(
     key=[VENDOR, "segment_memberships"], group_name=VENDOR, partitions_def=daily, kinds={"duckdb"},
     deps=[source_key("lotame_users"), source_key("lotame_segment_memberships")],
-    description=f"One record per user ID with its segments for the day ({DOC}: 'Sending Behaviors'; "
-                "DIGEST 1.3), computed against what Lotame holds: the replay of every file it received, "
+    description=f"One record per user ID with its segments for the day ({DOC}; the vendor's 'Sending Behaviors'), "
+                "computed against what Lotame holds: the replay of every file it received, "
                 "in the ledger's order (R11, R12). Comprehensive: every live segment, and IDs that left "
                 "every segment cleared. Delta: segments added and removed since. Forced comprehensive on "
                 "the first delivery and when the last comprehensive file is 30+ days old. Days deliver in "
@@ -291,7 +292,9 @@ def consistency_result(found: dict, files: int, first: str) -> dg.AssetCheckResu
                      if passed else
                      f"replaying {files} file set(s) in delivery order misses {found['missing']:,} of the "
                      f"day's memberships (e.g. {found['missing_samples']}) and leaves {found['extra']:,} "
-                     f"that are gone at Lotame (e.g. {found['extra_samples']})"),
+                     f"that are gone at Lotame (e.g. {found['extra_samples']}). Nothing was delivered. Next "
+                     f"step: an earlier day's delivery differs from what the ledger recorded; find it (the "
+                     f"ledger's history, docs/lotame.md), re-run or drop that day, then re-run this one"),
         metadata={"files_replayed": files, "replayed_from": first, "missing": found["missing"],
                   "extra": found["extra"]})
 
@@ -315,7 +318,7 @@ def record_line_sql(as_strings: bool) -> str:
 @dg.asset(
     key=[VENDOR, "segmentmembership_files"], group_name=VENDOR, partitions_def=daily, deps=[segment_memberships],
     kinds={"json"},
-    description="The three files of the day (DIGEST 1.2): `YYYYMMDD/segmentmembership.json.gz` (gzip of JSON lines, "
+    description="The three files of the day (docs/lotame.md): `YYYYMMDD/segmentmembership.json.gz` (gzip of JSON lines, "
                 "compressed on every core), `YYYYMMDD/segmentmembership.json.gz.md5` (what `md5sum` writes, 1.6 #4) "
                 "and the zero-length `YYYYMMDD/YYYYMMDD.done`, to be published last.",
 )
@@ -394,8 +397,8 @@ def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
     if no_segments and no_segments > 0:
         problems.append(f"{no_segments:,} lines lack 'segments'")
     real_md5 = data_files[0].md5
-    return dg.AssetCheckResult(passed=not problems, description="; ".join(problems) or
-                               f"bundle for {spec.folder(key)} matches the spec ({rows:,} records)",
+    return dg.AssetCheckResult(passed=not problems, description=with_next_step("; ".join(problems), FILES_NEXT)
+                               if problems else f"bundle for {spec.folder(key)} matches the spec ({rows:,} records)",
                                metadata={"rows_read_back": rows, "md5": real_md5})
 
 
@@ -404,7 +407,7 @@ def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
     kinds={"s3", "gcs", "sftp"},
     retry_policy=delivery_retry_policy(),
     description="Publishes the bundle to `lotame_destination` (S3, GCS or SFTP; local outbox by default) in order: data, "
-                ".md5, then .done, so Lotame never imports a half-written day (DIGEST 1.6 #8). Refuses a "
+                ".md5, then .done, so Lotame never imports a half-written day (docs/lotame.md). Refuses a "
                 "file computed against anything but what Lotame last received, and a day while an earlier "
                 "one is undelivered.",
 )

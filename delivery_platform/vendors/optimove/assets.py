@@ -23,13 +23,16 @@ from ...manifest import files_metadata, read_manifest, reset_folder, write_manif
 from ...partitions import daily, day_bounds
 from ...resources import LedgerResource
 from ...validation import check_result, validate_parquet
+from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
 from ...validation.sql_checks import sql_literal
 from ...warehouse.assets import source_key
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
 from . import sizing, spec, timing
 
 VENDOR = "optimove"
-DOC = "optimove-data-delivery.txt"
+LATE_NEXT = ("Next step: tell Optimove's contact the files arrived after the agreed time (their import ran "
+             "without them); if it repeats, launch earlier or agree a later OPTIMOVE_DATA_READY_UTC.")
+DOC = "docs/optimove.md"  # what descriptions cite: in the repo, with the vendor document's sections
 
 
 class OptimoveSettings(dg.ConfigurableResource):
@@ -138,10 +141,10 @@ def build_table_assets(table: Table) -> tuple[list, list]:
     group, rows_key = VENDOR, [VENDOR, table.name]
 
     @dg.asset(key=rows_key, group_name=group, partitions_def=daily, deps=[source_key(table.source)], kinds={"duckdb"},
-              description=f"{table.name}: {table.load} by default ({DOC}: only transactional and fact "
+              description=f"{table.name}: {table.load} by default ({DOC}; the vendor's only transactional and fact "
                           "tables are extracted incrementally, R13): incremental = rows whose LastUpdated "
-                          "falls in the partition's UTC day; full = every row. In Optimove's formats (DIGEST "
-                          "3.1: dates, datetimes, decimals, blanks). `optimove_settings.table_loads` "
+                          "falls in the partition's UTC day; full = every row. In Optimove's formats (docs/optimove.md: "
+                          "dates, datetimes, decimals, blanks). `optimove_settings.table_loads` "
                           "overrides the load.")
     def rows(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
              optimove_settings: OptimoveSettings) -> dg.MaterializeResult:
@@ -241,7 +244,8 @@ def build_table_assets(table: Table) -> tuple[list, list]:
             rows = con.execute(f"SELECT count(*) FROM ({back})").fetchone()[0]
         if diff:
             problems.append(f"{diff:,} rows differ between the files and the checked data")
-        return dg.AssetCheckResult(passed=not problems, description="; ".join(problems) or
+        return dg.AssetCheckResult(passed=not problems,
+                                   description=with_next_step("; ".join(problems), FILES_NEXT) if problems else
                                    f"{len(outgoing)} file(s), {rows:,} rows read back identical",
                                    metadata={"rows_read_back": rows, "files_checked": len(outgoing)})
 
@@ -279,8 +283,12 @@ def build_table_assets(table: Table) -> tuple[list, list]:
         on_time = last is not None and last <= ready_at
         return dg.AssetCheckResult(
             passed=on_time, severity=dg.AssetCheckSeverity.WARN,
-            description=(f"delivered {last:%Y-%m-%d %H:%M} UTC, " + ("before" if on_time else "after") +
-                         f" the data-ready time {ready_at:%Y-%m-%d %H:%M} UTC") if last else "not delivered",
+            description=(f"delivered {last:%Y-%m-%d %H:%M} UTC, before the data-ready time {ready_at:%Y-%m-%d %H:%M} UTC"
+                         if on_time else with_next_step(
+                             f"delivered {last:%Y-%m-%d %H:%M} UTC, after the data-ready time "
+                             f"{ready_at:%Y-%m-%d %H:%M} UTC", LATE_NEXT) if last else
+                         with_next_step("not delivered", "Next step: launch the partition (docs/operating.md), "
+                                                         "then tell Optimove the files are late.")),
             metadata={"minutes_before_ready": dg.MetadataValue.float(round((ready_at - last).total_seconds() / 60, 1)
                                                                      if last else 0.0)})
 
