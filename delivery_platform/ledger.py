@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from . import settings
+from .core import sqlite as sqlite_store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -201,26 +202,14 @@ class Ledger:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
-        try:
-            con.row_factory = sqlite3.Row
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=FULL")
-            con.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
+        # synchronous=FULL: a delivered file's record survives a power cut
+        with sqlite_store.connect(self.path, self.timeout_s, synchronous="FULL") as con:
             yield con
-        finally:
-            con.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._connect() as con, sqlite_store.transaction(con):
+            yield con
 
     # --- claims: one delivering run per partition -------------------------------------------
     def claim(self, vendor: str, deliverable: str, partition_key: str, run_id: str,

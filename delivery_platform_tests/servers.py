@@ -48,6 +48,14 @@ def _wait_port(port: int, timeout: float = 20.0, process: subprocess.Popen | Non
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def _fresh(kind: str) -> str:
     return f"{kind}-{uuid.uuid4().hex[:12]}"
 
@@ -167,11 +175,7 @@ def azurite_server(tmp_path_factory):
         _wait_port(port, process=process)
         yield AzuriteServer(account_url=f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}", process=process)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
 
 
 @pytest.fixture(scope="session")
@@ -271,8 +275,4 @@ def openssh_server(tmp_path_factory):
         yield OpenSSHServer(port=port, home=home, username=getpass.getuser(), client_key_file=base / "client_key",
                             host_key=f"{public[0]} {public[1]}", process=process)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import settings
+from ..core import sqlite as sqlite_store
 from .model import Alert
 
 SCHEMA = """
@@ -55,18 +56,8 @@ class AlertOutbox:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        try:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        finally:
-            con.close()
+        with sqlite_store.connect(self.path) as con, sqlite_store.transaction(con):
+            yield con
 
     def enqueue(self, key: str, sinks: list[str], alert: Alert, now: float | None = None) -> int:
         """Queue the alert for each sink once; returns how many rows are new."""
@@ -117,5 +108,4 @@ class AlertOutbox:
 
     def rows(self) -> list[dict]:
         with self._write() as con:
-            con.row_factory = sqlite3.Row
             return [dict(r) for r in con.execute("SELECT * FROM alert_outbox ORDER BY created_at")]
