@@ -11,6 +11,8 @@ import dagster as dg
 
 from . import operations
 from .alerts import alert_sinks_from_env, build_alert_sensors
+from .alerts.freshness import build_freshness_checks
+from .alerts.sensors import DEADLINES
 from .readiness import build_readiness_checks
 from .resources import current_env, resources_for
 from .vendors import digital_audience, idomoo, ispot, lotame, optimove
@@ -26,8 +28,10 @@ def build_defs(env: str = "local") -> dg.Definitions:
     # (a 2-3 s iSpot run took 40-55 s when launched). Runs still run in parallel (the run queue),
     # the UI still shows each step, and resources are set up once, before the first step, so a
     # misconfigured destination fails the run before anything is staged. README "Executor".
-    readiness = build_readiness_checks([a for d in vendor_defs for a in d.assets or []])
-    base = dg.Definitions(assets=SOURCE_SPECS, asset_checks=readiness, sensors=build_alert_sensors(env),
+    vendor_assets = [a for d in vendor_defs for a in d.assets or []]
+    readiness = build_readiness_checks(vendor_assets)
+    freshness = build_freshness_checks(vendor_assets, DEADLINES)  # one per delivery asset, from DEADLINES
+    base = dg.Definitions(assets=SOURCE_SPECS, asset_checks=[*readiness, *freshness], sensors=build_alert_sensors(env),
                           executor=dg.in_process_executor,
                           resources={**resources_for(env), "alert_sinks": alert_sinks_from_env()})
     merged = dg.Definitions.merge(base, *vendor_defs)
