@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_variable_wins(small_warehouse):
-    assert partitions.first_day({"DELIVERY_FIRST_DAY": "2026-10-03"}, small_warehouse) == \
-        ("2026-10-03", "DELIVERY_FIRST_DAY")
+    assert partitions.first_day({"DELIVERY_FIRST_DAY": "2026-10-03"}, small_warehouse) == (
+        "2026-10-03",
+        "DELIVERY_FIRST_DAY",
+    )
 
 
 def test_a_bad_variable_is_refused_clearly(small_warehouse):
@@ -34,7 +36,9 @@ def test_the_seeded_warehouse_gives_its_first_day(small_warehouse):
 def test_without_seed_info_the_earliest_event_day_is_used(tmp_path):
     path = tmp_path / "w.duckdb"
     with duckdb.connect(str(path)) as con:
-        con.execute("CREATE TABLE ispot_conversion_events AS SELECT TIMESTAMP '2026-10-07 23:59:00' AS event_ts")
+        con.execute(
+            "CREATE TABLE ispot_conversion_events AS SELECT TIMESTAMP '2026-10-07 23:59:00' AS event_ts"
+        )
         con.execute("CREATE TABLE idomoo_recipients AS SELECT DATE '2026-10-09' AS send_date")
     assert partitions.first_day({}, path)[0] == "2026-10-07"
 
@@ -51,11 +55,14 @@ def test_the_loaded_definitions_start_where_the_warehouse_starts(small_warehouse
     partition is the warehouse's first day; Idomoo's send dates too."""
     env = {k: v for k, v in os.environ.items() if k != "DELIVERY_FIRST_DAY"}
     env.update(DELIVERY_WAREHOUSE_PATH=str(small_warehouse), DELIVERY_DATA_DIR=str(tmp_path))
-    code = ("from delivery_platform.definitions import defs\n"
-            "firsts = {s.partitions_def.get_first_partition_key() for s in defs.resolve_all_asset_specs()\n"
-            "          if s.partitions_def is not None and hasattr(s.partitions_def, 'start')}\n"
-            "print(sorted(firsts))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=180)
+    code = (
+        "from delivery_platform.definitions import defs\n"
+        "firsts = {s.partitions_def.get_first_partition_key() for s in defs.resolve_all_asset_specs()\n"
+        "          if s.partitions_def is not None and hasattr(s.partitions_def, 'start')}\n"
+        "print(sorted(firsts))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == str([SMALL_PLAN.start_date.isoformat()])

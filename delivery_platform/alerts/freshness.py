@@ -15,7 +15,6 @@ from it. Dagster's own time-partition freshness checks and FreshnessPolicy read 
 clock and its materializations, so they would disagree with the pinned clock and with the ledger.
 """
 
-
 import datetime as dt
 from dataclasses import dataclass, field
 
@@ -48,7 +47,8 @@ def due_at(when, partition_key: str) -> dt.datetime:
 def describe(when) -> str:
     days_after, at = split(when)
     day = {0: "on the partition's own day (a send date)", 1: "the day after the partition"}.get(
-        days_after, f"{days_after} days after the partition")
+        days_after, f"{days_after} days after the partition"
+    )
     source = " (OPTIMOVE_DATA_READY_UTC, read at each evaluation)" if callable(at) else ""
     return f"{_time_of(at):%H:%M} UTC {day}{source}"
 
@@ -75,31 +75,38 @@ class Freshness:
 
     @property
     def description(self) -> str:
-        what = f"{self.vendor}/{self.deliverable} {self.partition}"
+        what, by = f"{self.vendor}/{self.deliverable} {self.partition}", f"{self.due:%Y-%m-%d %H:%M} UTC"
         return {
-            "delivered": f"{what} is delivered (due {self.due:%Y-%m-%d %H:%M} UTC).",
-            "not_due": f"{what} is not delivered yet; it is due {self.due:%Y-%m-%d %H:%M} UTC.",
-            "overdue": f"{what} was not delivered by {self.due:%Y-%m-%d %H:%M} UTC: the schedule did not run or "
-                       "the run did not finish. Launch the partition (docs/operating.md).",
-            "incomplete": f"{what} was not delivered by {self.due:%Y-%m-%d %H:%M} UTC: delivery began but did not "
-                          "finish, some files are missing at the vendor. Re-run the partition: the ledger sends "
-                          "only what is missing.",
+            "delivered": f"{what} is delivered (due {by}).",
+            "not_due": f"{what} is not delivered yet; it is due {by}.",
+            "overdue": f"{what} was not delivered by {by}: the schedule did not run or "
+            "the run did not finish. Launch the partition (docs/operating.md).",
+            "incomplete": f"{what} was not delivered by {by}: delivery began but did not "
+            "finish, some files are missing at the vendor. Re-run the partition: the ledger sends "
+            "only what is missing.",
         }[self.state]
 
 
-def evaluate(vendor: str, deliverable: str, when, partition_key: str, now: dt.datetime, ledger: Ledger) -> Freshness:
+def evaluate(
+    vendor: str, deliverable: str, when, partition_key: str, now: dt.datetime, ledger: Ledger
+) -> Freshness:
     due = due_at(when, partition_key)
     state = ledger.partition_state(vendor, deliverable, partition_key)
     # a bundle with some files sent (a run killed or failed part-way) is not delivered
-    delivered = state == "complete" or (state is None and bool(ledger.delivered(vendor, deliverable, partition_key)))
+    delivered = state == "complete" or (
+        state is None and bool(ledger.delivered(vendor, deliverable, partition_key))
+    )
     if delivered:
         result = "delivered"
     elif now < due:
         result = "not_due"
     else:
         result = "incomplete" if state == "delivering" else "overdue"
-    metadata = {"deadline": dg.MetadataValue.timestamp(due), "evaluated_at": dg.MetadataValue.timestamp(now),
-                "ledger_state": dg.MetadataValue.text(state or "never attempted")}
+    metadata = {
+        "deadline": dg.MetadataValue.timestamp(due),
+        "evaluated_at": dg.MetadataValue.timestamp(now),
+        "ledger_state": dg.MetadataValue.text(state or "never attempted"),
+    }
     if result in ("overdue", "incomplete"):
         metadata["overdue_minutes"] = dg.MetadataValue.int(int((now - due).total_seconds() // 60))
     return Freshness(vendor, deliverable, partition_key, due, result, metadata)
@@ -111,32 +118,51 @@ def delivery_key(vendor: str, deliverable: str) -> dg.AssetKey:
 
 def to_evaluation(result: Freshness) -> dg.AssetCheckEvaluation:
     """The result as the check's evaluation, for `instance.report_runless_asset_event`."""
-    return dg.AssetCheckEvaluation(asset_key=delivery_key(result.vendor, result.deliverable), check_name=CHECK_NAME,
-                                   passed=result.passed, description=result.description, metadata=result.metadata,
-                                   severity=dg.AssetCheckSeverity.ERROR, partition=result.partition)
+    return dg.AssetCheckEvaluation(
+        asset_key=delivery_key(result.vendor, result.deliverable),
+        check_name=CHECK_NAME,
+        passed=result.passed,
+        description=result.description,
+        metadata=result.metadata,
+        severity=dg.AssetCheckSeverity.ERROR,
+        partition=result.partition,
+    )
 
 
 def _check_for(vendor: str, deliverable: str, when, partitions_def) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=delivery_key(vendor, deliverable), name=CHECK_NAME, blocking=False,
-                    partitions_def=partitions_def, metadata={"deadline": describe(when)},
-                    description=f"Freshness: the partition must have reached the vendor by {describe(when)} "
-                                "(DEADLINES in delivery_platform/alerts/sensors.py). Evaluated after each delivery "
-                                "and by the `alerts_on_missed_deadlines` sensor, which records an overdue partition "
-                                "here and alerts once.")
-    def freshness_check(context: dg.AssetCheckExecutionContext, ledger: LedgerResource) -> dg.AssetCheckResult:
+    @dg.asset_check(
+        asset=delivery_key(vendor, deliverable),
+        name=CHECK_NAME,
+        blocking=False,
+        partitions_def=partitions_def,
+        metadata={"deadline": describe(when)},
+        description=f"Freshness: the partition must have reached the vendor by {describe(when)} "
+        "(DEADLINES in delivery_platform/alerts/sensors.py). Evaluated after each delivery "
+        "and by the `alerts_on_missed_deadlines` sensor, which records an overdue partition "
+        "here and alerts once.",
+    )
+    def freshness_check(
+        context: dg.AssetCheckExecutionContext, ledger: LedgerResource
+    ) -> dg.AssetCheckResult:
         result = evaluate(vendor, deliverable, when, context.partition_key, clock.now(), ledger.get())
-        return dg.AssetCheckResult(passed=result.passed, description=result.description, metadata=result.metadata)
+        return dg.AssetCheckResult(
+            passed=result.passed, description=result.description, metadata=result.metadata
+        )
 
     return freshness_check
 
 
 def build_freshness_checks(assets: list, deadlines: dict) -> list[dg.AssetChecksDefinition]:
     """One `freshness_check` per delivery asset named in `deadlines`; every one must exist."""
-    partitions = {key: a.partitions_def for a in assets if isinstance(a, dg.AssetsDefinition) for key in a.keys}
+    partitions = {
+        key: a.partitions_def for a in assets if isinstance(a, dg.AssetsDefinition) for key in a.keys
+    }
     checks = []
     for (vendor, deliverable), when in deadlines.items():
         key = delivery_key(vendor, deliverable)
         if key not in partitions:
-            raise ValueError(f"DEADLINES names {vendor}/{deliverable}, but there is no asset {key.to_user_string()}")
+            raise ValueError(
+                f"DEADLINES names {vendor}/{deliverable}, but there is no asset {key.to_user_string()}"
+            )
         checks.append(_check_for(vendor, deliverable, when, partitions[key]))
     return checks
