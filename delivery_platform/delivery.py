@@ -59,6 +59,7 @@ class DeliveryOutcome:
             "destination": dg.MetadataValue.text(self.destination),
             "file_count": dg.MetadataValue.int(len(self.files)),
             "bytes": dg.MetadataValue.int(total),
+            "dagster/row_count": dg.MetadataValue.int(sum(f.get("rows") or 0 for f in self.files)),
             "rows": dg.MetadataValue.int(sum(f.get("rows") or 0 for f in self.files)),
             "seconds": dg.MetadataValue.float(round(self.seconds, 3)),
             "files": dg.MetadataValue.md(

@@ -68,6 +68,7 @@ def files_metadata(files: list[OutgoingFile]) -> dict:
     return {
         "file_count": dg.MetadataValue.int(len(files)),
         "bytes": dg.MetadataValue.int(sum(f.bytes or 0 for f in files)),
+        "dagster/row_count": dg.MetadataValue.int(sum(f.rows or 0 for f in files)),
         "rows": dg.MetadataValue.int(sum(f.rows or 0 for f in files)),
         "largest_file_bytes": dg.MetadataValue.int(max((f.bytes or 0 for f in files), default=0)),
         "files": dg.MetadataValue.md("| file | bytes | rows | md5 |\n|---|---:|---:|---|\n" + "\n".join(

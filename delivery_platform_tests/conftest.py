@@ -10,5 +10,10 @@ os.environ.setdefault("DELIVERY_RETRY_DELAY_SECONDS", "0")
 # Tests that walk a calendar re-pin it with clock.pinned(...).
 os.environ["DELIVERY_NOW"] = "2026-11-21T09:00:00+00:00"
 
+# The first partition is configuration (delivery_platform/partitions.py). The suite's calendars start
+# as early as 2026-09-01 (Lotame, digitalAudience scenarios; Optimove's from 2026-09-28): the test
+# warehouses are built after the definitions load, so the first day is set here, not read from them.
+os.environ.setdefault("DELIVERY_FIRST_DAY", "2026-08-01")
+
 pytest_plugins = ["delivery_platform_tests.fixtures", "delivery_platform_tests.servers",
                   "delivery_platform_tests.fault_report"]

@@ -5,6 +5,7 @@ never alerts twice, and a recovery is announced exactly once."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import sqlite3
 from pathlib import Path
@@ -15,7 +16,9 @@ from .. import settings
 from ..core import clock
 from ..delivery import LEFTOVERS
 from ..ledger import Ledger
+from ..resources import LedgerResource
 from ..vendors.optimove import timing as optimove_timing
+from . import freshness
 from .model import Alert
 from .outbox import AlertOutbox
 from .sinks import AlertSinks
@@ -121,46 +124,38 @@ def process_run(instance: dg.DagsterInstance, run_id: str, sinks: AlertSinks, lo
     return alerts
 
 
-def _time_of(value) -> dt.time:
-    value = value() if callable(value) else value
-    return value if isinstance(value, dt.time) else dt.time(value)
-
-
-def _spec_of(when) -> tuple[int, dt.time]:
-    """A DEADLINES value as (days after the partition, time of day UTC)."""
-    days_after, when = when if isinstance(when, tuple) else (1, when)
-    return days_after, _time_of(when)
-
-
-def due_at(when, day: dt.date) -> dt.datetime:
-    """When a partition of `day` must be at the vendor, for a DEADLINES value."""
-    days_after, at = _spec_of(when)
-    return dt.datetime.combine(day + dt.timedelta(days=days_after), at, tzinfo=dt.timezone.utc)
-
-
 def deadline_alerts(deadlines: dict, ledger: Ledger, log: AlertLog, sinks: AlertSinks,
-                    now: dt.datetime) -> list[Alert]:
+                    now: dt.datetime, instance: dg.DagsterInstance | None = None) -> list[Alert]:
     """(vendor, deliverable) -> hour (UTC) of the day after the partition by which it must be
     delivered (an int, a `dt.time`, or a function giving one, read at each evaluation), or
     (days after the partition, hour) for another day (0: the partition's own day, a send date).
-    Alerts once per missed partition (the last two due)."""
+
+    Evaluates each delivery asset's `freshness_check` (alerts/freshness.py) for the last two
+    partitions that can be due; with an `instance`, records an overdue result once as the check's
+    evaluation, so the UI shows it. Alerts once per overdue partition, from that result."""
     alerts = []
     for (vendor, deliverable), when in deadlines.items():
-        # (days after the partition, time): a data day is due the next day, a send date on the day
-        days_after, _ = _spec_of(when)
-        for back in (days_after, days_after + 1):
-            day = (now - dt.timedelta(days=back)).date()
-            deadline = due_at(when, day)
-            state = ledger.partition_state(vendor, deliverable, day.isoformat())
-            # a bundle with some files sent (a run killed or failed part-way) is not delivered
-            if now < deadline or state == "complete" or state is None and ledger.delivered(
-                    vendor, deliverable, day.isoformat()):
+        for day in freshness.recent_partitions(when, now):
+            result = freshness.evaluate(vendor, deliverable, when, day, now, ledger)
+            if result.state == "not_due":
                 continue
+            subject = f"{freshness.delivery_key(vendor, deliverable).to_user_string()}:{freshness.CHECK_NAME}:{day}"
+            log.set_failing(subject, not result.passed, "sensor")  # a later passing run announces the recovery
+            if result.passed:
+                continue
+            # Dagster 1.13 stores one run-less evaluation per check and partition (a second one breaks a
+            # unique index): the overdue result is recorded once; the run that delivers records the pass
+            if instance is not None and log.claim(f"freshness-recorded:{subject}"):
+                try:
+                    instance.report_runless_asset_event(freshness.to_evaluation(result))
+                except Exception as exc:  # the UI record must never cost the alert
+                    logging.getLogger(__name__).warning(f"could not record {subject} on the check: {exc}")
             if log.claim(f"deadline:{vendor}:{deliverable}:{day}"):
                 alert = Alert("deadline_missed", vendor, f"{vendor}/{deliverable} for {day} was not delivered by "
-                              f"{deadline:%Y-%m-%d %H:%M} UTC", deliverable=deliverable, partition=day.isoformat(),
+                              f"{result.due:%Y-%m-%d %H:%M} UTC", deliverable=deliverable, partition=day,
+                              check=freshness.CHECK_NAME,
                               detail="delivery began but did not finish: some files are missing at the vendor"
-                              if state == "delivering" else "the schedule did not run or the run did not finish")
+                              if result.state == "incomplete" else "the schedule did not run or the run did not finish")
                 sinks.send(alert)
                 alerts.append(alert)
     return alerts
@@ -190,9 +185,11 @@ def build_alert_sensors(env: str) -> list:
                                        description="Alerts on failed runs and their failed checks.")(handler)
 
     @dg.sensor(name="alerts_on_missed_deadlines", minimum_interval_seconds=900, default_status=status,
-               description="Alerts when an expected delivery is missing by its deadline.")
-    def on_deadline(context: dg.SensorEvaluationContext, alert_sinks: AlertSinks, ledger) -> dg.SkipReason:
-        sent = deadline_alerts(DEADLINES, ledger.get(), AlertLog(), alert_sinks, clock.now())
+               description="Evaluates each delivery's freshness_check (its deadline in DEADLINES) for the last two "
+                           "due partitions, records an overdue one on the check and alerts once.")
+    def on_deadline(context: dg.SensorEvaluationContext, alert_sinks: AlertSinks,
+                    ledger: LedgerResource) -> dg.SkipReason:
+        sent = deadline_alerts(DEADLINES, ledger.get(), AlertLog(), alert_sinks, clock.now(), context.instance)
         return dg.SkipReason(f"{len(sent)} missed deadline(s) alerted")
 
     @dg.sensor(name="alerts_retry", minimum_interval_seconds=60, default_status=status,

@@ -18,7 +18,8 @@ from collections import Counter
 
 import dagster as dg
 
-from ..alerts.sensors import DEADLINES, AlertLog, due_at
+from ..alerts.freshness import due_at
+from ..alerts.sensors import DEADLINES, AlertLog
 from ..core import clock
 from ..ledger import Ledger
 from ..resources import LedgerResource
@@ -42,7 +43,7 @@ MARKS = {
 
 def deadline(d: Deliverable, day: dt.date) -> dt.datetime:
     """The same deadline the missed-deadline alert uses (alerts/sensors.py DEADLINES)."""
-    return due_at(DEADLINES.get((d.vendor, d.name), 23), day)
+    return due_at(DEADLINES.get((d.vendor, d.name), 23), day.isoformat())
 
 
 def completed(d: Deliverable, key: str, ledger: Ledger) -> dt.datetime:

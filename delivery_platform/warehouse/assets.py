@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ..core.markdown import ui_text
 from .schema import TABLES, SourceTable
 
 
@@ -15,11 +16,11 @@ def _spec(table: SourceTable) -> dg.AssetSpec:
     return dg.AssetSpec(
         key=source_key(table.name),
         group_name="warehouse",
-        description=table.description,
+        description=ui_text(table.description),
         kinds={"duckdb"},
         metadata={
             "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(c.name, c.type, description=c.description) for c in table.columns]),
+                columns=[dg.TableColumn(c.name, c.type, description=ui_text(c.description)) for c in table.columns]),
             "dagster/table_name": f"warehouse.main.{table.name}",
             "feeds_vendor": table.vendor,
         },

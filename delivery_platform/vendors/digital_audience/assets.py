@@ -144,7 +144,8 @@ def crm_records(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                                           "opt_outs": opted_out, "changed": changed}))
     context.log.info(f"{key}: {mode}: {rows:,} records ({changed:,} changed), {opted_out:,} opt-outs")
     return dg.MaterializeResult(metadata={
-        "mode": dg.MetadataValue.text(mode), "rows": dg.MetadataValue.int(rows),
+        "mode": dg.MetadataValue.text(mode), "dagster/row_count": dg.MetadataValue.int(rows),
+                                             "rows": dg.MetadataValue.int(rows),
         "opt_outs": dg.MetadataValue.int(opted_out),
         "changed_records": dg.MetadataValue.int(changed),
         "eligible_contacts": dg.MetadataValue.int(eligible), "unusable_emails": dg.MetadataValue.int(bad_email),

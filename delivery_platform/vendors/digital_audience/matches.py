@@ -232,7 +232,8 @@ def match_export(context: dg.AssetExecutionContext, digital_audience_returns: De
     shutil.copyfile(staged, partial)
     os.replace(partial, target)
     context.log.info(f"{name}: {rows:,} matches stored at {target}")
-    return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(rows), "source_file": name,
+    return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(rows),
+                                          "rows": dg.MetadataValue.int(rows), "source_file": name,
                                           "stored": dg.MetadataValue.path(str(target)), **match_rate(target)})
 
 

@@ -111,7 +111,8 @@ def recipients(context: dg.AssetExecutionContext, warehouse: WarehouseResource, 
     key = context.partition_key
     with warehouse.connect() as con:
         rows = copy_to_parquet(con, recipients_sql(key, idomoo_settings), warehouse.staged_table(VENDOR, DELIVERABLE, key))
-    return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(rows),
+    return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(rows),
+                                          "rows": dg.MetadataValue.int(rows),
                                           "e2e_test": dg.MetadataValue.bool(idomoo_settings.e2e_test)})
 
 

@@ -314,7 +314,8 @@ def purl_results(context: dg.AssetExecutionContext, idomoo_destination: Destinat
     run_copy.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(staged, run_copy)
     errors = _ingest_error_file(idomoo_destination, s, key, remote, context.run_id)
-    return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(count), "source_file": remote,
+    return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(count),
+                                          "rows": dg.MetadataValue.int(count), "source_file": remote,
                                           "stored": dg.MetadataValue.path(str(target)),
                                           "error_rows": dg.MetadataValue.int(errors)})
 

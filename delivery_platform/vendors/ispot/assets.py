@@ -161,6 +161,7 @@ def conversions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                      f"{batch.delivered_files} delivered before); IPv6 rows {v6}: {ipv6_rows:,}; "
                      f"{not_loaded:,} not loaded by {up_to}")
     return dg.MaterializeResult(metadata={
+        "dagster/row_count": dg.MetadataValue.int(rows),
         "rows": dg.MetadataValue.int(rows),
         "events_in_day": dg.MetadataValue.int(in_day),
         "filtered_ipv6": dg.MetadataValue.int(0 if settings.include_ipv6 else ipv6_rows),
@@ -488,6 +489,7 @@ def _nothing_to_send(context, book, key: str, info: dict, target: str, window: s
         action = "nothing new to send: every event of the day loaded so far was delivered"
     context.log.info(f"ispot {key}: {action}")
     return dg.MaterializeResult(metadata={"delivery_action": action, "file_count": 0, "bytes": 0, "rows": 0,
+                                          "dagster/row_count": 0,
                                           "target": target, "processing_window": window})
 
 

@@ -232,6 +232,7 @@ def segment_memberships(context: dg.AssetExecutionContext, warehouse: WarehouseR
     context.log.info(f"{key}: {mode} file ({reason}): {rows:,} records")
     return dg.MaterializeResult(metadata={
         "mode": dg.MetadataValue.text(mode), "mode_reason": dg.MetadataValue.text(reason),
+        "dagster/row_count": dg.MetadataValue.int(rows),
         "rows": dg.MetadataValue.int(rows), "live_memberships": dg.MetadataValue.int(state_rows),
         "segments_added_or_listed": dg.MetadataValue.int(int(listed)),
         "segments_removed": dg.MetadataValue.int(int(removals)),

@@ -159,7 +159,8 @@ def build_table_assets(table: Table) -> tuple[list, list]:
             count = copy_to_parquet(con, sql, target)
         context.log.info(f"{table.name} {key}: {load}: {count:,} rows")
         window = f"[{key} 00:00:00, next day 00:00:00) UTC" if load == "incremental" else "every row"
-        return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(count),
+        return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(count),
+                                              "rows": dg.MetadataValue.int(count),
                                               "load": dg.MetadataValue.text(load),
                                               "window": dg.MetadataValue.text(window)})
 
