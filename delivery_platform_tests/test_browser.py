@@ -28,15 +28,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 
 @pytest.fixture(scope="module")
-def dagster_home(tmp_path_factory):
-    """The instance `ui` serves; a module needing another dagster.yaml overrides this fixture."""
-    home = tmp_path_factory.mktemp("ui") / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return home
-
-
-@pytest.fixture(scope="module")
 def ui(dagster_home, small_warehouse):
     require_or_fail(Path(CHROMIUM).exists(), "Debian's chromium")
     home, base = dagster_home, dagster_home.parent

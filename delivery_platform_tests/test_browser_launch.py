@@ -32,7 +32,7 @@ SINGLE, RANGE = "2026-11-18", ("2026-11-15", "2026-11-17")
 
 @pytest.fixture(scope="module")
 def dagster_home(tmp_path_factory):
-    """Overrides test_browser's: production's limits (deploy/dagster.yaml), one run per vendor."""
+    """Overrides the default (fixtures.py): production's limits (deploy/dagster.yaml), one run per vendor."""
     production = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
     concurrency = production["concurrency"]
     assert concurrency["pools"]["default_limit"] == 2  # what this test lowers

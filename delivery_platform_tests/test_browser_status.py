@@ -12,7 +12,6 @@ import pytest
 # the module's dagster dev and browser (fixtures `ui`, `page`) and its helpers, shared, not copied
 from delivery_platform_tests.test_browser import (  # noqa: F401
     ARTIFACTS,
-    dagster_home,
     launch_partition,
     page,
     skip_welcome,
