@@ -116,8 +116,8 @@ def test_missed_deadlines_alert_once(data_dir, tmp_path, sinks):
     assert all(a.partition != "2026-11-21" for a in deadline_alerts(DEADLINES, ledger, log, sink, early))
 
 
-def test_a_run_launched_from_the_asset_graph_names_its_vendor_not_the_asset_job(data_dir, tmp_path, monkeypatch,
-                                                                                 sinks):
+def test_a_run_launched_from_the_asset_graph_names_its_vendor_not_the_asset_job(
+        data_dir, tmp_path, monkeypatch, sinks):
     """The UI's asset graph and its backfills run the hidden `__ASSET_JOB`, untagged: the alert still says
     which vendor failed (from the run's pools and asset keys) and what ran."""
     sink, inbox, webhook, slack = sinks
@@ -145,7 +145,8 @@ def test_run_vendor_for_every_launch_path():
             dg.AssetKey(k.split("/")) for k in keys) or None, asset_check_selection=frozenset(
             dg.AssetCheckKey(dg.AssetKey(k.split("/")), n) for k, n in checks) or None)
 
-    assert run_vendor(run("lotame_daily_delivery", {"vendor": "lotame"})) == "lotame"  # jobs, schedules, sensors
+    # jobs, schedules and sensors tag their runs
+    assert run_vendor(run("lotame_daily_delivery", {"vendor": "lotame"})) == "lotame"
     assert run_vendor(run(keys=["optimove/customers", "optimove/customers_files"])) == "optimove"
     assert run_vendor(run(keys=["lotame/segment_memberships", "ispot/conversions"])) == "ispot+lotame"
     assert run_vendor(run(checks=[("ispot/conversions", "spec")])) == "ispot"  # a check re-run from the UI

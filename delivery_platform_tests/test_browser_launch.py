@@ -1,8 +1,8 @@
 """Launches from the UI honour the per-vendor limit: a partition launched from the asset graph and a 3-day
 backfill from the "Materialize" dialog run the untagged `__ASSET_JOB`, yet each run is in its vendor's
 concurrency pool, and with the limit at 1 the four runs of one vendor run one after the other. The
-instance takes deploy/dagster.yaml's `concurrency` section with the pool limit lowered to 1.
-Screenshots go to test-artifacts/browser/ (docs/asset-graph.png and docs/vendor-limit.png come from here)."""
+instance takes deploy/dagster.yaml's `concurrency` section with the pool limit lowered to 1. Screenshots go
+to test-artifacts/browser/ (docs/asset-graph.png, vendor-limit.png and queue-criteria.png come from here)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def _finished_runs(instance: dg.DagsterInstance, count: int, timeout_s: float = 
     raise AssertionError(f"{count} finished runs expected within {timeout_s} s: {states}")
 
 
-def test_asset_graph_and_backfill_launches_carry_the_vendor_and_respect_its_limit(page, ui, dagster_home):  # noqa: F811
+def test_asset_graph_and_backfill_launches_carry_the_vendor_and_respect_its_limit(
+        page, ui, dagster_home):  # noqa: F811
     page.goto(f"{ui}/asset-groups")
     skip_welcome(page)  # the first visit's community dialog
 
@@ -94,11 +95,19 @@ def test_asset_graph_and_backfill_launches_carry_the_vendor_and_respect_its_limi
     time.sleep(1)
     page.get_by_text("Loading runs").wait_for(state="hidden")
     page.screenshot(path=str(ARTIFACTS / "vendor-limit.png"))
+    # the UI says why a run waits: its vendor's pool
+    page.get_by_text("View queue criteria").first.click()
+    criteria = page.get_by_role("dialog")
+    criteria.get_by_text(VENDOR).first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "queue-criteria.png"))
+    criteria_text = criteria.inner_text()
+    page.keyboard.press("Escape")
 
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     records = _finished_runs(instance, 4)
     runs = [r.dagster_run for r in records]
-    assert sorted(r.tags["dagster/partition"] for r in runs) == ["2026-11-15", "2026-11-16", "2026-11-17", SINGLE]
+    partitions = sorted(r.tags["dagster/partition"] for r in runs)
+    assert partitions == ["2026-11-15", "2026-11-16", "2026-11-17", SINGLE]
     assert sum("dagster/backfill" in r.tags for r in runs) == 3
     for run in runs:
         # the UI's launches: the hidden asset job, no vendor tag; the pool carries the vendor
@@ -106,6 +115,7 @@ def test_asset_graph_and_backfill_launches_carry_the_vendor_and_respect_its_limi
         assert run.run_op_concurrency is not None and set(run.run_op_concurrency.all_pools) == {VENDOR}
         assert run_vendor(run) == VENDOR  # what an alert for it would name
         assert run.status == dg.DagsterRunStatus.SUCCESS, run.run_id
+    assert "pool" in criteria_text.lower(), criteria_text
     # one after the other: each run started after the one before it ended ...
     for before, after in zip(records, records[1:]):
         assert after.start_time >= before.end_time, (before.dagster_run.tags, after.dagster_run.tags)

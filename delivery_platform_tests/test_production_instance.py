@@ -76,7 +76,8 @@ def test_a_partition_runs_against_the_postgres_instance_and_is_read_back(postgre
         assert concurrency.pool_config.pool_granularity.value == "run"
         assert concurrency.pool_config.default_pool_limit == 2
         assert concurrency.run_queue_config.max_concurrent_runs == 8
-        assert [limit["key"] for limit in concurrency.run_queue_config.tag_concurrency_limits] == ["warehouse_write"]
+        tag_limits = concurrency.run_queue_config.tag_concurrency_limits
+        assert [limit["key"] for limit in tag_limits] == ["warehouse_write"]
         job = build_defs("production").resolve_job_def("ispot_daily_delivery")
         result = job.execute_in_process(partition_key="2026-11-19", instance=instance)
         assert result.success
