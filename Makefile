@@ -16,9 +16,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
+# the per-vendor run limit of deploy/dagster.yaml (a pool per vendor) applies under `make dev` too
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	printf 'telemetry:\n  enabled: false\n' > $@
+	printf 'concurrency:\n  pools:\n    granularity: run\n    default_limit: 2\n' >> $@
 
 # What the tests need beyond pip: Azurite (npm); Chromium, PostgreSQL, OpenSSH's sshd and faketime (Debian);
 # pigz (bench).

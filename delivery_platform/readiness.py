@@ -70,6 +70,7 @@ def readiness(con, tables: list[str], partition_key: str, now: dt.datetime) -> t
 
 def _check_for(key: dg.AssetKey, partitions_def, tables: list[str]) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=key, name=CHECK_NAME, blocking=True, partitions_def=partitions_def,
+                    pool=key.path[0],  # the vendor's pool, like the asset it guards
                     description="The partition's day has ended (a send date: has come) and the warehouse has loaded "
                                 f"it ({', '.join(tables)}): a day with no rows is held, not sent as empty, until the "
                                 "loads have passed its end (delivery_platform/readiness.py).")

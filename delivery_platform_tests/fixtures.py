@@ -45,3 +45,13 @@ def require_or_fail(ok: bool, what: str) -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"{what} is missing under CI=true: `make test` should have installed it")
     pytest.skip(f"{what} is missing (run `make test-deps`)")
+
+
+@pytest.fixture(scope="module")
+def dagster_home(tmp_path_factory) -> Path:
+    """The instance test_browser's `ui` serves (a fixture here, so every module importing `ui` finds it);
+    a module needing another dagster.yaml defines its own `dagster_home`."""
+    home = tmp_path_factory.mktemp("ui") / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return home

@@ -114,3 +114,47 @@ def test_missed_deadlines_alert_once(data_dir, tmp_path, sinks):
     assert deadline_alerts(DEADLINES, ledger, log, sink, now + dt.timedelta(minutes=15)) == []
     early = dt.datetime(2026, 11, 22, 6, 0, tzinfo=dt.timezone.utc)  # before any deadline for the 21st
     assert all(a.partition != "2026-11-21" for a in deadline_alerts(DEADLINES, ledger, log, sink, early))
+
+
+def test_a_run_launched_from_the_asset_graph_names_its_vendor_not_the_asset_job(
+        data_dir, tmp_path, monkeypatch, sinks):
+    """The UI's asset graph and its backfills run the hidden `__ASSET_JOB`, untagged: the alert still says
+    which vendor failed (from the run's pools and asset keys) and what ran."""
+    sink, inbox, webhook, slack = sinks
+    instance = dg.DagsterInstance.ephemeral()
+    bad = events_warehouse(tmp_path / "bad.duckdb", [event("2026-11-19 10:00:00", ip="999.1.1.1")])
+    monkeypatch.setenv("DELIVERY_WAREHOUSE_PATH", str(bad))
+    job = build_defs("local").resolve_implicit_global_asset_job_def()
+    keys = [dg.AssetKey(["ispot", n]) for n in ("conversions", "conversion_files", "conversions_delivery")]
+    result = job.execute_in_process(partition_key="2026-11-19", instance=instance, asset_selection=keys,
+                                    raise_on_error=False)
+    assert not result.success and result.dagster_run.job_name == "__ASSET_JOB"
+    assert "vendor" not in result.dagster_run.tags  # as the UI launches it
+    alerts = process_run(instance, result.run_id, sink, AlertLog(tmp_path / "alerts.sqlite"))
+    failed = next(a for a in alerts if a.kind == "run_failed")
+    assert failed.vendor == "ispot", failed
+    assert "__ASSET_JOB" not in failed.text() and "ispot/conversions" in failed.title
+    assert json.loads(webhook.requests[-1][2])["vendor"] == "ispot"
+
+
+def test_run_vendor_for_every_launch_path():
+    from delivery_platform.alerts.sensors import run_label, run_vendor
+
+    def run(job="__ASSET_JOB", tags=None, keys=(), checks=()):
+        return dg.DagsterRun(job_name=job, run_id="r", tags=tags or {}, asset_selection=frozenset(
+            dg.AssetKey(k.split("/")) for k in keys) or None, asset_check_selection=frozenset(
+            dg.AssetCheckKey(dg.AssetKey(k.split("/")), n) for k, n in checks) or None)
+
+    # jobs, schedules and sensors tag their runs
+    assert run_vendor(run("lotame_daily_delivery", {"vendor": "lotame"})) == "lotame"
+    assert run_vendor(run(keys=["optimove/customers", "optimove/customers_files"])) == "optimove"
+    assert run_vendor(run(keys=["lotame/segment_memberships", "ispot/conversions"])) == "ispot+lotame"
+    assert run_vendor(run(checks=[("ispot/conversions", "spec")])) == "ispot"  # a check re-run from the UI
+    assert run_vendor(run(keys=["status/idomoo"])) == "idomoo"
+    assert run_vendor(run("vendor_status", keys=[])) == "vendor_status"
+    assert run_vendor(run()) == "platform"
+    backfill = run(keys=["ispot/conversions"], tags={"dagster/asset_partition_range_start": "2026-11-17",
+                                                     "dagster/asset_partition_range_end": "2026-11-19"})
+    assert run_label(backfill) == ("ispot/conversions", "2026-11-17..2026-11-19")
+    assert run_label(run("ispot_daily_delivery", {"dagster/partition": "2026-11-19"})) == \
+        ("ispot_daily_delivery", "2026-11-19")

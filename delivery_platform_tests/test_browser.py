@@ -28,12 +28,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory, small_warehouse):
+def ui(dagster_home, small_warehouse):
     require_or_fail(Path(CHROMIUM).exists(), "Debian's chromium")
-    base = tmp_path_factory.mktemp("ui")
-    home = base / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    home, base = dagster_home, dagster_home.parent
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "DELIVERY_DATA_DIR": str(base / "data"),
            "DELIVERY_WAREHOUSE_PATH": str(small_warehouse),

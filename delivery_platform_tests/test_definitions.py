@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from delivery_platform.definitions import build_defs
+from delivery_platform.resources import VENDORS
 from delivery_platform.warehouse.schema import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,23 @@ def test_warehouse_assets_carry_their_column_schema():
         schema = getattr(schema, "schema", schema)  # TableSchema, or its metadata wrapper
         assert [c.name for c in schema.columns] == [c.name for c in table.columns]
         assert all(c.description for c in schema.columns)
+
+
+def test_every_vendor_asset_and_check_is_in_its_vendor_pool():
+    """The per-vendor run limit is a concurrency pool (deploy/dagster.yaml): a step outside it would let
+    a launch from the asset graph or a backfill escape the limit. Status pages only read: no pool."""
+    seen = set()
+    for assets_def in build_defs("production").resolve_asset_graph().assets_defs:
+        if not assets_def.is_executable:
+            continue
+        keys = set(assets_def.keys) | {c.asset_key for c in assets_def.check_keys}
+        vendors = {next((p for p in k.path if p in VENDORS), None) for k in keys}
+        assert len(vendors) == 1, keys
+        vendor = vendors.pop()
+        expected = None if {k.path[0] for k in keys} == {"status"} else vendor
+        assert assets_def.op.pool == expected, (sorted(k.to_user_string() for k in keys), assets_def.op.pool)
+        seen.add(assets_def.op.pool)
+    assert seen == {*VENDORS, None}
 
 
 def test_unknown_environment_is_refused_clearly():

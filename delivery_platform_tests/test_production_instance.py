@@ -71,12 +71,20 @@ def test_a_partition_runs_against_the_postgres_instance_and_is_read_back(postgre
     try:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        # the per-vendor limit: a pool per vendor, held for the whole run (docs/operating.md)
+        concurrency = instance.get_concurrency_config()
+        assert concurrency.pool_config.pool_granularity.value == "run"
+        assert concurrency.pool_config.default_pool_limit == 2
+        assert concurrency.run_queue_config.max_concurrent_runs == 8
+        tag_limits = concurrency.run_queue_config.tag_concurrency_limits
+        assert [limit["key"] for limit in tag_limits] == ["warehouse_write"]
         job = build_defs("production").resolve_job_def("ispot_daily_delivery")
         result = job.execute_in_process(partition_key="2026-11-19", instance=instance)
         assert result.success
         again = dg.DagsterInstance.from_config(str(home))  # a second process's view of the same storage
         run = again.get_run_by_id(result.run_id)
         assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/partition"] == "2026-11-19"
+        assert set(run.run_op_concurrency.all_pools) == {"ispot"}  # what the queue counts against the limit
         materialized = again.get_latest_materialization_event(dg.AssetKey(["ispot", "conversions_delivery"]))
         assert materialized is not None and materialized.run_id == result.run_id
         again.dispose()

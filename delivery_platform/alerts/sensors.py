@@ -16,7 +16,7 @@ from .. import settings
 from ..core import clock
 from ..delivery import LEFTOVERS
 from ..ledger import Ledger
-from ..resources import LedgerResource
+from ..resources import VENDORS, LedgerResource
 from ..vendors.optimove import timing as optimove_timing
 from . import freshness
 from .model import Alert
@@ -68,6 +68,35 @@ def _vendor(key: dg.AssetKey) -> str:
     return key.path[0] if len(key.path) > 1 else "warehouse"
 
 
+def run_vendor(run: dg.DagsterRun) -> str:
+    """The vendor a run belongs to, however it was launched. Jobs and sensors tag `vendor`; a launch
+    from the asset graph or a UI backfill runs `__ASSET_JOB` untagged, but every vendor asset and check
+    is in its vendor's concurrency pool, and its asset keys name the vendor (`status/lotame`,
+    `preflight/ispot/...` too). A run spanning vendors names them all (`ispot+lotame`)."""
+    if run.tags.get("vendor"):
+        return run.tags["vendor"]
+    pools = set(run.run_op_concurrency.all_pools or []) if run.run_op_concurrency else set()
+    keys = [*(run.asset_selection or []), *(k.asset_key for k in run.asset_check_selection or [])]
+    named = {next((p for p in key.path if p in VENDORS), "") for key in keys} - {""}
+    vendors = sorted(pools & set(VENDORS)) or sorted(named)
+    if vendors:
+        return "+".join(vendors)
+    return "platform" if run.job_name.startswith("__") else run.job_name  # e.g. vendor_status
+
+
+def run_label(run: dg.DagsterRun) -> tuple[str, str]:
+    """What a failed run ran (a job, or the assets picked in the UI) and for which partition(s)."""
+    tags = run.tags
+    partition = tags.get("dagster/partition") or (
+        f"{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
+        if "dagster/asset_partition_range_start" in tags else "")
+    if not run.job_name.startswith("__"):
+        return run.job_name, partition
+    keys = sorted(k.to_user_string() for k in run.asset_selection or [])
+    what = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+    return what or "asset checks", partition
+
+
 def _samples(metadata: dict) -> list:
     value = metadata.get("sample_rows")
     return list(getattr(value, "value", None) or value or [])[:3] if value is not None else []
@@ -111,14 +140,14 @@ def process_run(instance: dg.DagsterInstance, run_id: str, sinks: AlertSinks, lo
                                 partition=partition, detail="remove by hand at the vendor: " + "; ".join(left.value),
                                 link=link))
     if run and run.status == dg.DagsterRunStatus.FAILURE and log.claim(f"run:{run_id}"):
+        what, partition = run_label(run)
         failure = next((r for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)), None)
         detail = ""
         if failure is not None:
             error = failure.dagster_event.event_specific_data.error
             detail = (error.message if error else failure.message or "").strip().splitlines()[0][:500]
-        alerts.append(Alert("run_failed", run.tags.get("vendor", run.job_name.split("_daily")[0]),
-                            f"run of {run.job_name} failed for {partition}", partition=partition, detail=detail,
-                            link=link, deliverable=run.job_name))
+        alerts.append(Alert("run_failed", run_vendor(run), f"run of {what} failed for {partition}",
+                            partition=partition, detail=detail, link=link, deliverable=what))
     for alert in alerts:
         sinks.send(alert)
     return alerts

@@ -188,6 +188,7 @@ def build_check(d: Deliverable, partitions_def: dg.PartitionsDefinition | None =
         asset=d.delivery_key,
         name="drift",
         blocking=False,
+        pool=d.vendor,
         partitions_def=partitions_def or daily,
         description=f"WARN when {d.label}'s rows, bytes, a column's null or distinct share leave the "
         f"band of the last {HISTORY} delivered partitions (median ± k·MAD), or its "

@@ -134,6 +134,7 @@ def build_check(d: Deliverable) -> dg.AssetChecksDefinition:
         specs=specs,
         name=f"{d.vendor}__{d.name}_preflight",
         can_subset=False,
+        pool=d.vendor,
         description=f"Preflight probes of {d.label}.",
     )
     def preflight(

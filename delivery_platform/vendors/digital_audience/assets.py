@@ -105,6 +105,7 @@ def _stage(warehouse: WarehouseResource, key: str) -> dict[str, Path]:
 
 
 @dg.asset(
+    pool=VENDOR,
     key=[VENDOR, "crm_records"], group_name=VENDOR, partitions_def=daily, deps=[source_key("crm_contacts")],
     kinds={"duckdb"},
     description=f"CRM records for dA ({DOC}; the vendor's 'CRM Onboarding', 'Ongoing CRM data update'). The first "
@@ -154,6 +155,7 @@ def crm_records(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
 
 
 @dg.asset_check(asset=crm_records, name="spec", blocking=True, partitions_def=daily,
+                pool=VENDOR,
                 description="The pandera model `CrmRecords`: upper-case SHA-256 hashes, UUID ad ids, a unique CRM id, "
                             "at least one identifier, postal code with any address part, and no email or phone in a raw "
                             "column. Sample values are redacted (PII).")
@@ -169,6 +171,7 @@ def crm_records_spec(context: dg.AssetCheckExecutionContext, warehouse: Warehous
 
 
 @dg.asset_check(asset=crm_records, name="opt_outs", blocking=False, partitions_def=daily,
+                pool=VENDOR,
                 description="WARN when contacts opted out since the last delivery: how many, and where they "
                             "went. "
                             "Opt-outs never reach the onboarding location (R6); they are sent only to a "
@@ -199,6 +202,7 @@ def file_names(client: str, key: str, mode: str, gzip: bool = False) -> dict[str
 
 
 @dg.asset(
+    pool=VENDOR,
     key=[VENDOR, "crm_files"], group_name=VENDOR, partitions_def=daily, deps=[crm_records], kinds={"csv"},
     description="`<client>_crm_YYYYMMDD.csv` (onboarding) or `<client>_crm_update_YYYYMMDD.csv`; and, only "
                 "with an "
@@ -274,6 +278,7 @@ def raw_pii_in_file(path: Path) -> list[str]:
 
 
 @dg.asset_check(asset=crm_files, name="files_match_spec", blocking=True, partitions_def=daily,
+                pool=VENDOR,
                 description="Re-reads each file: exact header, CRLF line ends, rows as staged, and no value that looks like "
                             "a raw email or phone number (dA gets hashes only).")
 def crm_files_match_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -310,6 +315,7 @@ def crm_files_match_spec(context: dg.AssetCheckExecutionContext, warehouse: Ware
 
 
 @dg.asset(
+    pool=VENDOR,
     key=[VENDOR, "crm_delivery"], group_name=VENDOR, partitions_def=daily, deps=[crm_files], kinds={"sftp", "s3"},
     retry_policy=delivery_retry_policy(),
     description="Publishes the files to `digital_audience_destination` (the storage dA polls: SFTP or S3; local outbox by "

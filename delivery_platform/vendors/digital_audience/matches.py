@@ -198,6 +198,7 @@ def read_export_sql(path: Path, header: list[str]) -> str:
 
 
 @dg.asset(key=[VENDOR, "match_export"], group_name=VENDOR, partitions_def=match_files, kinds={"csv"},
+          pool=VENDOR,
           description="One received match-export file (a dynamic partition per file): kept as received, validated, "
                       "stored as Parquet under data/returns/da_matches/ (view `returns_da_matches`).")
 def match_export(context: dg.AssetExecutionContext, digital_audience_returns: DestinationResource) -> dg.MaterializeResult:
@@ -253,6 +254,7 @@ def match_rate(stored: Path) -> dict:
 
 
 @dg.asset_check(asset=match_export, name="matches_known_records", blocking=False,
+                pool=VENDOR,
                 description="Warns when matched CRM ids are not among the records we delivered to dA.")
 def matches_known_records(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     key = context.partition_key if context.has_partition_key else None

@@ -104,6 +104,7 @@ def recipients_sql(partition_key: str, settings: IdomooSettings) -> str:
 
 
 @dg.asset(key=[VENDOR, "recipients"], group_name=VENDOR, partitions_def=daily, deps=[source_key("idomoo_recipients")],
+          pool=VENDOR,
           kinds={"duckdb"},
           description=f"The day's video recipients in the storyboard's columns ({DOC}; the vendor's 'General Process' 2; the header "
                       "list is configuration, matched exactly). In end-to-end test mode exactly 20 rows.")
@@ -117,6 +118,7 @@ def recipients(context: dg.AssetExecutionContext, warehouse: WarehouseResource, 
 
 
 @dg.asset_check(asset=recipients, name="spec", blocking=True, partitions_def=daily,
+                pool=VENDOR,
                 description="Every storyboard parameter present and non-empty, emails and URLs well formed, no duplicate "
                             "recipient keys, the exact header list, and a row count within the configured limits "
                             "(exactly 20 in end-to-end test mode).")
@@ -148,6 +150,7 @@ def _delivered_name(ledger: Ledger, key: str) -> list:
 
 
 @dg.asset(key=[VENDOR, "data_file"], group_name=VENDOR, partitions_def=daily, deps=[recipients], kinds={"csv"},
+          pool=VENDOR,
           description="The data file: `<client>_<project>_YYYYMMdd_HHMMss_NN.<ext>`, the UTC time it is "
                       "built and "
                       "uploaded, on the send date (5.3 #1; a batch is never built before its send date), the "
@@ -225,6 +228,7 @@ def data_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, l
 
 
 @dg.asset_check(asset=data_file, name="file_matches_spec", blocking=True, partitions_def=daily,
+                pool=VENDOR,
                 description="Re-reads the file: the exact header line, no BOM, the configured encoding, one line per "
                             "recipient; a zip holds one safe member; an encrypted file is an OpenPGP message.")
 def data_file_matches_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
@@ -272,6 +276,7 @@ def data_file_matches_spec(context: dg.AssetCheckExecutionContext, warehouse: Wa
 
 
 @dg.asset(key=[VENDOR, "data_file_delivery"], group_name=VENDOR, partitions_def=daily, deps=[data_file], kinds={"sftp"},
+          pool=VENDOR,
           retry_policy=delivery_retry_policy(),
           description="Uploads the data file to the SFTP account's Uploads folder (temporary name, then rename), never "
                       "reusing a name ever uploaded ('The client shouldn't upload 2 files with the exact same name').")

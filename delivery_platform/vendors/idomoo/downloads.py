@@ -245,6 +245,7 @@ def _quarantine(kept: Path, key: str, why: str) -> dg.Failure:
 
 
 @dg.asset(key=[VENDOR, "purl_results"], group_name=VENDOR, partitions_def=purl_files, kinds={"csv"},
+          pool=VENDOR,
           description="One PURL file (a dynamic partition per file): kept as received, read with the agreed delimiter "
                       "and encoding, stored as Parquet under data/returns/idomoo_purls/ (view `returns_idomoo_purls`).")
 def purl_results(context: dg.AssetExecutionContext, idomoo_destination: DestinationResource,
@@ -381,6 +382,7 @@ def _checked(context) -> Path:
 
 
 @dg.asset_check(asset=purl_results, name="links_are_https",
+                pool=VENDOR,
                 description="Every PURL row has https `thumbnail_1` and `landingPage` links and a unique recipient key.")
 def purl_links_are_https(context: dg.AssetCheckExecutionContext, idomoo_settings: IdomooSettings) -> dg.AssetCheckResult:
     report = validate_parquet(_checked(context),
@@ -392,6 +394,7 @@ def purl_links_are_https(context: dg.AssetCheckExecutionContext, idomoo_settings
 
 
 @dg.asset_check(asset=purl_results, name="every_row_came_back",
+                pool=VENDOR,
                 description="Every row of the uploaded data file came back in the PURL file, and nothing else.")
 def purl_every_row_came_back(context: dg.AssetCheckExecutionContext, ledger: LedgerResource, warehouse: WarehouseResource,
                              idomoo_settings: IdomooSettings) -> dg.AssetCheckResult:

@@ -132,6 +132,7 @@ BATCH_FILE = "batch.json"
 
 
 @dg.asset(
+    pool=VENDOR,
     key=[VENDOR, DELIVERABLE], group_name=VENDOR, partitions_def=daily, deps=[source_key("ispot_conversion_events")],
     kinds={"duckdb"},
     description=f"The day's web and app conversions not yet sent, in iSpot's columns ({DOC}; the vendor's 'Available "
@@ -186,6 +187,7 @@ def _staged_relation(path: Path) -> str:
 
 
 @dg.asset_check(asset=conversions, name="spec", blocking=True, partitions_def=daily,
+                pool=VENDOR,
                 description="Every row meets the pandera model `Conversions` (vendors/ispot/spec.py) with the "
                             "partition day, the site-id allow-list, the header profile and the optional "
                             "columns; nothing is written or uploaded otherwise.")
@@ -233,6 +235,7 @@ def hold_message(partition_key: str, rows: int, size: int, min_bytes: int, *, he
 
 
 @dg.asset(
+    pool=VENDOR,
     key=[VENDOR, "conversion_files"], group_name=VENDOR, partitions_def=daily, deps=[conversions], kinds={"csv"},
     description=f"The CSV files iSpot receives ({DOC}; the vendor's 'CSV File Format'): UTF-8 without BOM, header row "
                 "unquoted, every data value double-quoted, \\n line endings, the header repeated in every part, "
@@ -343,6 +346,7 @@ def _read_back(con, path: Path, columns: tuple[str, ...]) -> dict:
 
 
 @dg.asset_check(asset=conversion_files, name="files_match_spec", blocking=True, partitions_def=daily,
+                pool=VENDOR,
                 description="Re-reads every file: exact unquoted ASCII header and no BOM, every data value quoted, "
                             "size under 200 MB, rows adding up to the checked rows (MD5s are verified on read-back at delivery).")
 def conversion_files_match_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
@@ -394,6 +398,7 @@ def conversion_files_match_spec(context: dg.AssetCheckExecutionContext, warehous
 
 
 @dg.asset_check(asset=conversion_files, name="minimum_size", blocking=True, partitions_def=daily,
+                pool=VENDOR,
                 description="iSpot refuses files under the minimum (400 'too small'; docs/ispot.md, 'Size policy'): when "
                             "uploading to the API, a day or top-up under ISPOT_MIN_UPLOAD_BYTES (default 8 MB) "
                             "is held and this check fails before the upload, saying what to do; the rows stay "
@@ -427,6 +432,7 @@ def conversion_files_minimum_size(context: dg.AssetCheckExecutionContext, wareho
 
 
 @dg.asset(
+    pool=VENDOR,
     key=[VENDOR, "conversions_delivery"], group_name=VENDOR, partitions_def=daily, deps=[conversion_files],
     kinds={"api"},
     retry_policy=delivery_retry_policy(),

@@ -188,6 +188,7 @@ def _build(warehouse: WarehouseResource, key: str, base: state.Delivered | None,
 
 
 @dg.asset(
+    pool=VENDOR,
     key=[VENDOR, "segment_memberships"], group_name=VENDOR, partitions_def=daily, kinds={"duckdb"},
     deps=[source_key("lotame_users"), source_key("lotame_segment_memberships")],
     description=f"One record per user ID with its segments for the day ({DOC}; the vendor's 'Sending Behaviors'), "
@@ -253,6 +254,7 @@ def _plan(warehouse: WarehouseResource, key: str) -> dict:
 
 
 @dg.asset_check(asset=segment_memberships, name="spec", blocking=True, partitions_def=daily,
+                pool=VENDOR,
                 description="The pandera model `SegmentMembership` (vendors/lotame/spec.py): unique userid, ID format, "
                             "supported idtype, IPv4-only ips, epoch-second timestamps, consent; every record "
                             "adds or removes something.")
@@ -268,6 +270,7 @@ def memberships_spec(context: dg.AssetCheckExecutionContext, warehouse: Warehous
 
 
 @dg.asset_check(asset=segment_memberships, name="consistent_with_deliveries", blocking=True, partitions_def=daily,
+                pool=VENDOR,
                 description="Replays every file set the ledger says Lotame received, in the order it "
                             "received them, then today's file, under the document's semantics (comprehensive "
                             "replaces an ID's segments, delta adds and removes), and proves the result "
@@ -317,6 +320,7 @@ def record_line_sql(as_strings: bool) -> str:
 
 
 @dg.asset(
+    pool=VENDOR,
     key=[VENDOR, "segmentmembership_files"], group_name=VENDOR, partitions_def=daily, deps=[segment_memberships],
     kinds={"json"},
     description="The three files of the day (docs/lotame.md): `YYYYMMDD/segmentmembership.json.gz` (gzip of JSON lines, "
@@ -353,6 +357,7 @@ def segmentmembership_files(context: dg.AssetExecutionContext, warehouse: Wareho
 
 
 @dg.asset_check(asset=segmentmembership_files, name="files_match_spec", blocking=True, partitions_def=daily,
+                pool=VENDOR,
                 description="Re-reads the bundle: gzip JSON lines, one valid object per line, userid unique, row count "
                             "and removals as staged, the .md5 file holds the data file's real MD5, the .done "
                             "is empty, under 5 GB.")
@@ -404,6 +409,7 @@ def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
 
 
 @dg.asset(
+    pool=VENDOR,
     key=[VENDOR, "segmentmembership_delivery"], group_name=VENDOR, partitions_def=daily, deps=[segmentmembership_files],
     kinds={"s3", "gcs", "sftp"},
     retry_policy=delivery_retry_policy(),

@@ -141,6 +141,7 @@ def build_table_assets(table: Table) -> tuple[list, list]:
     group, rows_key = VENDOR, [VENDOR, table.name]
 
     @dg.asset(key=rows_key, group_name=group, partitions_def=daily, deps=[source_key(table.source)], kinds={"duckdb"},
+              pool=VENDOR,
               description=f"{table.name}: {table.load} by default ({DOC}; the vendor's only transactional and fact "
                           "tables are extracted incrementally, R13): incremental = rows whose LastUpdated "
                           "falls in the partition's UTC day; full = every row. In Optimove's formats (docs/optimove.md: "
@@ -165,6 +166,7 @@ def build_table_assets(table: Table) -> tuple[list, list]:
                                               "window": dg.MetadataValue.text(window)})
 
     @dg.asset_check(asset=rows, name="spec", blocking=True, partitions_def=daily,
+                    pool=VENDOR,
                     description=f"The pandera model `{table.model.__name__}` (vendors/optimove/spec.py).")
     def rows_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         key = context.partition_key
@@ -175,6 +177,7 @@ def build_table_assets(table: Table) -> tuple[list, list]:
         return check_result(report)
 
     @dg.asset(key=[VENDOR, f"{table.name}_files"], group_name=group, partitions_def=daily, deps=[rows],
+              pool=VENDOR,
               description=f"{table.name} as `{table.name}/{table.name}_YYYYMMDD_NNN.<csv.gz|json.gz|parquet>`: gzip only "
                           "(ZIP is not supported), parts in the recommended 100-250 MB band (cut near "
                           "150 MB, a small last part merged into the one before), never above 1 GB.")
@@ -229,6 +232,7 @@ def build_table_assets(table: Table) -> tuple[list, list]:
                                               "parts_outside_band": dg.MetadataValue.int(len(off))})
 
     @dg.asset_check(asset=files, name="files_match_spec", blocking=True, partitions_def=daily,
+                    pool=VENDOR,
                     description="Reads every file back with DuckDB: the same rows and values as the checked data, "
                                 "each file under 1 GB, gzip or Parquet as configured.")
     def files_match(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -251,6 +255,7 @@ def build_table_assets(table: Table) -> tuple[list, list]:
                                    metadata={"rows_read_back": rows, "files_checked": len(outgoing)})
 
     @dg.asset(key=[VENDOR, f"{table.name}_delivery"], group_name=group, partitions_def=daily, deps=[files],
+              pool=VENDOR,
               retry_policy=delivery_retry_policy(),
               description="Publishes the files to `optimove_destination` (S3, GCS, Azure Blob or SFTP; local outbox by "
                           "default) before the agreed data-ready time; the ledger makes re-runs send nothing twice.")
@@ -269,6 +274,7 @@ def build_table_assets(table: Table) -> tuple[list, list]:
                                               "target": dg.MetadataValue.text(optimove_destination.describe())})
 
     @dg.asset_check(asset=delivery, name="before_data_ready_time", blocking=False, partitions_def=daily,
+                    pool=VENDOR,
                     description="Warns when the partition's files reached the destination after the agreed data-ready "
                                 "time (OPTIMOVE_DATA_READY_UTC on the day after the partition).")
     def before_data_ready(context: dg.AssetCheckExecutionContext, ledger: LedgerResource,
