@@ -135,6 +135,7 @@ def _check_for(vendor: str, deliverable: str, when, partitions_def) -> dg.AssetC
         name=CHECK_NAME,
         blocking=False,
         partitions_def=partitions_def,
+        pool=vendor,  # in the vendor's concurrency pool, like every step of its runs
         metadata={"deadline": describe(when)},
         description=f"Freshness: the partition must have reached the vendor by {describe(when)} "
         "(DEADLINES in delivery_platform/alerts/sensors.py). Evaluated after each delivery "
