@@ -42,12 +42,14 @@ def keys_per_bucket(con: duckdb.DuckDBPyConnection, bytes_per_key: int, minimum:
     return max(minimum, memory_limit_bytes(con) // bytes_per_key)
 
 
-def key_ranges(con: duckdb.DuckDBPyConnection, sorted_parquet: Path, key: str, per_bucket: int) -> list[Bounds]:
+def key_ranges(con: duckdb.DuckDBPyConnection, sorted_parquet: Path, key: str,
+               per_bucket: int) -> list[Bounds]:
     """Contiguous [low, high) ranges of `key` with about `per_bucket` rows each, read from a Parquet
     file sorted by `key` (one streaming pass). The first range starts open and the last ends open,
     so every key, also one absent from the file, falls in exactly one range."""
     cuts = [row[0] for row in con.execute(
-        f"SELECT {quote_ident(key)} FROM read_parquet({sql_literal(str(sorted_parquet))}, file_row_number = true) "
+        f"SELECT {quote_ident(key)} FROM read_parquet({sql_literal(str(sorted_parquet))}, "
+        "file_row_number = true) "
         f"WHERE file_row_number > 0 AND file_row_number % {int(per_bucket)} = 0").fetchall()]
     cuts = sorted(set(cuts))  # a repeated key must not start two ranges
     lows: list[Optional[str]] = [None, *cuts]

@@ -122,7 +122,8 @@ def comprehensive_records_sql(state_path: Path, held_sql: str, settings: LotameS
                  ANTI JOIN s ON h.userid = s.userid AND h.segment = s.segment GROUP BY h.userid)
         SELECT userid, u.idtype, coalesce(a.segments, []::{SEGMENT_TYPE}) AS segments, g.remove,
                {_user_columns(settings)}
-        FROM agg a FULL JOIN gone g USING (userid) JOIN ({_users(users_sql, settings, where)}) u USING (userid)
+        FROM agg a FULL JOIN gone g USING (userid)
+        JOIN ({_users(users_sql, settings, where)}) u USING (userid)
         ORDER BY userid"""
 
 
@@ -202,8 +203,8 @@ def _build(warehouse: WarehouseResource, key: str, base: state.Delivered | None,
             for bounds in ranges:
                 where = buckets.in_range("userid", bounds)
                 old = f"SELECT * FROM ({held_sql}) WHERE {where}"
-                con.execute("CREATE OR REPLACE TEMP TABLE bucket_records AS "
-                            + records_sql(paths["state"], held_sql, settings, users_sql=users_sql, where=where))
+                bucket_sql = records_sql(paths["state"], held_sql, settings, users_sql=users_sql, where=where)
+                con.execute(f"CREATE OR REPLACE TEMP TABLE bucket_records AS {bucket_sql}")
                 con.execute("CREATE OR REPLACE TEMP TABLE bucket_held AS "
                             f"{state.apply_sql(old, 'bucket_records', mode)} ORDER BY userid, segment")
                 records.append(con, "SELECT * FROM bucket_records")
@@ -414,7 +415,8 @@ def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
     with warehouse.connect(attach_warehouse=False) as con:
         # DuckDB's gzip JSON reader takes a 32 MB buffer a thread: fewer threads under a small limit
         threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
-        con.execute(f"SET threads = {max(1, min(int(threads), buckets.memory_limit_bytes(con) // JSON_THREAD_BYTES))}")
+        fit = buckets.memory_limit_bytes(con) // JSON_THREAD_BYTES
+        con.execute(f"SET threads = {max(1, min(int(threads), fit))}")
         try:
             rows, distinct, no_segments, removed = con.execute(
                 "SELECT count(*), count(DISTINCT userid), count_if(segments IS NULL), "

@@ -139,7 +139,8 @@ def apply_sql(held_sql: str, records: Path | str, mode: str) -> str:
     return f"(SELECT userid, segment FROM ({held_sql}) EXCEPT ({removed})) UNION ({added})"
 
 
-def replay(con: duckdb.DuckDBPyConnection, files: list[tuple[str, Path | str]], table: str = "replayed") -> None:
+def replay(con: duckdb.DuckDBPyConnection, files: list[tuple[str, Path | str]],
+           table: str = "replayed") -> None:
     """Create `table` (userid, segment): the result of applying (mode, records) files in order
     (records: a Parquet path or a relation, as `apply_sql` takes them)."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {EMPTY_HELD}")
@@ -181,7 +182,8 @@ def replay_and_compare(con: duckdb.DuckDBPyConnection, files: list[tuple[str, Pa
         where = in_range("userid", bounds)
         replay(con, [(mode, f"(SELECT * FROM read_parquet({sql_literal(str(path))}) WHERE {where})")
                      for mode, path in files])
-        part = compare(con, "replayed", f"SELECT * FROM read_parquet({sql_literal(str(truth))}) WHERE {where}")
+        truth_sql = f"SELECT * FROM read_parquet({sql_literal(str(truth))}) WHERE {where}"
+        part = compare(con, "replayed", truth_sql)
         for name in ("missing", "extra", "held"):
             found[name] += part[name]
         for name in ("missing_samples", "extra_samples"):  # ranges come in userid order
