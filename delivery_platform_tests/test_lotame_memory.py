@@ -37,13 +37,15 @@ def deliver_days(data, mode: str) -> tuple[dict, list[dict]]:
     job = build_defs("local").resolve_job_def("lotame_daily_delivery")
     instance, staged = dg.DagsterInstance.ephemeral(), []
     for day in DAYS:
-        result = job.execute_in_process(partition_key=day, instance=instance, raise_on_error=False, run_config={
-            "resources": {"lotame_settings": {"config": {"mode": mode}}}})
-        errors = [str(e.event_specific_data.error.message)[:300] for e in result.all_events if e.is_step_failure]
+        config = {"resources": {"lotame_settings": {"config": {"mode": mode}}}}
+        result = job.execute_in_process(partition_key=day, instance=instance, raise_on_error=False,
+                                        run_config=config)
+        errors = [str(e.event_specific_data.error.message)[:300]
+                  for e in result.all_events if e.is_step_failure]
         assert result.success, (day, errors)
         assert all(c.passed for c in result.get_asset_check_evaluations()), day
-        staged.append({k: v.value for k, v in
-                       result.asset_materializations_for_node("lotame__segment_memberships")[0].metadata.items()})
+        meta = result.asset_materializations_for_node("lotame__segment_memberships")[0].metadata
+        staged.append({k: v.value for k, v in meta.items()})
     outbox = data / "outbox" / "lotame"
     return {str(p.relative_to(outbox)): hashlib.md5(p.read_bytes()).hexdigest()
             for p in sorted(outbox.rglob("*")) if p.is_file()}, staged
