@@ -174,8 +174,8 @@ def refuse_old_day(history: list[state.Delivered], key: str) -> None:
 MAX_REBUILDS = 5
 
 
-# DuckDB memory one bucket of users may take (about 3x what a 2 M-user day measured per user), so a
-# bucket holds memory_limit / this many users: about 500 000 at the default 512 MB
+# DuckDB memory allowed per user of a range: a range holds memory_limit / this many users, about
+# 125 000 at the default 512 MB (1 KB a user ran out of memory under a 48 MB limit; 4 KB did not)
 BYTES_PER_USER = 4096
 JSON_THREAD_BYTES = 64 << 20
 MEMBERSHIPS_PER_USER = 3  # about what the warehouse holds a day (the seed: 3.2)
