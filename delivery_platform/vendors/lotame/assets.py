@@ -175,7 +175,8 @@ MAX_REBUILDS = 5
 
 
 # DuckDB memory allowed per user of a range: a range holds memory_limit / this many users, about
-# 125 000 at the default 512 MB (1 KB a user ran out of memory under a 48 MB limit; 4 KB did not)
+# 125 000 at the default 512 MB. Measured on small limits: 1 KB ran out of memory at 30 MB; 4 KB
+# works at 64 MB but not at 48 MB, where DuckDB's own fixed needs per query dominate
 BYTES_PER_USER = 4096
 JSON_THREAD_BYTES = 64 << 20
 MEMBERSHIPS_PER_USER = 3  # about what the warehouse holds a day (the seed: 3.2)
