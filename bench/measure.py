@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -157,6 +158,32 @@ def purl_ingest(rows: int, folder: str) -> dict:
 
 
 
+def lotame(partition: str, mode: str) -> dict:
+    """The Lotame daily job for one partition as users launch it (`dagster job execute`, the run in
+    its own process); its peak memory is that process's. Earlier days of the data folder are what
+    Lotame holds, so the second day of a folder is a true delta or a comprehensive file with clearings."""
+    import duckdb
+
+    command = [str(Path(sys.executable).with_name("dagster")), "job", "execute", "-m",
+               "delivery_platform.definitions", "-a", "defs", "-j", "lotame_daily_delivery",
+               "--tags", json.dumps({"dagster/partition": partition})]
+    started = time.perf_counter()
+    done = subprocess.run(command, env={**os.environ, "LOTAME_MODE": mode}, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    data = Path(os.environ["DELIVERY_DATA_DIR"])
+    outbox = data / "outbox" / "lotame" / partition.replace("-", "")
+    staged = data / "staging" / "lotame" / "segmentmembership" / partition
+    rows = 0
+    if (staged / "rows.parquet").exists():
+        rows = duckdb.sql(f"SELECT count(*) FROM read_parquet('{staged / 'rows.parquet'}')").fetchall()[0][0]
+    plan = json.loads((staged / "plan.json").read_text()) if (staged / "plan.json").exists() else {}
+    return {"seconds": seconds, "run_peak_mb": round(peak, 1), "success": done.returncode == 0,
+            "rows": rows, "mode": plan.get("mode"),
+            "bytes": sum(p.stat().st_size for p in outbox.glob("*.json.gz")),
+            "error": "" if done.returncode == 0 else (done.stdout + done.stderr)[-1500:]}
+
+
 def backfill(jobs: str) -> dict:
     """A worker of the parallel backfill: `vendor:partition,vendor:partition,...` in one process."""
     import dagster as dg
@@ -179,7 +206,7 @@ if __name__ == "__main__":
     what, args = sys.argv[1], sys.argv[2:]
     fn = {"e2e": e2e, "bare_copy": bare_copy, "naive": naive, "compress": lambda s, level: compress(s, int(level)),
           "definitions_load": definitions_load, "sensor_tick": lambda f, n: sensor_tick(f, int(n)),
-          "purl_ingest": lambda n, f: purl_ingest(int(n), f), "backfill": backfill}[what]
+          "purl_ingest": lambda n, f: purl_ingest(int(n), f), "backfill": backfill, "lotame": lotame}[what]
     out = fn(*args)
     out["peak_mb"] = round(peak_mb(), 1)
     print("BENCH " + json.dumps(out))

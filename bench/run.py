@@ -57,6 +57,29 @@ def env_for(work: Path, warehouse: Path, name: str) -> dict:
     return env
 
 
+def lotame_days(work: Path, end: dt.date, sizes: list[int], modes: list[str]) -> list[dict]:
+    """Issue 22 item 10: the Lotame job at N users a day under the default 512 MB DuckDB limit, on a
+    warehouse holding only the Lotame tables; per mode, two days in one data folder (the first is
+    always comprehensive, the second is the mode's file against what the first left at Lotame)."""
+    out = []
+    for users in sizes:
+        wh = work / f"lotame{users}.duckdb"
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "delivery_platform.warehouse", "seed", "--days", "2",
+                        "--lotame-users", str(users), "--tables", "lotame_users,lotame_segment_memberships",
+                        "--end-date", end.isoformat(), "--path", str(wh)],
+                       cwd=ROOT, check=True, capture_output=True)
+        seeded = time.perf_counter() - started
+        for mode in modes:
+            env = env_for(work, wh, f"lotame-{users}-{mode}")
+            days = [measure("lotame", (end - dt.timedelta(days=1)).isoformat(), mode, env=env),
+                    measure("lotame", end.isoformat(), mode, env=env)]
+            out.append({"users": users, "mode": mode, "seed_seconds": seeded, "days": days})
+            print("lotame", out[-1], flush=True)
+        wh.unlink()
+    return out
+
+
 def median_of(runs: list[dict], key: str = "seconds") -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -70,12 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backfill-days", type=int, default=30)
     parser.add_argument("--sensor-files", type=int, default=10_000)
     parser.add_argument("--purl-rows", type=int, default=1_000_000)
+    parser.add_argument("--lotame-users", default="2000000,10000000",
+                        help="Lotame users a day, per measured size")
+    parser.add_argument("--lotame-modes", default="comprehensive,delta",
+                        help="Lotame modes (each runs two days: the first is always comprehensive)")
     parser.add_argument("--quick", action="store_true", help="a small smoke run (used by a test)")
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
         args.scale, args.naive_scale, args.flatness_scales, args.repeat = 0.5, 0.5, "0.25,0.5", 1
         args.backfill_days, args.sensor_files, args.purl_rows = 2, 500, 10_000
+        args.lotame_users, args.lotame_modes = "20000", "delta"
     end = clock.yesterday()
     partition = end.isoformat()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -152,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         results["backfill"] = {"runs": len(jobs), "workers": workers, "seconds": time.perf_counter() - started,
                                "failures": sum((o["failures"] for o in outs), [])}
         print("backfill", results["backfill"], flush=True)
+        results["lotame"] = lotame_days(work, end, [int(n) for n in args.lotame_users.split(",")],
+                                        args.lotame_modes.split(","))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = ROOT / "bench" / "results"
@@ -200,6 +230,17 @@ def render(r: dict) -> str:
          f"{r['backfill']['workers']} processes at once", "scale 1", f"{r['backfill']['seconds']:.1f} s", "—", "—",
          f"{len(r['backfill']['failures'])} failed runs (target 0, no lock failures)"),
     ]
+    for lot in r.get("lotame", []):
+        first, second = lot["days"]
+        rows.append((f"Lotame daily job at {lot['users'] / 1e6:g} M users, {lot['mode']} mode "
+                     "(`dagster job execute`, DuckDB 512 MB)",
+                     f"{second['rows']:,} records, {second['bytes'] / 1e9:.2f} GB gzipped",
+                     f"{first['seconds']:.1f} s + {second['seconds']:.1f} s",
+                     f"{second['rows'] / second['seconds']:,.0f}",
+                     f"{first['run_peak_mb']:,.0f} MB, {second['run_peak_mb']:,.0f} MB",
+                     f"first day {first['mode']}, second {second['mode']}; "
+                     f"{'both delivered' if first['success'] and second['success'] else 'FAILED'} "
+                     "(target: delivered, peak < 1 GB)"))
     lines = [f"Measured {r['taken_at']} on {r['machine']}; partition {r['partition']}.", "",
              f"Command: `{r['command'].strip()}` (`make bench`). Raw figures: `bench/results/*.json`.", "",
              "| what | size | median time | rows/s | peak memory | against the target |", "|---|---|---|---|---|---|"]

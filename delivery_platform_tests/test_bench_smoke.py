@@ -16,7 +16,9 @@ def test_the_benchmark_harness_runs_and_reports_every_measurement():
     assert done.returncode == 0, done.stderr[-3000:]
     table = done.stdout[done.stdout.index("| what |"):]
     for row in ("iSpot end-to-end", "bare DuckDB COPY", "naive", "memory flatness", "definitions load",
-                "Idomoo sensor tick", "PURL file", "backfill"):
+                "Idomoo sensor tick", "PURL file", "backfill", "Lotame daily job"):
         line = next(ln for ln in table.splitlines() if row in ln)
         assert re.search(r"\d+\.\d+ s", line), line
     assert "0 failed runs" in table
+    lotame = next(ln for ln in table.splitlines() if "Lotame daily job" in ln)
+    assert "first day comprehensive, second delta; both delivered" in lotame, lotame

@@ -10,6 +10,7 @@ import time
 
 from .. import settings
 from ..core import clock
+from .schema import TABLES
 from .seed import SeedPlan, seed
 
 
@@ -25,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--ispot-events-per-day", type=int, default=None,
                    help="iSpot events a day regardless of --scale "
                         "(the demo uses 60,000: over iSpot's 8 MB minimum)")
+    s.add_argument("--lotame-users", type=int, default=None,
+                   help="Lotame users regardless of --scale (the benchmark uses 10,000,000)")
+    s.add_argument("--tables", default=None,
+                   help="comma-separated tables to build (default: all), e.g. lotame_users,lotame_segment_memberships")
     s.add_argument("--seed", type=int, default=7, help="random seed (same seed, same tables)")
     s.add_argument("--path", default=None, help="warehouse file (default $DELIVERY_WAREHOUSE_PATH or data/warehouse.duckdb)")
     s.add_argument("--threads", type=int, default=None)
@@ -32,8 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     end = args.end_date or clock.yesterday()
+    tables = tuple(t.strip() for t in args.tables.split(",")) if args.tables else None
+    unknown = sorted(set(tables or ()) - {t.name for t in TABLES})
+    if unknown:
+        parser.error(f"--tables: no such table {', '.join(unknown)}")
     plan = SeedPlan(days=args.days, scale=args.scale, end_date=end, seed=args.seed,
-                    ispot_events_per_day=args.ispot_events_per_day)
+                    ispot_events_per_day=args.ispot_events_per_day, lotame_users=args.lotame_users,
+                    tables=tables)
     path = args.path or settings.warehouse_path()
     started = time.monotonic()
     counts = seed(path, plan, threads=args.threads, memory_limit=args.memory_limit)

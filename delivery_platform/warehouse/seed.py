@@ -41,6 +41,10 @@ class SeedPlan:
     seed: int = 7
     # iSpot events a day regardless of scale (the demo's day must pass iSpot's 8 MB minimum)
     ispot_events_per_day: int | None = None
+    # Lotame users regardless of scale (the benchmark's 10 million-user day)
+    lotame_users: int | None = None
+    # only these tables (None: all); the Lotame benchmark seeds its two tables alone
+    tables: tuple[str, ...] | None = None
 
     @property
     def start_date(self) -> dt.date:
@@ -86,7 +90,7 @@ def _tables_sql(plan: SeedPlan) -> list[tuple[str, str]]:
     start = plan.start_date.isoformat()
     days = plan.days
     ev = plan.ispot_events_per_day or plan.n(ISPOT_EVENTS_PER_DAY)
-    users = plan.n(LOTAME_USERS)
+    users = plan.lotame_users or plan.n(LOTAME_USERS)
     cust = plan.n(OPTIMOVE_CUSTOMERS)
     tx = plan.n(OPTIMOVE_TRANSACTIONS_PER_DAY)
     crm = plan.n(CRM_CONTACTS)
@@ -267,6 +271,8 @@ def seed(path: Path, plan: SeedPlan, *, threads: int | None = None, memory_limit
         con.execute(MACROS)
         for spec, (name, sql) in zip(TABLES, _tables_sql(plan)):
             assert spec.name == name, (spec.name, name)
+            if plan.tables is not None and name not in plan.tables:
+                continue
             started = time.monotonic()
             cols = ", ".join(f"{c.name} {c.type}" for c in spec.columns)
             con.execute(f"CREATE TABLE {name} ({cols})")

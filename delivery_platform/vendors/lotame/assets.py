@@ -21,6 +21,7 @@ from ...validation import check_result, validate_parquet
 from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
 from ...validation.sql_checks import IPV4_RE, sql_literal
 from ...warehouse.assets import source_key
+from ...warehouse import buckets
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
 from ... import chain
 from . import spec, state
@@ -107,40 +108,50 @@ def _segments_of(table: str) -> str:
             f"FROM {table} GROUP BY userid")
 
 
-def comprehensive_records_sql(state_path: Path, held_sql: str, settings: LotameSettings) -> str:
+def comprehensive_records_sql(state_path: Path, held_sql: str, settings: LotameSettings, *,
+                              users_sql: str | None = None, where: str = "TRUE") -> str:
     """Every live user with all its segments, and every ID Lotame holds that left all its
     segments (`segments: []`, R11). Segments Lotame holds that are gone are also named in `remove`,
     so the file means the same whether Lotame replaces the ID's segments (the document's
-    comprehensive reading) or adds and removes (its delta reading): see docs/lotame.md "Clearing"."""
+    comprehensive reading) or adds and removes (its delta reading): see docs/lotame.md "Clearing".
+    `where` keeps one bucket of userids; `users_sql` gives the eligible users (default: the warehouse's)."""
     return f"""
-        WITH s AS (SELECT * FROM read_parquet({sql_literal(str(state_path))})), held AS ({held_sql}),
+        WITH s AS (SELECT * FROM read_parquet({sql_literal(str(state_path))}) WHERE {where}),
+        held AS (SELECT * FROM ({held_sql}) WHERE {where}),
         agg AS ({_segments_of('s')}),
         gone AS (SELECT h.userid, list(h.segment ORDER BY h.segment) AS remove FROM held h
                  ANTI JOIN s ON h.userid = s.userid AND h.segment = s.segment GROUP BY h.userid)
         SELECT userid, u.idtype, coalesce(a.segments, []::{SEGMENT_TYPE}) AS segments, g.remove,
                {_user_columns(settings)}
-        FROM agg a FULL JOIN gone g USING (userid) JOIN ({_eligible_sql(settings.id_types)}) u USING (userid)
+        FROM agg a FULL JOIN gone g USING (userid)
+        JOIN ({_users(users_sql, settings, where)}) u USING (userid)
         ORDER BY userid"""
 
 
-def delta_records_sql(state_path: Path, held_sql: str, settings: LotameSettings) -> str:
+def delta_records_sql(state_path: Path, held_sql: str, settings: LotameSettings, *,
+                      users_sql: str | None = None, where: str = "TRUE") -> str:
     """Adds in `segments`, removals in `remove` (DIGEST 1.6 #2), against what Lotame holds (R12)."""
     return f"""
-        WITH cur AS (SELECT * FROM read_parquet({sql_literal(str(state_path))})), held AS ({held_sql}),
+        WITH cur AS (SELECT * FROM read_parquet({sql_literal(str(state_path))}) WHERE {where}),
+        held AS (SELECT * FROM ({held_sql}) WHERE {where}),
         adds AS (SELECT c.* FROM cur c ANTI JOIN held p ON c.userid = p.userid AND c.segment = p.segment),
         rems AS (SELECT p.* FROM held p ANTI JOIN cur c ON c.userid = p.userid AND c.segment = p.segment),
         a AS ({_segments_of('adds')}),
         r AS (SELECT userid, list(segment ORDER BY segment) AS remove FROM rems GROUP BY userid)
         SELECT userid, u.idtype, coalesce(a.segments, []::{SEGMENT_TYPE}) AS segments, r.remove,
                {_user_columns(settings)}
-        FROM a FULL JOIN r USING (userid) JOIN ({_eligible_sql(settings.id_types)}) u USING (userid)
+        FROM a FULL JOIN r USING (userid) JOIN ({_users(users_sql, settings, where)}) u USING (userid)
         ORDER BY userid"""
+
+
+def _users(users_sql: str | None, settings: LotameSettings, where: str) -> str:
+    return f"SELECT * FROM ({users_sql or _eligible_sql(settings.id_types)}) WHERE {where}"
 
 
 def _paths(warehouse: WarehouseResource, key: str) -> dict[str, Path]:
     folder = warehouse.stage_dir(VENDOR, DELIVERABLE, key)
     return {"records": folder / "rows.parquet", "state": folder / "state.parquet",
-            "plan": folder / "plan.json", "held": folder / "held.parquet"}
+            "plan": folder / "plan.json", "held": folder / "held.parquet", "users": folder / "users.parquet"}
 
 
 def _history(ledger) -> list[state.Delivered]:
@@ -164,27 +175,54 @@ def refuse_old_day(history: list[state.Delivered], key: str) -> None:
 MAX_REBUILDS = 5
 
 
+# DuckDB memory allowed per user of a range: a range holds memory_limit / this many users, about
+# 125 000 at the default 512 MB. Measured on small limits: 1 KB ran out of memory at 30 MB; 4 KB
+# works at 64 MB but not at 48 MB, where DuckDB's own fixed needs per query dominate
+BYTES_PER_USER = 4096
+JSON_THREAD_BYTES = 64 << 20
+MEMBERSHIPS_PER_USER = 3  # about what the warehouse holds a day (the seed: 3.2)
+
+
 def _build(warehouse: WarehouseResource, key: str, base: state.Delivered | None, mode: str,
            settings: LotameSettings, paths: dict[str, Path]) -> tuple:
     """The day's truth, the records to send against `base` (what Lotame holds), and what Lotame
-    will hold after them."""
+    will hold after them. The truth and the eligible users are sorted by userid once (DuckDB's sort
+    spills); the records and the new holdings are then built one userid range at a time, since
+    their ordered lists, full join and set operations hold their input in memory."""
     held_sql = (f"SELECT userid, segment FROM read_parquet({sql_literal(str(base.held))})" if base
                 else state.EMPTY_HELD)
+    records_sql = comprehensive_records_sql if mode == "comprehensive" else delta_records_sql
+    removals = listed = cleared = 0
     with warehouse.connect() as con:
         excluded = con.execute(exclusions_sql(key, settings.id_types)).fetchone()
         state_rows = copy_to_parquet(con, full_state_sql(key, settings.id_types), paths["state"])
-        sql = (comprehensive_records_sql(paths["state"], held_sql, settings) if mode == "comprehensive"
-               else delta_records_sql(paths["state"], held_sql, settings))
-        rows = copy_to_parquet(con, sql, paths["records"])
-        copy_to_parquet(con, state.apply_sql(held_sql, paths["records"], mode), paths["held"])
-        removals, listed = con.execute(
-            "SELECT coalesce(sum(len(remove)), 0), coalesce(sum(len(segments)), 0) "
-            f"FROM read_parquet({sql_literal(str(paths['records']))})").fetchone()
-        # IDs Lotame held that hold nothing after this file: the users who left every segment (R11)
-        cleared = con.execute(
-            f"SELECT count(DISTINCT userid) FROM ({held_sql}) WHERE userid NOT IN "
-            f"(SELECT userid FROM read_parquet({sql_literal(str(paths['held']))}))").fetchone()[0]
-    return excluded, state_rows, rows, removals, listed, cleared
+        copy_to_parquet(con, f"{_eligible_sql(settings.id_types)} ORDER BY userid", paths["users"])
+        users_sql = f"SELECT * FROM read_parquet({sql_literal(str(paths['users']))})"
+        ranges = buckets.key_ranges(con, paths["users"], "userid",
+                                    buckets.keys_per_bucket(con, BYTES_PER_USER))
+        with buckets.parquet_appender(paths["records"]) as records, \
+                buckets.parquet_appender(paths["held"]) as held:
+            for bounds in ranges:
+                where = buckets.in_range("userid", bounds)
+                old = f"SELECT * FROM ({held_sql}) WHERE {where}"
+                bucket_sql = records_sql(paths["state"], held_sql, settings, users_sql=users_sql, where=where)
+                con.execute(f"CREATE OR REPLACE TEMP TABLE bucket_records AS {bucket_sql}")
+                con.execute("CREATE OR REPLACE TEMP TABLE bucket_held AS "
+                            f"{state.apply_sql(old, 'bucket_records', mode)} ORDER BY userid, segment")
+                records.append(con, "SELECT * FROM bucket_records")
+                held.append(con, "SELECT * FROM bucket_held")
+                bucket_removals, bucket_listed = con.execute(
+                    "SELECT coalesce(sum(len(remove)), 0), coalesce(sum(len(segments)), 0) "
+                    "FROM bucket_records").fetchone()
+                # IDs Lotame held that hold nothing after this file: the users who left every segment (R11)
+                bucket_cleared = con.execute(
+                    f"SELECT count(DISTINCT userid) FROM ({old}) WHERE userid NOT IN "
+                    "(SELECT userid FROM bucket_held)").fetchone()[0]
+                removals, listed = removals + bucket_removals, listed + bucket_listed
+                cleared += bucket_cleared
+        con.execute("DROP TABLE IF EXISTS bucket_records; DROP TABLE IF EXISTS bucket_held")
+    paths["users"].unlink(missing_ok=True)
+    return excluded, state_rows, records.rows, removals, listed, cleared, len(ranges)
 
 
 @dg.asset(
@@ -226,7 +264,7 @@ def segment_memberships(context: dg.AssetExecutionContext, warehouse: WarehouseR
     else:
         raise dg.Failure(f"lotame/segmentmembership {key}: earlier days kept entering the chain; "
                          f"re-run {key}", allow_retries=False)
-    excluded, state_rows, rows, removals, listed, cleared = stats
+    excluded, state_rows, rows, removals, listed, cleared, ranges = stats
     paths["plan"].write_text(json.dumps({"mode": mode, "reason": reason,
                                          "base": base.partition if base else None,
                                          "base_position": base.position if base else None}))
@@ -242,6 +280,7 @@ def segment_memberships(context: dg.AssetExecutionContext, warehouse: WarehouseR
         "excluded_no_consent": dg.MetadataValue.int(excluded[1]),
         "ipv6_dropped_from_ips": dg.MetadataValue.int(excluded[2]),
         "previous_delivery": dg.MetadataValue.text(base.partition if base else "none"),
+        "userid_ranges": dg.MetadataValue.int(ranges),  # built one range at a time (memory)
     })
 
 
@@ -263,7 +302,9 @@ def memberships_spec(context: dg.AssetCheckExecutionContext, warehouse: Warehous
     key = context.partition_key
     schema = spec.membership_schema(comprehensive=_plan(warehouse, key)["mode"] == "comprehensive",
                                     id_types=lotame_settings.id_types)
-    report = validate_parquet(_paths(warehouse, key)["records"], schema, name=f"lotame segmentmembership {key}")
+    with warehouse.connect(attach_warehouse=False) as con:  # bounded memory: the uniqueness check spills
+        report = validate_parquet(_paths(warehouse, key)["records"], schema, con=con,
+                                  name=f"lotame segmentmembership {key}")
     if not report.passed:
         context.log.error(report.error_text(f"lotame/segment_memberships {key}"))
     return check_result(report)
@@ -282,9 +323,10 @@ def memberships_consistent(context: dg.AssetCheckExecutionContext, warehouse: Wa
     history = [h for h in _history(ledger.get()) if h.partition != key]
     files = [(h.mode, h.records) for h in history] + [(plan["mode"], paths["records"])]
     with warehouse.connect(attach_warehouse=False) as con:
-        state.replay(con, files)
-        truth = f"SELECT * FROM read_parquet({sql_literal(str(paths['state']))})"
-        found = state.compare(con, "replayed", truth)
+        # ranges of the day's memberships (sorted by userid), a bucket's worth of users each
+        ranges = buckets.key_ranges(con, paths["state"], "userid",
+                                    buckets.keys_per_bucket(con, BYTES_PER_USER) * MEMBERSHIPS_PER_USER)
+        found = state.replay_and_compare(con, files, paths["state"], ranges)
     return consistency_result(found, len(files), history[0].partition if history else key)
 
 
@@ -381,6 +423,10 @@ def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
         problems.append(f"{done.name} must be the empty {spec.done_file(key)}, published last")
     listed = "[" + ", ".join(sql_literal(str(f.path)) for f in data_files) + "]"
     with warehouse.connect(attach_warehouse=False) as con:
+        # DuckDB's gzip JSON reader takes a 32 MB buffer a thread: fewer threads under a small limit
+        threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+        fit = buckets.memory_limit_bytes(con) // JSON_THREAD_BYTES
+        con.execute(f"SET threads = {max(1, min(int(threads), fit))}")
         try:
             rows, distinct, no_segments, removed = con.execute(
                 "SELECT count(*), count(DISTINCT userid), count_if(segments IS NULL), "

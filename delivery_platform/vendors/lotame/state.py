@@ -29,6 +29,7 @@ import duckdb
 from ... import settings
 from ...ledger import Ledger
 from ...validation.sql_checks import sql_literal
+from ...warehouse.buckets import in_range
 
 VENDOR, DELIVERABLE = "lotame", "segmentmembership"
 EMPTY_HELD = "SELECT NULL::VARCHAR AS userid, NULL::VARCHAR AS segment WHERE false"
@@ -126,9 +127,10 @@ def keep(partition: str, bundle: str, mode: str, held: Path, records: Path, base
 
 
 # --- Lotame's semantics, in SQL --------------------------------------------------------------
-def apply_sql(held_sql: str, records: Path, mode: str) -> str:
-    """(userid, segment) held after Lotame applies one records file to `held_sql`."""
-    rec = f"read_parquet({sql_literal(str(records))})"
+def apply_sql(held_sql: str, records: Path | str, mode: str) -> str:
+    """(userid, segment) held after Lotame applies one records file (a Parquet path, or the name
+    of a table holding records) to `held_sql`."""
+    rec = f"read_parquet({sql_literal(str(records))})" if isinstance(records, Path) else records
     added = f"SELECT userid, unnest(segments).name AS segment FROM {rec}"
     removed = f"SELECT userid, unnest(remove) AS segment FROM {rec} WHERE remove IS NOT NULL"
     if mode == "comprehensive":  # the ID's segments are replaced by the file's
@@ -137,8 +139,10 @@ def apply_sql(held_sql: str, records: Path, mode: str) -> str:
     return f"(SELECT userid, segment FROM ({held_sql}) EXCEPT ({removed})) UNION ({added})"
 
 
-def replay(con: duckdb.DuckDBPyConnection, files: list[tuple[str, Path]], table: str = "replayed") -> None:
-    """Create `table` (userid, segment): the result of applying (mode, records) files in order."""
+def replay(con: duckdb.DuckDBPyConnection, files: list[tuple[str, Path | str]],
+           table: str = "replayed") -> None:
+    """Create `table` (userid, segment): the result of applying (mode, records) files in order
+    (records: a Parquet path or a relation, as `apply_sql` takes them)."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {EMPTY_HELD}")
     for mode, records in files:
         applied = apply_sql(f"SELECT * FROM {table}", records, mode)
@@ -166,3 +170,23 @@ def compare(con: duckdb.DuckDBPyConnection, table: str, truth_sql: str) -> dict:
         "extra_samples": extra[1] or [],
         "held": held,
     }
+
+
+def replay_and_compare(con: duckdb.DuckDBPyConnection, files: list[tuple[str, Path]], truth: Path,
+                       ranges: list) -> dict:
+    """`replay` then `compare` one userid range at a time (Lotame applies a file ID by ID, so a range
+    replays alone): memory follows the range, not the day or the length of the history. Records
+    files are sorted by userid, so each range reads only its row groups of each file."""
+    found = {"missing": 0, "missing_samples": [], "extra": 0, "extra_samples": [], "held": 0}
+    for bounds in ranges:
+        where = in_range("userid", bounds)
+        replay(con, [(mode, f"(SELECT * FROM read_parquet({sql_literal(str(path))}) WHERE {where})")
+                     for mode, path in files])
+        truth_sql = f"SELECT * FROM read_parquet({sql_literal(str(truth))}) WHERE {where}"
+        part = compare(con, "replayed", truth_sql)
+        for name in ("missing", "extra", "held"):
+            found[name] += part[name]
+        for name in ("missing_samples", "extra_samples"):  # ranges come in userid order
+            found[name] = (found[name] + list(part[name]))[:5]
+    con.execute("DROP TABLE IF EXISTS replayed")
+    return found
