@@ -145,6 +145,11 @@ def test_two_delta_days_run_at_once_deliver_in_partition_order(world, tmp_path):
     home = tmp_path / "dagster-home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # create the instance's storage once here: two processes creating it at the same moment race
+    # on its schema table (a test artefact; a deployed instance exists before any run)
+    import dagster as dg
+
+    dg.DagsterInstance.from_config(str(home)).dispose()
     spawn = multiprocessing.get_context("spawn")
     queue = spawn.Queue()
     later, earlier = days[3], days[2]
@@ -161,15 +166,14 @@ def test_two_delta_days_run_at_once_deliver_in_partition_order(world, tmp_path):
     for proc in procs:
         proc.join(30)
     assert outcomes[earlier.partition][0], outcomes[earlier.partition][1]
+    # both days are deltas (within 30 days of the first); known before any of their files is applied
+    lotame.modes.update({d.partition.replace("-", ""): "delta" for d in days[2:]})
     ok, text = outcomes[later.partition]
     if not ok:  # it overtook the earlier day in the chain: refused, never sent on a stale base
         assert (
             f"waiting for {earlier.partition}" in text or f"against the file for {days[1].partition}" in text
         ), text
         assert lotame.run(later.partition, later.runs_at).success
-    lotame.modes.update(
-        {d.partition.replace("-", ""): "delta" for d in days[2:]}
-    )  # within 30 days of the first
     for received in scenario.new_deliveries("lotame"):
         lotame.replica.apply(received)
     assert lotame.replica.imported == [d.partition.replace("-", "") for d in days]
