@@ -173,10 +173,8 @@ def crm_records_spec(context: dg.AssetCheckExecutionContext, warehouse: Warehous
 @dg.asset_check(asset=crm_records, name="opt_outs", blocking=False, partitions_def=daily,
                 pool=VENDOR,
                 description="WARN when contacts opted out since the last delivery: how many, and where they "
-                            "went. "
-                            "Opt-outs never reach the onboarding location (R6); they are sent only to a "
-                            "separately "
-                            "configured location (DELIVERY_DIGITAL_AUDIENCE_OPTOUT_*).")
+                            "went. Opt-outs never reach the onboarding location (R6); they are sent only to a "
+                            "separately configured location (DELIVERY_DIGITAL_AUDIENCE_OPTOUT_*).")
 def crm_records_opt_outs(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                          digital_audience_settings: DigitalAudienceSettings) -> dg.AssetCheckResult:
     key = context.partition_key

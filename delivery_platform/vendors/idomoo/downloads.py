@@ -208,11 +208,9 @@ def build_sensor(running: bool) -> dg.SensorDefinition:
                      asset_selection=dg.AssetSelection.assets(dg.AssetKey([VENDOR, "purl_results"])),
                      default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
                      description="Watches the Idomoo Downloads folder; one run per new version of a PURL "
-                                 "file once "
-                                 "complete (its .flg, or unchanged across two ticks with IDOMOO_FLAGS=off); "
-                                 "alerts "
-                                 "on a PURL or flag that never completes and on a PURL overdue after its "
-                                 "upload.",
+                                 "file once complete (its .flg, or unchanged across two ticks with "
+                                 "IDOMOO_FLAGS=off); alerts on a PURL or flag that never completes and on a PURL "
+                                 "overdue after its upload.",
                      )(tick)
 
 
