@@ -124,7 +124,7 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
     logger = logger or log
     _refuse_future_day(vendor, deliverable, partition_key)
     started = time.monotonic()
-    from .destinations.base import file_md5
+    from .core.files import file_md5
 
     planned = []
     for f in files:

@@ -20,7 +20,7 @@ import dagster as dg
 
 from .core import clock
 from .partitions import day_bounds
-from .validation.sql_checks import sql_literal
+from .core.sql import sql_literal
 from .warehouse.assets import source_key
 from .warehouse.resource import WarehouseResource
 from .warehouse.schema import LOAD_MARKS, LoadMark

@@ -12,7 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
-from .destinations.base import Destination, file_md5
+from .destinations.base import Destination
+from .core.files import file_md5
 
 
 def _set_aside(target: Path, incoming: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from delivery_platform.validation import (check_result, compile_schema, validate_frame_with_pandera,
+from delivery_platform.validation import (check_result, compile_schema, validate_frame_with_pandera, 
                                           validate_parquet, validate_relation)
 from delivery_platform.validation.compile import UnsupportedCheck
 

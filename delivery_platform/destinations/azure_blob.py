@@ -22,7 +22,8 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFo
 from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
 from dagster_azure.blob import AzureBlobStorageResource
 
-from .base import AlreadyExists, Destination, DestinationError, FileInfo, file_md5
+from ..core.files import file_md5
+from .base import AlreadyExists, Destination, DestinationError, FileInfo
 from .objects import ReadStream, join_key, strip_key
 
 

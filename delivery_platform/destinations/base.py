@@ -12,15 +12,14 @@ complete, with a no-overwrite precondition.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import posixpath
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
+from ..core.files import CHUNK, file_md5, stream_md5
 
-CHUNK = 1 << 20
 
 
 class DestinationError(Exception):
@@ -56,21 +55,8 @@ class Published:
     note: str | None = None  # recorded in the ledger beside the delivery (e.g. "accepted earlier")
 
 
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
-def stream_md5(stream: BinaryIO) -> tuple[int, str]:
-    digest = hashlib.md5()
-    size = 0
-    for chunk in iter(lambda: stream.read(CHUNK), b""):
-        digest.update(chunk)
-        size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def clean_name(name: str) -> str:

@@ -30,7 +30,8 @@ import dagster as dg
 import requests
 
 from .. import settings
-from .base import AlreadyExists, Destination, DestinationConfigError, DestinationError, FileInfo, Published, file_md5
+from ..core.files import file_md5
+from .base import AlreadyExists, Destination, DestinationConfigError, DestinationError, FileInfo, Published
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO
 
-from .base import CHUNK, AlreadyExists, Destination, DestinationError, FileInfo, clean_name, file_md5
+from ..core.files import CHUNK, file_md5
+from .base import AlreadyExists, Destination, DestinationError, FileInfo, clean_name
 
 
 class LocalDestination(Destination):

@@ -27,7 +27,8 @@ from botocore.handlers import disable_signing
 from dagster_aws.s3 import S3Resource
 from dagster_aws.utils import construct_boto_client_retry_config
 
-from .base import CHUNK, AlreadyExists, Destination, DestinationError, FileInfo, file_md5
+from ..core.files import CHUNK, file_md5
+from .base import AlreadyExists, Destination, DestinationError, FileInfo
 from .objects import ReadStream, hex_to_b64, join_key, strip_key
 
 MULTIPART_THRESHOLD = 64 << 20

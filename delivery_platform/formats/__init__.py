@@ -7,7 +7,8 @@ at line boundaries by size, optionally through a parallel gzip.
 """
 
 from .compress import ParallelGzip, gzip_file, zip_file
-from .lines import csv_header, csv_line_sql, json_line_sql, quote_ident
+from ..core.sql import quote_ident
+from .lines import csv_header, csv_line_sql, json_line_sql
 from .parts import Part, PartWriter, stream_line_batches, write_lines
 
 __all__ = [

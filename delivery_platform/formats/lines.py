@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from typing import Sequence
+from ..core.sql import quote_ident, sql_literal
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def csv_line_sql(columns: Sequence[str], *, quoting: str = "minimal", delimiter: str = ",",
@@ -25,18 +22,18 @@ def csv_line_sql(columns: Sequence[str], *, quoting: str = "minimal", delimiter:
     parts = []
     for col in columns:
         value = f"coalesce(CAST({quote_ident(col)} AS VARCHAR), '')"
-        escaped = f"replace({value}, {_lit(q)}, {_lit(q + q)})"
+        escaped = f"replace({value}, {sql_literal(q)}, {sql_literal(q + q)})"
         if quoting == "all":
-            parts.append(f"{_lit(q)} || {escaped} || {_lit(q)}")
+            parts.append(f"{sql_literal(q)} || {escaped} || {sql_literal(q)}")
         elif quoting == "minimal":
-            needs = f"(strpos({value}, {_lit(delimiter)}) > 0 OR strpos({value}, {_lit(q)}) > 0 " \
+            needs = f"(strpos({value}, {sql_literal(delimiter)}) > 0 OR strpos({value}, {sql_literal(q)}) > 0 " \
                     f"OR strpos({value}, chr(10)) > 0 OR strpos({value}, chr(13)) > 0)"
-            parts.append(f"CASE WHEN {needs} THEN {_lit(q)} || {escaped} || {_lit(q)} ELSE {value} END")
+            parts.append(f"CASE WHEN {needs} THEN {sql_literal(q)} || {escaped} || {sql_literal(q)} ELSE {value} END")
         elif quoting == "none":
             parts.append(value)
         else:
             raise ValueError(f"unknown quoting {quoting!r}")
-    return f" || {_lit(delimiter)} || ".join(parts) + f" || {_lit(line_end)}"
+    return f" || {sql_literal(delimiter)} || ".join(parts) + f" || {sql_literal(line_end)}"
 
 
 def csv_header(columns: Sequence[str], *, delimiter: str = ",", line_end: str = "\n", quoting: str = "none") -> str:
@@ -56,4 +53,4 @@ def json_line_sql(columns: Sequence[str] | None = None, *, expression: str | Non
         if not columns:
             raise ValueError("json_line_sql needs columns or an expression")
         expression = "struct_pack(" + ", ".join(f"{quote_ident(c)} := {quote_ident(c)}" for c in columns) + ")"
-    return f"to_json({expression})::VARCHAR || {_lit(line_end)}"
+    return f"to_json({expression})::VARCHAR || {sql_literal(line_end)}"

@@ -9,12 +9,11 @@ from typing import Callable
 
 import duckdb
 
-from ..destinations.base import file_md5
+from ..core.files import file_md5
 from .parts import Part
+from ..core.sql import sql_literal
 
 
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def write_parquet_parts(con: duckdb.DuckDBPyConnection, source_sql: str, folder: Path, name_for: Callable[[int], str],
@@ -34,7 +33,7 @@ def write_parquet_parts(con: duckdb.DuckDBPyConnection, source_sql: str, folder:
     while offset < total or not parts:
         path = folder / name_for(number)
         partial = folder / f".{path.name}.{uuid.uuid4().hex[:8]}"
-        con.execute(f"COPY (SELECT * FROM _parquet_source LIMIT {per_part} OFFSET {offset}) TO {_lit(str(partial))} "
+        con.execute(f"COPY (SELECT * FROM _parquet_source LIMIT {per_part} OFFSET {offset}) TO {sql_literal(str(partial))} "
                     f"(FORMAT parquet, COMPRESSION {compression})")
         os.replace(partial, path)
         rows = min(per_part, max(total - offset, 0))

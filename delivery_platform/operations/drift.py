@@ -24,7 +24,7 @@ import duckdb
 from ..ledger import Ledger
 from ..partitions import daily
 from ..resources import LedgerResource
-from ..validation.sql_checks import sql_literal
+from ..core.sql import sql_literal
 from ..warehouse.resource import WarehouseResource
 from ..warehouse.schema import BY_NAME
 from .deliverables import Deliverable

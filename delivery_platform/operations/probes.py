@@ -23,7 +23,7 @@ from ..core import clock
 from ..destinations import Destination, DestinationError, DestinationResource
 from ..destinations.base import clean_name
 from ..destinations.resource import env_name
-from ..validation.sql_checks import sql_literal
+from ..core.sql import sql_literal
 from ..warehouse.resource import WarehouseResource
 from .deliverables import Deliverable, probe_token
 

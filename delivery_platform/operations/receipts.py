@@ -26,7 +26,7 @@ import duckdb
 from .. import settings
 from ..core import clock
 from ..ledger import Ledger
-from ..validation.sql_checks import sql_literal
+from ..core.sql import sql_literal
 from .deliverables import DELIVERABLES, Deliverable
 
 SCHEMA_VERSION = 1

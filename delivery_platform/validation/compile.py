@@ -13,7 +13,8 @@ from typing import Sequence
 
 import pandera.pandas as pa
 
-from .sql_checks import DATAFRAME_CHECKS, SQL_TEMPLATES, quote_ident, re_for_duckdb, sql_literal
+from ..core.sql import quote_ident, sql_literal
+from .sql_checks import DATAFRAME_CHECKS, SQL_TEMPLATES, re_for_duckdb
 
 
 class UnsupportedCheck(Exception):

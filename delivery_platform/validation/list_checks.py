@@ -10,7 +10,8 @@ import re
 
 import pandas as pd
 
-from .sql_checks import register, sql_literal
+from ..core.sql import sql_literal
+from .sql_checks import register
 
 
 def _items(value) -> list:

@@ -10,7 +10,7 @@ import pandera.pandas as pa
 
 from .compile import Rule, compile_schema
 from .report import RuleFailure, ValidationReport
-from .sql_checks import quote_ident, sql_literal
+from ..core.sql import quote_ident, sql_literal
 
 ROW = "__row"  # 0-based row number in the staged file, shown as pandera's `index`
 

@@ -17,6 +17,8 @@ from typing import Callable
 import pandas as pd
 from pandera import extensions
 
+from ..core.sql import quote_ident, sql_literal
+
 SQL_TEMPLATES: dict[str, Callable[..., str]] = {}
 DATAFRAME_CHECKS: set[str] = set()
 
@@ -26,14 +28,6 @@ EMAIL_LIKE_RE = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 PHONE_LIKE_RE = r"^\+?[\d\s\-().]{7,20}$"
 
 
-def sql_literal(value) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def register(name: str, sql: Callable[..., str], statistics: list[str] | None = None, *, dataframe: bool = False):
@@ -100,7 +94,7 @@ def no_formula_prefix(series: pd.Series) -> pd.Series:
 
 
 @register("at_least_one_present", lambda columns: (
-    "(" + " OR ".join(f"({_q(c)} IS NOT NULL AND length(trim(CAST({_q(c)} AS VARCHAR))) > 0)" for c in columns) + ")"),
+    "(" + " OR ".join(f"({quote_ident(c)} IS NOT NULL AND length(trim(CAST({quote_ident(c)} AS VARCHAR))) > 0)" for c in columns) + ")"),
     ["columns"], dataframe=True)
 def at_least_one_present(df: pd.DataFrame, columns: list[str]) -> pd.Series:
     present = [df[c].astype("string").str.strip().str.len().fillna(0) > 0 for c in columns]
@@ -111,8 +105,8 @@ def at_least_one_present(df: pd.DataFrame, columns: list[str]) -> pd.Series:
 
 
 @register("required_together", lambda when_any, require: (
-    "(NOT (" + " OR ".join(f"({_q(c)} IS NOT NULL AND length(trim(CAST({_q(c)} AS VARCHAR))) > 0)" for c in when_any)
-    + f") OR ({_q(require)} IS NOT NULL AND length(trim(CAST({_q(require)} AS VARCHAR))) > 0))"),
+    "(NOT (" + " OR ".join(f"({quote_ident(c)} IS NOT NULL AND length(trim(CAST({quote_ident(c)} AS VARCHAR))) > 0)" for c in when_any)
+    + f") OR ({quote_ident(require)} IS NOT NULL AND length(trim(CAST({quote_ident(require)} AS VARCHAR))) > 0))"),
     ["when_any", "require"], dataframe=True)
 def required_together(df: pd.DataFrame, when_any: list[str], require: str) -> pd.Series:
     """`require` must be present on every row where any of `when_any` is present."""
@@ -125,12 +119,6 @@ def required_together(df: pd.DataFrame, when_any: list[str], require: str) -> pd
     return (~any_present | present(require)).astype(bool)
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_ident(name: str) -> str:
-    return _q(name)
 
 
 def re_for_duckdb(pattern: str) -> str:
@@ -138,5 +126,5 @@ def re_for_duckdb(pattern: str) -> str:
     return pattern if pattern.startswith("^") else "^(?:" + pattern + ")"
 
 
-__all__ = ["SQL_TEMPLATES", "DATAFRAME_CHECKS", "register", "sql_literal", "quote_ident", "re_for_duckdb", "IPV4_RE",
+__all__ = ["SQL_TEMPLATES", "DATAFRAME_CHECKS", "register", "re_for_duckdb", "IPV4_RE",
            "UUID_RE", "re"]

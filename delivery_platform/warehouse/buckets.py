@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..validation.sql_checks import quote_ident, sql_literal
+from ..core.sql import quote_ident, sql_literal
 
 Bounds = tuple[Optional[str], Optional[str]]  # [low, high): None is open
 BATCH_ROWS = 100_000

@@ -21,10 +21,9 @@ import dagster as dg
 import duckdb
 
 from .. import settings
+from ..core.sql import sql_literal
 
 
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -60,18 +59,18 @@ class WarehouseResource(dg.ConfigurableResource):
             con.execute("SET preserve_insertion_order = true")
             tmp = self.staging_root / "_duckdb_tmp"
             tmp.mkdir(parents=True, exist_ok=True)
-            con.execute(f"SET temp_directory = {_lit(str(tmp))}")
+            con.execute(f"SET temp_directory = {sql_literal(str(tmp))}")
             if attach_warehouse:
                 if not self.warehouse_file.exists():
                     raise FileNotFoundError(
                         f"warehouse {self.warehouse_file} does not exist: build it with "
                         "`python -m delivery_platform.warehouse seed` (or `make demo`)")
-                con.execute(f"ATTACH {_lit(str(self.warehouse_file))} AS wh (READ_ONLY)")
+                con.execute(f"ATTACH {sql_literal(str(self.warehouse_file))} AS wh (READ_ONLY)")
                 con.execute("USE wh")
             for table_dir in sorted(self.returns_root.glob("*")) if self.returns_root.exists() else []:
                 if table_dir.is_dir() and any(table_dir.glob("*.parquet")):
                     con.execute(f"CREATE OR REPLACE TEMP VIEW returns_{table_dir.name} AS SELECT * FROM "
-                                f"read_parquet({_lit(str(table_dir / '*.parquet'))}, union_by_name = true)")
+                                f"read_parquet({sql_literal(str(table_dir / '*.parquet'))}, union_by_name = true)")
             yield con
         finally:
             con.close()
@@ -104,9 +103,9 @@ def copy_to_parquet(con: duckdb.DuckDBPyConnection, select_sql: str, target: Pat
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
-        con.execute(f"COPY ({select_sql}) TO {_lit(str(partial))} (FORMAT parquet, COMPRESSION zstd, "
+        con.execute(f"COPY ({select_sql}) TO {sql_literal(str(partial))} (FORMAT parquet, COMPRESSION zstd, "
                     f"ROW_GROUP_SIZE {row_group_size})")
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-    return con.execute(f"SELECT count(*) FROM read_parquet({_lit(str(target))})").fetchone()[0]
+    return con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(target))})").fetchone()[0]

@@ -27,7 +27,8 @@ from ...partitions import daily, day_bounds
 from ...resources import LedgerResource
 from ...validation import check_result, validate_parquet
 from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
-from ...validation.sql_checks import EMAIL_LIKE_RE, PHONE_LIKE_RE, sql_literal
+from ...validation.sql_checks import EMAIL_LIKE_RE, PHONE_LIKE_RE
+from ...core.sql import sql_literal
 from ...warehouse.assets import source_key
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
 from . import optouts, spec

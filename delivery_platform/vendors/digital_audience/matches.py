@@ -29,7 +29,7 @@ from ...destinations.local import LocalDestination
 from ...destinations.resource import DestinationResource, destination_from_env
 from ...receiving import csv_error, keep_received, quarantine
 from ...validation import validate_parquet
-from ...validation.sql_checks import sql_literal
+from ...core.sql import sql_literal
 from ...warehouse.resource import copy_to_parquet
 from .spec import MatchExport
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...validation.sql_checks import sql_literal
+from ...core.sql import sql_literal
 from .spec import COUNTRY_CODES, EMAIL_PATTERN, PHONE_PATTERN
 
 

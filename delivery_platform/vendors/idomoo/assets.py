@@ -15,7 +15,7 @@ import duckdb
 
 from ...core import clock
 from ...delivery import DeliveryConfig, OutgoingFile, deliver_partition, delivery_retry_policy
-from ...destinations.base import file_md5
+from ...core.files import file_md5
 from ...destinations.resource import DestinationResource
 from ...formats.compress import zip_file
 from ...formats.delimited import EncodingProblem, write_delimited
@@ -26,7 +26,7 @@ from ...partitions import FIRST_DAY
 from ...resources import LedgerResource
 from ...validation import check_result, validate_parquet
 from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
-from ...validation.sql_checks import sql_literal
+from ...core.sql import sql_literal
 from ...warehouse.assets import source_key
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
 from . import spec

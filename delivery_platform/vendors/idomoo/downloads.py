@@ -38,7 +38,7 @@ from ...receiving import csv_error, keep_received, quarantine
 from ...resources import LedgerResource
 from ...validation import check_result, validate_parquet
 from ...validation.report import md_table, with_next_step
-from ...validation.sql_checks import sql_literal
+from ...core.sql import sql_literal
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
 from . import spec
 from .assets import IdomooSettings

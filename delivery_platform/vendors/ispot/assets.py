@@ -32,7 +32,7 @@ from ...resources import LedgerResource
 from ...validation import check_result
 from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
 from ...validation.run import validate_relation
-from ...validation.sql_checks import sql_literal
+from ...core.sql import sql_literal
 from ...warehouse.assets import source_key
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
 from . import spec, topups
@@ -315,7 +315,7 @@ ZIP_MEMBER_TIME = 946684800  # 2000-01-01T00:00:00Z
 
 def _zip_parts(files: list[OutgoingFile], level: int) -> list[OutgoingFile]:
     """One zip per part, compressed on every core (zlib releases the GIL)."""
-    from ...destinations.base import file_md5
+    from ...core.files import file_md5
 
     def one(f: OutgoingFile) -> OutgoingFile:
         target = Path(f.path).with_suffix(".zip")

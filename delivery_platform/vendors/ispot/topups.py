@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from ...ledger import FileContents, Ledger
 from ...partitions import day_bounds
-from ...validation.sql_checks import sql_literal
+from ...core.sql import sql_literal
 
 VENDOR, DELIVERABLE = "ispot", "conversions"
 

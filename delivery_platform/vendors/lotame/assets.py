@@ -19,7 +19,8 @@ from ...partitions import daily
 from ...resources import LedgerResource
 from ...validation import check_result, validate_parquet
 from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
-from ...validation.sql_checks import IPV4_RE, sql_literal
+from ...validation.sql_checks import IPV4_RE
+from ...core.sql import sql_literal
 from ...warehouse.assets import source_key
 from ...warehouse import buckets
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
@@ -380,7 +381,7 @@ def segmentmembership_files(context: dg.AssetExecutionContext, warehouse: Wareho
         sql = (f"SELECT {record_line_sql(lotame_settings.segments_as_strings)} AS line "
                f"FROM read_parquet({sql_literal(str(_paths(warehouse, key)['records']))})")
         parts = write_lines(con, sql, writer)
-    from ...destinations.base import file_md5
+    from ...core.files import file_md5
 
     files = []
     for number, part in enumerate(parts, start=1):  # each data file, then its .md5 (1.2)
@@ -405,7 +406,7 @@ def segmentmembership_files(context: dg.AssetExecutionContext, warehouse: Wareho
                             "is empty, under 5 GB.")
 def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
                                        warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    from ...destinations.base import file_md5
+    from ...core.files import file_md5
 
     key = context.partition_key
     files, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))

@@ -28,7 +28,7 @@ import duckdb
 
 from ... import settings
 from ...ledger import Ledger
-from ...validation.sql_checks import sql_literal
+from ...core.sql import sql_literal
 from ...warehouse.buckets import in_range
 
 VENDOR, DELIVERABLE = "lotame", "segmentmembership"

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from ...formats.parts import Part
-from ...validation.sql_checks import sql_literal
+from ...core.sql import sql_literal
 
 
 def _md5(path: Path) -> str:
