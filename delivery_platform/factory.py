@@ -24,7 +24,7 @@ from .ledger import Ledger
 from .manifest import files_metadata, read_manifest, reset_folder, write_manifest
 from .partitions import daily
 from .registry import Deliverable, Schedule, daily_schedule
-from .validation import check_result, validate_parquet
+from .validation import check_result, validate_parquet, validate_relation
 from .validation.report import FILES_REMEDY, with_next_step
 from .warehouse.assets import source_key
 from .warehouse.resource import WarehouseResource, copy_to_parquet
@@ -98,9 +98,13 @@ class Chain:
     """One deliverable's chain, as its vendor's document describes it."""
 
     deliverable: Deliverable
-    extract: Callable[[Step], str]  # the SQL of the partition's rows, in the vendor's names and formats
-    write: Callable[[Step, list], Files]  # (step, staged-rows SQL) -> the files, written under step.files_dir
-    check_files: Callable[[Step, list[OutgoingFile], dict], list[str]]  # problems; [] when the files match
+    write: Callable[[Step, Path], Files]  # (step, staged rows) -> the files, written under step.files_dir
+    # the files read back: problems ([] when they match), or the whole check result
+    check_files: Callable[[Step, list[OutgoingFile], dict], Any]
+    extract: Optional[Callable[[Step], str]] = None  # the SQL of the partition's rows, in the vendor's names
+    # instead of `extract`: stage the rows at step.staged itself -> (row count, metadata)
+    stage: Optional[Callable[[Step], tuple[int, dict]]] = None
+    sources: tuple = ()  # warehouse tables read besides the deliverable's source
     rows_asset: Optional[str] = None  # default: the deliverable's name
     files_asset: Optional[str] = None  # default: `<name>_files`
     files_check: str = "files_match_spec"
@@ -109,11 +113,18 @@ class Chain:
     judge_rows: Optional[Callable[[Step, Any, dg.AssetCheckResult], dg.AssetCheckResult]] = None  # extra rules
     before_delivery: Optional[Callable[[Step, list[OutgoingFile]], None]] = None
     after_delivery: Optional[Callable[[Step, list[OutgoingFile], DeliveryOutcome], dict]] = None  # -> metadata
+    # instead of the plain delivery: (step, files, manifest info, redeliver) -> (outcome, metadata)
+    deliver: Optional[Callable[[Step, list[OutgoingFile], dict, bool], tuple[DeliveryOutcome, dict]]] = None
+    rows_checks: Sequence[Callable[[dg.AssetsDefinition], dg.AssetChecksDefinition]] = ()
     delivery_checks: Sequence[Callable[[dg.AssetsDefinition], dg.AssetChecksDefinition]] = ()
     partitions_def: dg.PartitionsDefinition = daily
     redact: bool = False  # the rows hold personal data: samples in check results are masked
     rows_kinds: frozenset = frozenset({"duckdb"})
     files_kinds: frozenset = frozenset()
+    delivery_kinds: frozenset = frozenset()  # shown until presentation.py sets the configured store's kind
+    extra_resources: frozenset = frozenset()  # resources every step may read besides the shared ones
+    staged_relation: Optional[Callable[[Path], str]] = None  # SQL over the staged rows to validate (default: all)
+    files_checks: Sequence[Callable[[dg.AssetsDefinition], dg.AssetChecksDefinition]] = ()
     descriptions: dict = field(default_factory=dict)  # rows / spec / files / files_check / delivery
     rows_metadata: Optional[Callable[[Step, int], dict]] = None
 
@@ -144,35 +155,44 @@ def build_chain(chain: Chain) -> tuple[list[dg.AssetsDefinition], list[dg.AssetC
     with_settings = {settings_key} if settings_key else set()
     part = chain.partitions_def
 
-    @dg.asset(key=rows_key, group_name=vendor, partitions_def=part, deps=[source_key(d.source)],
-              kinds=set(chain.rows_kinds), pool=vendor, required_resource_keys={"warehouse", *with_settings},
+    @dg.asset(key=rows_key, group_name=vendor, partitions_def=part,
+              deps=[source_key(t) for t in dict.fromkeys((*chain.sources, d.source))],
+              kinds=set(chain.rows_kinds), pool=vendor,
+              required_resource_keys={"warehouse", *with_settings, *({"ledger"} if chain.stage else ()),
+                                      *chain.extra_resources},
               description=text("rows", f"{d.label}: the partition's rows from `{d.source}`."))
     def rows(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         step = Step(context, chain, context.resources.warehouse)
-        sql = chain.extract(step)
-        with step.warehouse.connect() as con:
-            count = copy_to_parquet(con, sql, step.staged)
-        context.log.info(f"{d.label} {step.partition_key}: {count:,} rows staged")
-        extra = chain.rows_metadata(step, count) if chain.rows_metadata else {}
+        if chain.stage:
+            count, extra = chain.stage(step)
+        else:
+            sql = chain.extract(step)
+            with step.warehouse.connect() as con:
+                count = copy_to_parquet(con, sql, step.staged)
+            context.log.info(f"{d.label} {step.partition_key}: {count:,} rows staged")
+            extra = chain.rows_metadata(step, count) if chain.rows_metadata else {}
         return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(count),
                                               "rows": dg.MetadataValue.int(count), **extra})
 
     @dg.asset_check(asset=rows, name="spec", blocking=True, partitions_def=part, pool=vendor,
-                    required_resource_keys={"warehouse", *with_settings},
+                    required_resource_keys={"warehouse", *with_settings, *chain.extra_resources},
                     description=text("spec", "The pandera model of the vendor's file "
                                              f"(vendors/{vendor}/spec.py)."))
     def rows_spec(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         step = Step(context, chain, context.resources.warehouse)
         schema = chain.schema(step) if chain.schema else d.models[0]
-        report = validate_parquet(step.staged, schema, redact=chain.redact,
-                                  name=f"{vendor} {rows_key[-1]} {step.partition_key}")
+        name = f"{vendor} {rows_key[-1]} {step.partition_key}"
+        with step.warehouse.connect(attach_warehouse=False) as con:  # bounded memory: uniqueness spills
+            report = (validate_relation(con, chain.staged_relation(step.staged), schema, redact=chain.redact,
+                                        name=name) if chain.staged_relation else
+                      validate_parquet(step.staged, schema, redact=chain.redact, con=con, name=name))
         if not report.passed:
             context.log.error(report.error_text(f"{vendor}/{rows_key[-1]} {step.partition_key}"))
         result = check_result(report)
         return chain.judge_rows(step, report, result) if chain.judge_rows else result
 
     @dg.asset(key=files_key, group_name=vendor, partitions_def=part, deps=[rows], kinds=set(chain.files_kinds),
-              pool=vendor, required_resource_keys={"warehouse", "ledger", *with_settings},
+              pool=vendor, required_resource_keys={"warehouse", "ledger", *with_settings, *chain.extra_resources},
               description=text("files", f"{d.label}: the partition's files."))
     def files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         step = Step(context, chain, context.resources.warehouse)
@@ -182,13 +202,15 @@ def build_chain(chain: Chain) -> tuple[list[dg.AssetsDefinition], list[dg.AssetC
         return dg.MaterializeResult(metadata={**files_metadata(made.outgoing), **made.metadata})
 
     @dg.asset_check(asset=files, name=chain.files_check, blocking=True, partitions_def=part, pool=vendor,
-                    required_resource_keys={"warehouse", *with_settings},
+                    required_resource_keys={"warehouse", *with_settings, *chain.extra_resources},
                     description=text("files_check", "Reads every file back: the checked rows, in the vendor's "
                                                     "layout."))
     def files_match(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         step = Step(context, chain, context.resources.warehouse)
         outgoing, info = read_manifest(step.files_dir)
         problems = chain.check_files(step, outgoing, info)
+        if isinstance(problems, dg.AssetCheckResult):
+            return problems
         return dg.AssetCheckResult(
             passed=not problems,
             description=with_next_step("; ".join(problems), FILES_REMEDY) if problems else
@@ -196,22 +218,30 @@ def build_chain(chain: Chain) -> tuple[list[dg.AssetsDefinition], list[dg.AssetC
             metadata={"files_checked": len(outgoing), **info.get("check_metadata", {})})
 
     @dg.asset(key=delivery_key, group_name=vendor, partitions_def=part, deps=[files], pool=vendor,
-              retry_policy=delivery_retry_policy(),
-              required_resource_keys={"warehouse", "ledger", chain.destination_key, *with_settings},
+              retry_policy=delivery_retry_policy(), kinds=set(chain.delivery_kinds) or None,
+              required_resource_keys={"warehouse", "ledger", chain.destination_key, *with_settings,
+                                      *chain.extra_resources},
               description=text("delivery", f"Publishes the files to `{chain.destination_key}`; the ledger makes "
                                            "re-runs send nothing twice."))
     def delivery(context: dg.AssetExecutionContext, config: DeliveryConfig) -> dg.MaterializeResult:
         step = Step(context, chain, context.resources.warehouse)
-        outgoing, _ = read_manifest(step.files_dir)
+        outgoing, info = read_manifest(step.files_dir)
         if chain.before_delivery:
             chain.before_delivery(step, outgoing)
-        outcome = deliver_partition(context, vendor=vendor, deliverable=d.name, files=outgoing,
-                                    destination=step.destination, ledger=step.ledger, redeliver=config.redeliver)
-        extra = chain.after_delivery(step, outgoing, outcome) if chain.after_delivery else {}
-        return dg.MaterializeResult(metadata={**outcome.metadata(), "target": dg.MetadataValue.text(
+        if chain.deliver:  # (None, metadata) when there was nothing to send
+            outcome, extra = chain.deliver(step, outgoing, info, config.redeliver)
+        else:
+            outcome = deliver_partition(context, deliverable=d, files=outgoing, destination=step.destination,
+                                        ledger=step.ledger, redeliver=config.redeliver)
+            extra = {}
+        if chain.after_delivery and outcome is not None:
+            extra = {**extra, **chain.after_delivery(step, outgoing, outcome)}
+        shown = outcome.metadata() if outcome is not None else {}
+        return dg.MaterializeResult(metadata={**shown, "target": dg.MetadataValue.text(
             step.destination.describe()), **extra})
 
-    checks = [rows_spec, files_match, *(make(delivery) for make in chain.delivery_checks)]
+    checks = [rows_spec, *(make(rows) for make in chain.rows_checks), files_match,
+              *(make(files) for make in chain.files_checks), *(make(delivery) for make in chain.delivery_checks)]
     return [rows, files, delivery], checks
 
 

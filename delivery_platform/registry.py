@@ -50,6 +50,8 @@ class Deliverable:
     event_column: Optional[str] = None  # staged column with each row's event time (receipts)
     probe_name: Optional[Callable[[str], str]] = None  # preflight write probe's name, None: skipped
     probe_why: str = ""  # why that name is never picked up, or why the probe is skipped
+    # the vendor's answer to a delivered partition, for its receipt: (partition, destination kind, files) -> dict
+    answer: Optional[Callable[[str, str, list], dict]] = None
 
     @property
     def delivery_key(self) -> dg.AssetKey:
@@ -58,6 +60,11 @@ class Deliverable:
     @property
     def label(self) -> str:
         return f"{self.vendor}/{self.name}"
+
+    @property
+    def spec_module(self) -> str:
+        """The module of the pandera models: the vendor document's executable form."""
+        return self.models[0].__module__ if self.models else f"delivery_platform.vendors.{self.vendor}.spec"
 
     @property
     def job_name(self) -> str:
@@ -76,7 +83,7 @@ class Vendor:
     build_defs: Callable[[str], dg.Definitions]  # env -> assets, checks, jobs, schedules, sensors, resources
     settings: Optional[Callable[[], dg.ConfigurableResource]] = None  # resource `<name>_settings`
     returns: tuple = ()  # the feeds the vendor sends back (returns pipeline)
-    demo: Optional[Callable] = None  # (defs, instance, partition) -> outcome; default: run the daily job
+    demo: Optional[Callable] = None  # (defs, instance, partition, run_daily) -> outcome; default: run_daily
     extras: dict = field(default_factory=dict)  # vendor hooks the operations jobs use (receipts, probes)
 
     @property

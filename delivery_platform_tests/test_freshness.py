@@ -9,7 +9,8 @@ import dagster as dg
 
 from delivery_platform.alerts import AlertSinks
 from delivery_platform.alerts import freshness
-from delivery_platform.alerts.sensors import DEADLINES, AlertLog, build_alert_sensors, deadline_alerts
+from delivery_platform.alerts.sensors import AlertLog, build_alert_sensors, deadline_alerts
+from delivery_platform.vendors import DEADLINES
 from delivery_platform.core import clock
 from delivery_platform.definitions import build_defs
 from delivery_platform.ledger import Ledger
@@ -119,7 +120,7 @@ def test_a_half_delivered_bundle_is_overdue_not_fresh(data_dir):
 
 def test_the_sensor_in_the_definitions_reads_the_pinned_clock(data_dir):
     instance = dg.DagsterInstance.ephemeral()
-    sensor = next(s for s in build_alert_sensors("local") if s.name == "alerts_on_missed_deadlines")
+    sensor = next(s for s in build_alert_sensors("local", DEADLINES) if s.name == "alerts_on_missed_deadlines")
     with Recorder() as hook, clock.pinned("2026-11-21T15:00:00Z"):
         context = dg.build_sensor_context(
             instance=instance,

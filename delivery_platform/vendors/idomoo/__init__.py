@@ -22,10 +22,9 @@ def build_defs(env: str) -> dg.Definitions:
                           resources={board.settings_key: board.settings() for board in STORYBOARDS})
 
 
-def demo(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str) -> dict:
+def demo(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str, run_daily) -> dict:
     """Upload, let the simulator answer, tick the Downloads sensor and take the PURL file in."""
     from ... import settings
-    from ...demo import run_daily
     from .assets import settings_from_env as current
 
     outcome = run_daily(defs, instance, "idomoo", partition) or {"success": False, "run_id": "-", "checks_passed": 0,
@@ -55,4 +54,7 @@ VENDOR = Vendor(
     name="idomoo", title="Idomoo", document="docs/idomoo.md",
     deliverables=tuple(c.deliverable for c in CHAINS),
     destination_kinds=("local", "sftp"),  # batch mode: the SFTP account's Uploads folder
-    build_defs=build_defs, settings=settings_from_env, demo=demo)
+    build_defs=build_defs, settings=settings_from_env, demo=demo, returns=("purl_files",),
+    extras={"preflight_probes": ("pgp_keys",),
+            "preflight_inputs": lambda: {"folder": settings_from_env().uploads_folder, "pgp": settings_from_env(),
+                                         "pgp_secret": "IDOMOO_PGP_PASSPHRASE"}})

@@ -17,6 +17,7 @@ from typing import List, Optional
 import dagster as dg
 import duckdb
 
+from ... import receipts, settings
 from ...core import clock
 from ...core.files import file_md5
 from ...core.sql import sql_literal
@@ -263,14 +264,32 @@ def start_return_clock(step: Step, outgoing: list, outcome) -> dict:
     return {}
 
 
+def purl_answer(partition_key: str, destination: str, files: list[dict]) -> dict:
+    """Idomoo's answer to a data file: its PURL file, once received and stored (for the receipt)."""
+    s = settings_from_env()
+    purls = []
+    for f in files:
+        purl = spec.purl_name(f["name"].rsplit("/", 1)[-1], s.purl_prefix, s.purl_suffix)
+        stored = settings.returns_dir() / "idomoo_purls" / f"{purl}.parquet"
+        purls.append({"purl_file": purl, "received": stored.exists(),
+                      "rows": receipts.parquet_rows(stored) if stored.exists() else None})
+    received = bool(purls) and all(p["received"] for p in purls)
+    got = [p for p in purls if p["received"]]
+    return {"kind": "idomoo_purl", "purl_received": received, "purl_files": purls,
+            "meaning": "PURL file received and stored" if received else "PURL file not received yet",
+            "status": "PURL back: " + ", ".join(f"{p['rows']:,} rows" for p in got) if received
+            else "PURL not received"}
+
+
 def chain(board: Storyboard) -> Chain:
     first = board.name == DELIVERABLE
     prefix = "" if first else board.name.removesuffix("_data_file") + "_"
     return Chain(
         deliverable=Deliverable(
             vendor=VENDOR, name=board.name, source="idomoo_recipients", models=(spec.StoryboardRecipients,),
-            staged=f"{prefix}{board.rows_asset}", deadline=(0, 12), schedule=board.schedule,
-            job=None if first else f"idomoo_{prefix}daily_delivery",
+            # the model's columns are the first storyboard's; another's are its own configuration
+            staged=board.rows_asset if first else None, deadline=(0, 12), schedule=board.schedule,
+            job=None if first else f"idomoo_{prefix}daily_delivery", answer=purl_answer,
             probe_why="skipped: Idomoo processes every file in Uploads and its document names no name it ignores; "
                       "the login, the host key and the Uploads folder are checked instead."),
         rows_asset=f"{prefix}{board.rows_asset}", files_asset=board.name, files_check="file_matches_spec",
