@@ -127,8 +127,9 @@ def test_the_sensor_in_the_definitions_reads_the_pinned_clock(data_dir):
             resources={"alert_sinks": AlertSinks(webhook_url=hook.url), "ledger": LedgerResource()},
         )
         result = sensor(context)
-        # six deliverables, the last two partitions of each due by 15:00 on the 21st, none delivered
-        assert result.skip_message == "12 missed deadline(s) alerted"
+        # every deliverable, the last two partitions of each due by 15:00 on the 21st, none delivered
+        assert result.skip_message == f"{2 * len(DEADLINES)} missed deadline(s) alerted"
+        assert len(DEADLINES) == 7  # five vendors, Optimove's two tables, Idomoo's two storyboards
     overdue = _latest(instance, freshness.delivery_key("ispot", "conversions"), "2026-11-20")
     assert [e.passed for e in overdue] == [False]
 

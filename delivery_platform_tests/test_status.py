@@ -67,7 +67,7 @@ def test_the_lotame_page_shows_each_state_and_open_alerts(data_dir):
     log.claim("deadline:lotame:segmentmembership:2026-11-17")  # made good since: not open
 
     result = dg.materialize(
-        [status.build_asset("lotame")],
+        [status.build_asset(vendor("lotame"))],
         resources={"ledger": LedgerResource(), "warehouse": WarehouseResource()},
     )
     meta = result.asset_materializations_for_node("status__lotame")[0].metadata
@@ -99,7 +99,7 @@ def test_an_empty_day_and_idomoo_returns(data_dir, tmp_path, monkeypatch):
     assert idomoo.demo(defs, dg.DagsterInstance.ephemeral(), "2026-11-19", run_daily)["success"]
     text, counts, _ = status.report(vendor("idomoo"), Ledger(), WarehouseResource(), clock.now())
     assert _cells(text)["2026-11-19"][0] == "LATE"  # delivered at the pinned 2026-11-21 09:00
-    assert _cells(text)["2026-11-19"][1].startswith("PURL back: 10 rows")
+    assert _cells(text)["2026-11-19"][-1].startswith("PURL back: 10 rows")  # after both storyboards' columns
     monkeypatch.setenv(
         "DELIVERY_WAREHOUSE_PATH",
         # an event of the 20th: the loads have passed the 19th, so it is genuinely empty (not held)

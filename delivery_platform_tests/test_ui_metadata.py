@@ -38,6 +38,7 @@ def test_delivery_kinds_are_the_configured_destinations(monkeypatch):
         "optimove/transactions_delivery": {"local"},
         "digital_audience/crm_delivery": {"local"},
         "idomoo/data_file_delivery": {"local"},
+        "idomoo/renewal_data_file_delivery": {"local"},  # the second storyboard
     }
     monkeypatch.setenv("DELIVERY_LOTAME_DESTINATION", "s3")
     monkeypatch.setenv("DELIVERY_LOTAME_S3_BUCKET", "lotame-in")
