@@ -4,35 +4,27 @@ from __future__ import annotations
 
 import dagster as dg
 
-from .assets import ASSETS, CHECKS, settings_from_env
+from ...factory import build_deliverables, build_jobs
+from ...registry import Vendor
+from . import spec
+from .assets import CHAIN, CRM, settings_from_env
 from .matches import build_sensor, inbox_resource, match_export, matches_known_records, simulate_match_export
 from .optouts import OPTOUT, optout_resource
 
-SCHEDULE_HOUR_UTC = 3  # dA polls the storage daily; the day's update is there well before business hours
-
-daily_delivery = dg.define_asset_job(
-    "digital_audience_daily_delivery",
-    selection=dg.AssetSelection.groups("digital_audience") - dg.AssetSelection.assets(match_export),
-    description="The day's CRM update for dA (the first run sends the full onboarding file).",
-    tags={"vendor": "digital_audience"})
-
 
 def build_defs(env: str) -> dg.Definitions:
-    running = env == "production"
-    schedule = dg.build_schedule_from_partitioned_job(
-        daily_delivery, name="digital_audience_daily_schedule", hour_of_day=SCHEDULE_HOUR_UTC, minute_of_hour=0,
-        description=f"Daily at {SCHEDULE_HOUR_UTC:02d}:00 UTC for the previous UTC day's opt-ins and opt-outs.",
-        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED)
-    sensor = build_sensor(running)
-    return dg.Definitions(assets=[*ASSETS, match_export], asset_checks=[*CHECKS, matches_known_records],
-                          jobs=[daily_delivery], schedules=[schedule], sensors=[sensor],
+    assets, checks = build_deliverables([CHAIN])
+    jobs, schedules = build_jobs(
+        "digital_audience", [CHAIN], env, exclude=dg.AssetSelection.assets(match_export),
+        description="The day's CRM update for dA (the first run sends the full onboarding file).")
+    return dg.Definitions(assets=[*assets, match_export], asset_checks=[*checks, matches_known_records],
+                          jobs=jobs, schedules=schedules, sensors=[build_sensor(env == "production")],
                           resources={"digital_audience_settings": settings_from_env(),
                                      "digital_audience_returns": inbox_resource(), OPTOUT: optout_resource()})
 
 
-def demo(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str) -> dict:
+def demo(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str, run_daily) -> dict:
     """The daily delivery, then a simulated match export taken in through the sensor."""
-    from ...demo import run_daily
     from .matches import match_export_sensor as evaluate
 
     outcome = run_daily(defs, instance, "digital_audience", partition)
@@ -57,3 +49,10 @@ def match_files_name() -> str:
     from .matches import match_files
 
     return match_files.name
+
+
+VENDOR = Vendor(
+    name="digital_audience", title="digitalAudience", document="docs/digital_audience.md", deliverables=(CRM,),
+    destination_kinds=("local", "s3", "sftp"),  # the storage dA polls
+    build_defs=build_defs, settings=settings_from_env, demo=demo, returns=("match_export",),
+    extras={"staged_models": {"match_export": spec.MatchExport}})

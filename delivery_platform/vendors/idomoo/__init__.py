@@ -4,35 +4,27 @@ from __future__ import annotations
 
 import dagster as dg
 
-from .assets import ASSETS, CHECKS, settings_from_env
+from ...factory import build_deliverables, build_jobs
+from ...registry import Vendor
+from .assets import CHAINS, STORYBOARDS, settings_from_env
 from .downloads import build_sensor, downloads_sensor, purl_every_row_came_back, purl_files, purl_links_are_https, \
     purl_results, simulate
 
-SCHEDULE_HOUR_UTC = 5
-
-daily_delivery = dg.define_asset_job(
-    "idomoo_daily_delivery", selection=dg.AssetSelection.groups("idomoo") - dg.AssetSelection.assets(purl_results),
-    description="The day's data file for the Idomoo project, uploaded to the SFTP Uploads folder.",
-    tags={"vendor": "idomoo"})
-
 
 def build_defs(env: str) -> dg.Definitions:
-    running = env == "production"
-    schedule = dg.build_schedule_from_partitioned_job(
-        daily_delivery, name="idomoo_daily_schedule", hour_of_day=SCHEDULE_HOUR_UTC, minute_of_hour=0,
-        description=f"Daily at {SCHEDULE_HOUR_UTC:02d}:00 UTC: the batch of recipients whose send date is "
-                    "TODAY "
-                    "(uploaded on its send date; the partitions end a day later for that).",
-        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED)
-    return dg.Definitions(assets=[*ASSETS, purl_results], asset_checks=[*CHECKS, purl_links_are_https, purl_every_row_came_back],
-                          jobs=[daily_delivery], schedules=[schedule], sensors=[build_sensor(running)],
-                          resources={"idomoo_settings": settings_from_env()})
+    assets, checks = build_deliverables(CHAINS)
+    jobs, schedules = build_jobs("idomoo", CHAINS, env, exclude=dg.AssetSelection.assets(purl_results),
+                                 description="The day's data file for the Idomoo project, uploaded to the SFTP "
+                                             "Uploads folder.")
+    return dg.Definitions(assets=[*assets, purl_results], asset_checks=[*checks, purl_links_are_https,
+                                                                        purl_every_row_came_back],
+                          jobs=jobs, schedules=schedules, sensors=[build_sensor(env == "production")],
+                          resources={board.settings_key: board.settings() for board in STORYBOARDS})
 
 
-def demo(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str) -> dict:
+def demo(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str, run_daily) -> dict:
     """Upload, let the simulator answer, tick the Downloads sensor and take the PURL file in."""
     from ... import settings
-    from ...demo import run_daily
     from .assets import settings_from_env as current
 
     outcome = run_daily(defs, instance, "idomoo", partition) or {"success": False, "run_id": "-", "checks_passed": 0,
@@ -56,3 +48,13 @@ def demo(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str) -> 
             extra.append(f"PURL {request.partition_key}: {'ingested' if run.success else 'FAILED'}, checks "
                          + ", ".join(f"{c.check_name} {'ok' if c.passed else 'FAILED'}" for c in checks))
     return {**outcome, "extra": extra}
+
+
+VENDOR = Vendor(
+    name="idomoo", title="Idomoo", document="docs/idomoo.md",
+    deliverables=tuple(c.deliverable for c in CHAINS),
+    destination_kinds=("local", "sftp"),  # batch mode: the SFTP account's Uploads folder
+    build_defs=build_defs, settings=settings_from_env, demo=demo, returns=("purl_files",),
+    extras={"preflight_probes": ("pgp_keys",),
+            "preflight_inputs": lambda: {"folder": settings_from_env().uploads_folder, "pgp": settings_from_env(),
+                                         "pgp_secret": "IDOMOO_PGP_PASSPHRASE"}})
