@@ -178,10 +178,11 @@ def test_two_nodes_share_the_ledger(data_dir, small_warehouse, s3_server, postgr
         failed = {k: r["error"] for k, r in results.items() if not r["ok"]}
         assert not failed, failed
         assert {r["node"] for r in results.values()} == {"a", "b"}
-        for vendor in VENDORS:
-            for deliverable in _deliverables(vendor):
-                for day in BACKFILL:
-                    assert ledger.partition_state(vendor, deliverable, day) == "complete", (vendor, deliverable, day)
+        for vendor in VENDORS:  # every deliverable the daily jobs deliver (a storyboard may be configured off)
+            states = {d: ledger.partition_states(vendor, d) for d in _deliverables(vendor)}
+            assert any(states.values()), vendor
+            for deliverable, by_day in states.items():
+                assert not by_day or all(by_day.get(day) == "complete" for day in BACKFILL), (vendor, by_day)
 
         # 2. the same partition on both nodes at once
         at_once = ["lotame", "ispot"] if STATE_SHARED else ["ispot", "idomoo"]
@@ -192,9 +193,10 @@ def test_two_nodes_share_the_ledger(data_dir, small_warehouse, s3_server, postgr
             delivered = [a for a in answers if a["ok"] and "send" in a["actions"].values()]
             assert len(delivered) == 1, answers
             other = next(a for a in answers if a is not delivered[0])
-            # the other run found it delivered (skip) or was refused while the first held the claim
+            # the other run found it delivered (skip), was refused while the first held the claim, or
+            # built other bytes (Idomoo's file depends on node-local upload state) and was refused them
             assert (other["ok"] and all(a.startswith("skip") for a in other["actions"].values())) or (
-                "is being delivered by run" in other["error"]), other
+                "is being delivered by run" in other["error"] or "was already delivered" in other["error"]), other
         if not STATE_SHARED:  # the day before the killed one, for the chain
             nodes[ONE_NODE["lotame"]].submit("lotame", BOTH_AT_ONCE)
             assert nodes[ONE_NODE["lotame"]].answer()["ok"]
@@ -249,6 +251,6 @@ def test_two_nodes_share_the_ledger(data_dir, small_warehouse, s3_server, postgr
 
 
 def _deliverables(vendor: str) -> list[str]:
-    from delivery_platform.alerts.sensors import DEADLINES
+    from delivery_platform.vendors import DEADLINES
 
     return [d for v, d in DEADLINES if v == vendor]
