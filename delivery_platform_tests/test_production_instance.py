@@ -58,3 +58,24 @@ def test_a_partition_runs_against_the_postgres_instance_and_is_read_back(postgre
         assert [d.status for d in ledger.history("ispot", "conversions")] == ["delivered"]
     finally:
         instance.dispose()
+
+
+def test_the_helm_values_share_no_writable_volume():
+    """Runs land on any node: their data folder is the pod's own, the ledger and state come from the Secret."""
+    import yaml
+
+    values = yaml.safe_load((ROOT / "deploy" / "helm" / "values.yaml").read_text())
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    deployment = values["dagster-user-deployments"]["deployments"][0]
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is True
+    for volumes, mounts in ((launcher["volumes"], launcher["volumeMounts"]),
+                            (deployment["volumes"], deployment["volumeMounts"])):
+        for volume in volumes:
+            assert "emptyDir" in volume or volume["persistentVolumeClaim"]["readOnly"] is True, volume
+        shared = {v["name"] for v in volumes if "persistentVolumeClaim" in v}
+        assert all(m.get("readOnly") for m in mounts if m["name"] in shared)
+    env = dict(item.split("=", 1) for item in launcher["envVars"])
+    scratch = next(m["mountPath"] for m in launcher["volumeMounts"] if m["name"] == "scratch")
+    assert env["DELIVERY_DATA_DIR"] == scratch and "DELIVERY_LEDGER_URL" not in env  # a secret, not a value
+    assert [s["name"] for s in launcher["envSecrets"]] == [s["name"] for s in deployment["envSecrets"]]
