@@ -280,3 +280,13 @@ def test_the_ispot_api_is_not_a_destination():
     assert issubclass(ISpotUploader, Publisher) and not issubclass(ISpotUploader, Destination)
     assert ISpotUploader.can_read_back is False
     assert not hasattr(ISpotUploader, "list") and not hasattr(ISpotUploader, "verify")
+
+
+def test_every_vendor_allows_only_known_kinds():
+    """The registry's `destination_kinds` pass `validate_kind` (a typo there would be caught here)."""
+    from delivery_platform.vendors import VENDORS
+
+    for vendor in VENDORS:
+        assert vendor.destination_kinds, vendor.name
+        for kind in vendor.destination_kinds:
+            assert validate_kind(kind, vendor.destination_kinds, vendor.name) == kind
