@@ -106,7 +106,7 @@ def sensor_tick(folder: str, files: int) -> dict:
     that takes them all in, then the steady tick that must ignore them."""
     import dagster as dg
 
-    from delivery_platform.destinations.resource import DestinationResource
+    from delivery_platform.destinations import DestinationResource, LocalDestinationConfig
     from delivery_platform.vendors.idomoo import downloads_sensor
     from delivery_platform.vendors.idomoo.assets import IdomooSettings
 
@@ -117,7 +117,7 @@ def sensor_tick(folder: str, files: int) -> dict:
         for i in range(files):
             (downloads / f"PURL_acme_welcome_20261101_000000_{i:05d}.csv").write_text("RecipientID\n")
             (downloads / f"PURL_acme_welcome_20261101_000000_{i:05d}.csv.flg").write_text("")
-    destination = DestinationResource(vendor="idomoo", kind="local", local_root=str(root))
+    destination = DestinationResource(vendor="idomoo", store=LocalDestinationConfig(root=str(root)))
     settings = IdomooSettings()
     instance = dg.DagsterInstance.ephemeral()
     started = time.perf_counter()
@@ -133,7 +133,7 @@ def purl_ingest(rows: int, folder: str) -> dict:
     """Ingesting a PURL file of `rows` rows through `idomoo/purl_results`."""
     import dagster as dg
 
-    from delivery_platform.destinations.resource import DestinationResource
+    from delivery_platform.destinations import DestinationResource, LocalDestinationConfig
     from delivery_platform.vendors.idomoo import purl_files, purl_results
     from delivery_platform.vendors.idomoo.assets import IdomooSettings
 
@@ -149,8 +149,8 @@ def purl_ingest(rows: int, folder: str) -> dict:
     instance.add_dynamic_partitions(purl_files.name, [name])
     started = time.perf_counter()
     result = dg.materialize([purl_results], partition_key=name, instance=instance,
-                            resources={"idomoo_destination": DestinationResource(vendor="idomoo", kind="local",
-                                                                                 local_root=str(root)),
+                            resources={"idomoo_destination": DestinationResource(
+                                           vendor="idomoo", store=LocalDestinationConfig(root=str(root))),
                                        "idomoo_settings": IdomooSettings()})
     return {"seconds": time.perf_counter() - started, "success": result.success, "rows": rows}
 
