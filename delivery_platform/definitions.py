@@ -8,6 +8,8 @@ environment. `defs` is what `dagster dev` loads, for the environment named by `D
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from . import operations
@@ -21,6 +23,14 @@ from .warehouse.assets import SOURCE_SPECS
 
 
 def build_defs(env: str = "local") -> dg.Definitions:
+    with warnings.catch_warnings():
+        # partitioned asset checks are a preview in Dagster 1.13 (shared/DAGSTER-NOTES.md), used knowingly:
+        # silenced where the definitions are built, not for every program that imports the package
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+        return _build(env)
+
+
+def _build(env: str) -> dg.Definitions:
     resources = {**resources_for(env, VENDORS), "alert_sinks": alert_sinks_from_env()}
     # kinds from the configured destinations, code versions, column schemas (presentation.py)
     vendor_defs = [_presented(vendor, vendor.build_defs(env), resources) for vendor in VENDORS]

@@ -28,6 +28,7 @@ from ...manifest import read_manifest, reset_folder, write_manifest
 from ...partitions import daily, day_bounds
 from ...registry import Deliverable, Schedule
 from ...validation import check_result, validate_parquet
+from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
 from ...validation.sql_checks import EMAIL_LIKE_RE, PHONE_LIKE_RE
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
 from . import optouts, spec
@@ -250,7 +251,7 @@ def raw_pii_in_file(path: Path) -> list[str]:
     return found
 
 
-def check_files(step: Step, outgoing: list, info: dict) -> list[str]:
+def check_files(step: Step, outgoing: list, info: dict) -> dg.AssetCheckResult:
     """Re-reads each file: exact header, CRLF line ends, rows as staged, and no value that looks like a raw email
     or phone number (dA gets hashes only)."""
     key, warehouse = step.partition_key, step.warehouse
@@ -277,7 +278,10 @@ def check_files(step: Step, outgoing: list, info: dict) -> list[str]:
         leaks = raw_pii_in_file(f.path)
         if leaks:
             problems.append(f"{f.name}: raw email or phone on {len(leaks)} lines ({', '.join(leaks[:5])})")
-    return problems
+    checked = len(outgoing) + len(optout_files)
+    return dg.AssetCheckResult(passed=not problems,
+                               description=with_next_step("; ".join(problems), FILES_NEXT) if problems else
+                               f"{checked} file(s) as specified", metadata={"files_checked": checked})
 
 
 def deliver(step: Step, outgoing: list, info: dict, redeliver: bool) -> tuple:
