@@ -22,7 +22,8 @@ ENVIRONMENTS = ("local", "production")
 
 
 class LedgerResource(dg.ConfigurableResource):
-    """The delivery ledger (SQLite, see ledger.py for why)."""
+    """The delivery ledger: SQLite by default, PostgreSQL when DELIVERY_LEDGER_URL is set (ledger.py). The
+    URL comes from the environment, never from run config, so its password never shows in the UI."""
 
     path: Optional[str] = None
 
