@@ -189,6 +189,12 @@ class _Renewal(threading.Thread):
         self.lost = False
 
     def run(self) -> None:
+        try:
+            self._renew()
+        finally:
+            self.ledger.store.close_thread()  # one connection per renewal thread, closed with it
+
+    def _renew(self) -> None:
         while not self.stopped.wait(max(self.lease.total_seconds() / 3, 0.2)):
             try:
                 with self.ledger._write(_lock(*self.key[:2])) as con:

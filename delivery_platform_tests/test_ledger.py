@@ -239,3 +239,24 @@ def test_the_environment_chooses_the_engine(tmp_path, monkeypatch, postgres_serv
     assert ledger.store.kind == "postgresql" and ledger.path == node / "ledger.sqlite"
     ledger.finish(ledger.begin("v", "d", dt.date(2026, 11, 19).isoformat(), "x.csv"), "delivered")
     assert not (node / "ledger.sqlite").exists() and not (node / "alerts.sqlite").exists()
+
+
+def test_renewing_claims_leave_no_connection_open(postgres_server, monkeypatch):
+    import psycopg
+
+    url = postgres_server.new_database()
+    monkeypatch.setenv("DELIVERY_LEASE_SECONDS", "0.6")  # renewed every 0.2 s
+
+    def connections() -> int:
+        with psycopg.connect(url) as con:
+            return con.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND pid <> pg_backend_pid()").fetchone()[0]
+
+    ledger = Ledger(url)
+    before = connections()
+    for i in range(5):
+        ledger.claim("v", "d", f"p{i}", "run")
+        time.sleep(0.5)  # renewed twice, from the renewal thread's own connection
+        ledger.release("v", "d", f"p{i}", "run")
+    time.sleep(0.5)  # each renewal thread ends at its next beat
+    assert connections() <= before

@@ -93,6 +93,9 @@ class Store:
     def ddl(self, text: str) -> str:
         raise NotImplementedError
 
+    def close_thread(self) -> None:
+        """Close the calling thread's connection, if one is kept (a thread that ends calls it)."""
+
     def _migrated(self, component: str, version: int) -> bool:
         return False
 
@@ -229,6 +232,12 @@ class PostgresStore(Store):
                 with self._guard:
                     self._connections.pop(key, None)
             raise StoreError(f"{self.describe()}: {_scrub(str(exc), self.url)}") from None
+
+    def close_thread(self) -> None:
+        with self._guard:
+            con = self._connections.pop((self.url, os.getpid(), threading.get_ident()), None)
+        if con is not None:
+            con.close()
 
     @contextmanager
     def transaction(self, lock: str | None = None) -> Iterator[_PgConnection]:
