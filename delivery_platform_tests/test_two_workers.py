@@ -40,6 +40,8 @@ LEASE_S = 5.0
 # runs on one node; every other vendor's days alternate between the nodes.
 STATE_SHARED = False
 ONE_NODE = {"lotame": "a", "digital_audience": "b"}
+# Lotame in delta mode: each day's file is computed against the file set delivered before it
+RUN_CONFIG = {"lotame": {"resources": {"lotame_settings": {"config": {"mode": "delta"}}}}}
 
 
 class Node:
@@ -58,7 +60,7 @@ class Node:
                                         text=True, bufsize=1)
         self.answers: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        self.busy = False
+        self.history: list[dict] = []  # every answer, in order
 
     def _read(self) -> None:
         for line in self.process.stdout:
@@ -69,17 +71,17 @@ class Node:
         assert self.answers.get(timeout=timeout) == {"ready": f"node-{self.name}"}
 
     def submit(self, vendor: str, day: str) -> None:
-        self.busy = True
         runs_at = dt.datetime.combine(dt.date.fromisoformat(day) + dt.timedelta(days=1), dt.time(9),
                                       tzinfo=dt.timezone.utc)  # the morning after the day, as scheduled
         self.process.stdin.write(json.dumps({"id": f"{vendor}:{day}", "job": f"{vendor}_daily_delivery",
-                                             "partition": day, "now": runs_at.isoformat()}) + "\n")
+                                             "partition": day, "now": runs_at.isoformat(),
+                                             "run_config": RUN_CONFIG.get(vendor)}) + "\n")
         self.process.stdin.flush()
 
     def answer(self, timeout: float = 180) -> dict:
         got = self.answers.get(timeout=timeout)
         assert got is not None, f"node {self.name} died; see {self.stderr.name}"
-        self.busy = False
+        self.history.append(got)
         return got
 
     def stop(self) -> None:
@@ -247,10 +249,17 @@ def test_two_nodes_share_the_ledger(data_dir, small_warehouse, s3_server, postgr
             assert d.remote_uri and d.remote_uri.split(f"{buckets[vendor]}/", 1)[1] in keys, (vendor, d.file_name)
         names = Counter((d.partition_key, d.file_name) for d in delivered)
         assert max(names.values()) == 1, names.most_common(3)
-    # Lotame: every day, in partition order, each delta computed against the day before
+    # Lotame: every day once, in partition order, each delta computed against the day delivered before
     lotame = ledger.history("lotame", "segmentmembership", status="delivered")
     order = list(dict.fromkeys(d.partition_key for d in lotame))
     assert order == sorted(order) == DAYS[: len(order)] and len(order) >= len(BACKFILL) + 1
+    sent = sorted((a for node in nodes.values() for a in node.history if a["id"].startswith("lotame:")
+                   and a["ok"] and a["actions"].get("lotame/segmentmembership_delivery") == "send"),
+                  key=lambda a: a["id"])
+    assert [a["id"].split(":")[1] for a in sent] == order
+    built = [a["facts"]["lotame/segment_memberships"] for a in sent]
+    assert [b["mode"] for b in built] == ["comprehensive"] + ["delta"] * (len(order) - 1)
+    assert [b["previous_delivery"] for b in built] == ["none", *order[:-1]]
 
 
 def _deliverables(vendor: str) -> list[str]:

@@ -1,9 +1,11 @@
 """A run worker for the two-worker test: one "node" (its own data folder and Dagster home, named by
 DELIVERY_NODE_NAME) that runs the partitions it is handed, one at a time, in its own process.
 
-Protocol: one JSON request per line on stdin, {"id", "job", "partition", "now"} (`now`: the pinned
-clock of that run, as a daily run happens the morning after its day); one JSON answer per line
-on the original stdout, {"id", "ok", "error", "actions"}. Dagster's own output goes to stderr.
+Protocol: one JSON request per line on stdin, {"id", "job", "partition", "now", "run_config"} (`now`:
+the pinned clock of that run, as a daily run happens the morning after its day); one JSON answer per
+line on the original stdout, {"id", "ok", "error", "actions", "facts"}: each delivery asset's action,
+and the metadata the test checks (Lotame's mode and the day its file was computed against). Dagster's
+own output goes to stderr.
 """
 
 from __future__ import annotations
@@ -39,19 +41,24 @@ def main() -> None:
         started = time.monotonic()
         os.environ["DELIVERY_NOW"] = request["now"]
         result = defs.resolve_job_def(request["job"]).execute_in_process(
-            partition_key=request["partition"], instance=instance, raise_on_error=False)
-        actions = {}
+            partition_key=request["partition"], instance=instance, raise_on_error=False,
+            run_config=request.get("run_config"))
+        actions, facts = {}, {}
         for event in result.all_events:
             if event.is_step_materialization:
                 materialization = event.event_specific_data.materialization
-                action = materialization.metadata.get("delivery_action")
-                if action is not None:
-                    actions[materialization.asset_key.to_user_string()] = action.value
+                name, metadata = materialization.asset_key.to_user_string(), materialization.metadata
+                if "delivery_action" in metadata:
+                    actions[name] = metadata["delivery_action"].value
+                for fact in ("mode", "previous_delivery"):
+                    if fact in metadata:
+                        facts.setdefault(name, {})[fact] = metadata[fact].value
         # a step's failures, including those its retry policy retried ("Exceeded max_retries" says little)
         errors = [_messages(e.event_specific_data.error) for e in result.all_events
                   if (e.is_step_failure or e.is_step_up_for_retry) and e.event_specific_data.error is not None]
         answers.write(json.dumps({"id": request["id"], "ok": result.success, "error": " | ".join(errors)[:2000],
-                                  "actions": actions, "seconds": round(time.monotonic() - started, 2)}) + "\n")
+                                  "actions": actions, "facts": facts,
+                                  "seconds": round(time.monotonic() - started, 2)}) + "\n")
 
 
 if __name__ == "__main__":
