@@ -37,7 +37,9 @@ BACKFILL, BOTH_AT_ONCE, KILLED = DAYS[:-2], DAYS[-2], DAYS[-1]
 LEASE_S = 5.0
 # Lotame and digitalAudience compute each day against what the vendor already holds, kept in the
 # node's data folder until the state store (DELIVERY_STATE_URL) is merged: until then each of them
-# runs on one node; every other vendor's days alternate between the nodes.
+# runs on one node; every other vendor's days alternate between the nodes. With the state store,
+# STATE_SHARED = True puts state in S3, alternates those vendors' days too, launches a Lotame day on
+# both nodes at once and kills a node mid-way through a Lotame delivery.
 STATE_SHARED = False
 ONE_NODE = {"lotame": "a", "digital_audience": "b"}
 # Lotame in delta mode: each day's file is computed against the file set delivered before it
@@ -160,6 +162,9 @@ def test_two_nodes_share_the_ledger(data_dir, small_warehouse, s3_server, postgr
         "DELIVERY_NOW", "DELIVERY_FIRST_DAY", "DELIVERY_RETRY_DELAY_SECONDS")}
     env.update({"DELIVERY_LEDGER_URL": url, "DELIVERY_LEASE_SECONDS": str(LEASE_S),
                 "DELIVERY_WAREHOUSE_PATH": str(small_warehouse), "PYTHONUNBUFFERED": "1"})
+    if STATE_SHARED:  # delivered state and returns in S3, straight to the server (not counted as deliveries)
+        state = s3_server.env("state")
+        env.update(state, DELIVERY_STATE_URL=f"s3://{state['DELIVERY_STATE_S3_BUCKET']}/platform")
     buckets = {}
     for vendor in VENDORS:
         vendor_env = s3_server.env(vendor)
