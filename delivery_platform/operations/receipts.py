@@ -27,6 +27,7 @@ from .. import settings
 from ..core import clock
 from ..ledger import Ledger
 from ..core.sql import sql_literal
+from ..state_store import state_store
 from .deliverables import DELIVERABLES, Deliverable
 
 SCHEMA_VERSION = 1
@@ -131,16 +132,17 @@ def _idomoo_answer(files: list[dict]) -> dict:
     from ..vendors.idomoo import spec
     from ..vendors.idomoo.assets import settings_from_env
 
-    s = settings_from_env()
+    s, store = settings_from_env(), state_store()
     purls = []
     for f in files:
         purl = spec.purl_name(f["name"].rsplit("/", 1)[-1], s.purl_prefix, s.purl_suffix)
-        stored = settings.returns_dir() / "idomoo_purls" / f"{purl}.parquet"
+        stored = f"returns/idomoo_purls/{purl}.parquet"
+        received = store.exists(stored)
         purls.append(
             {
                 "purl_file": purl,
-                "received": stored.exists(),
-                "rows": _parquet_rows(stored) if stored.exists() else None,
+                "received": received,
+                "rows": _parquet_rows(store.get(stored)) if received else None,
             }
         )
     received = bool(purls) and all(p["received"] for p in purls)
@@ -153,10 +155,11 @@ def _idomoo_answer(files: list[dict]) -> dict:
 
 
 def _da_answer(partition_key: str) -> dict:
-    state = settings.data_dir() / "state" / "digital_audience" / f"{partition_key}.parquet"
-    matches = settings.returns_dir() / "da_matches"
-    stored = sorted(matches.glob("*.parquet")) if matches.exists() else []
-    if not state.exists() or not stored:
+    store = state_store()
+    state_key = f"state/digital_audience/{partition_key}.parquet"
+    stored = [store.get(k) for k in store.list("returns/da_matches/") if k.endswith(".parquet")]
+    state = store.get(state_key) if store.exists(state_key) else None
+    if state is None or not stored:
         return {
             "kind": "da_matches",
             "matched_records": 0,

@@ -11,12 +11,10 @@ import csv
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import dagster as dg
 
-from ... import settings as paths
 from ...delivery import DeliveryConfig, OutgoingFile, deliver_partition, delivery_retry_policy
 from ...destinations.resource import DestinationResource
 from ...formats.lines import csv_header, csv_line_sql
@@ -25,6 +23,7 @@ from ...ledger import Ledger
 from ...manifest import files_metadata, read_manifest, reset_folder, write_manifest
 from ...partitions import daily, day_bounds
 from ...resources import LedgerResource
+from ...state_store import state_store
 from ...validation import check_result, validate_parquet
 from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
 from ...validation.sql_checks import EMAIL_LIKE_RE, PHONE_LIKE_RE
@@ -54,16 +53,18 @@ def settings_from_env(environ: dict | None = None) -> DigitalAudienceSettings:
     return DigitalAudienceSettings(**kwargs)
 
 
-def state_dir() -> Path:
-    return paths.data_dir() / "state" / VENDOR
+def state_key(partition_key: str) -> str:
+    """The contact set delivered for a day, in the state store (state_store.py): the next update
+    is computed against it, on whichever worker runs it."""
+    return f"state/{VENDOR}/{partition_key}.parquet"
 
 
 def last_delivered_state(ledger: Ledger, before: str) -> tuple[str, Path] | None:
     keys = sorted({d.partition_key for d in ledger.history(VENDOR, DELIVERABLE, status="delivered") if d.partition_key < before})
+    store = state_store()
     for key in reversed(keys):
-        path = state_dir() / f"{key}.parquet"
-        if path.exists():
-            return key, path
+        if store.exists(state_key(key)):
+            return key, store.get(state_key(key))
     return None
 
 
@@ -332,10 +333,7 @@ def crm_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, ware
                           redeliver=config.redeliver)
     outcome = deliver_partition(context, vendor=VENDOR, deliverable=DELIVERABLE, files=outgoing,
                                 destination=digital_audience_destination, ledger=ledger.get(), redeliver=config.redeliver)
-    state_dir().mkdir(parents=True, exist_ok=True)
-    partial = state_dir() / f".{key}.{os.getpid()}"
-    shutil.copyfile(_stage(warehouse, key)["state"], partial)
-    os.replace(partial, state_dir() / f"{key}.parquet")
+    state_store().put(state_key(key), _stage(warehouse, key)["state"])
     return dg.MaterializeResult(metadata={**outcome.metadata(), "mode": dg.MetadataValue.text(info["mode"]),
                                           "target": dg.MetadataValue.text(digital_audience_destination.describe())})
 

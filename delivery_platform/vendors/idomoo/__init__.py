@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ...returns.pipeline import build_return_defs
 from .assets import ASSETS, CHECKS, settings_from_env
-from .downloads import build_sensor, downloads_sensor, purl_every_row_came_back, purl_files, purl_links_are_https, \
-    purl_results, simulate
+from .downloads import IDOMOO_PURLS, downloads_sensor, purl_every_row_came_back, purl_files, purl_links_are_https, \
+    purl_results
+
+__all__ = ["downloads_sensor", "purl_every_row_came_back", "purl_files", "purl_links_are_https", "purl_results"]
 
 SCHEDULE_HOUR_UTC = 5
 
@@ -24,35 +27,7 @@ def build_defs(env: str) -> dg.Definitions:
                     "TODAY "
                     "(uploaded on its send date; the partitions end a day later for that).",
         default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED)
-    return dg.Definitions(assets=[*ASSETS, purl_results], asset_checks=[*CHECKS, purl_links_are_https, purl_every_row_came_back],
-                          jobs=[daily_delivery], schedules=[schedule], sensors=[build_sensor(running)],
-                          resources={"idomoo_settings": settings_from_env()})
-
-
-def demo(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str) -> dict:
-    """Upload, let the simulator answer, tick the Downloads sensor and take the PURL file in."""
-    from ... import settings
-    from ...demo import run_daily
-    from .assets import settings_from_env as current
-
-    outcome = run_daily(defs, instance, "idomoo", partition) or {"success": False, "run_id": "-", "checks_passed": 0,
-                                                                 "checks_failed": []}
-    extra = []
-    resources = {"idomoo_destination": defs.resources["idomoo_destination"], "idomoo_settings": current()}
-    if outcome["success"] and resources["idomoo_destination"].kind == "local":
-        made = simulate(settings.outbox_dir() / "idomoo", resources["idomoo_settings"])
-        extra.append(f"simulator answered with {', '.join(made) or 'nothing new'}")
-        context = dg.build_sensor_context(instance=instance)
-        result = downloads_sensor(context, resources["idomoo_destination"].process_config_and_initialize(),
-                                  resources["idomoo_settings"])
-        fresh = [r for r in result.run_requests if not instance.has_dynamic_partition(purl_files.name, r.partition_key)]
-        instance.add_dynamic_partitions(purl_files.name, [r.partition_key for r in fresh])
-        for request in fresh:
-            run = dg.materialize([purl_results, purl_links_are_https, purl_every_row_came_back],
-                                 partition_key=request.partition_key, instance=instance, tags=request.tags,
-                                 resources={**resources, "ledger": defs.resources["ledger"],
-                                            "warehouse": defs.resources["warehouse"]}, raise_on_error=False)
-            checks = run.get_asset_check_evaluations()
-            extra.append(f"PURL {request.partition_key}: {'ingested' if run.success else 'FAILED'}, checks "
-                         + ", ".join(f"{c.check_name} {'ok' if c.passed else 'FAILED'}" for c in checks))
-    return {**outcome, "extra": extra}
+    return dg.Definitions.merge(
+        dg.Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[daily_delivery], schedules=[schedule],
+                       resources={"idomoo_settings": settings_from_env()}),
+        build_return_defs(IDOMOO_PURLS, running))  # the PURL files back: sensor, ingest, checks

@@ -281,7 +281,8 @@ def data_file_matches_spec(context: dg.AssetCheckExecutionContext, warehouse: Wa
           description="Uploads the data file to the SFTP account's Uploads folder (temporary name, then rename), never "
                       "reusing a name ever uploaded ('The client shouldn't upload 2 files with the exact same name').")
 def data_file_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, warehouse: WarehouseResource,
-                       ledger: LedgerResource, idomoo_destination: DestinationResource) -> dg.MaterializeResult:
+                       ledger: LedgerResource, idomoo_destination: DestinationResource,
+                       idomoo_settings: IdomooSettings) -> dg.MaterializeResult:
     key = context.partition_key
     outgoing, _ = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
     book = ledger.get()
@@ -292,8 +293,9 @@ def data_file_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig
                              "receive the same name twice", allow_retries=False)
     outcome = deliver_partition(context, vendor=VENDOR, deliverable=DELIVERABLE, files=outgoing,
                                 destination=idomoo_destination, ledger=book, redeliver=config.redeliver)
-    for f in outgoing:  # the PURL return deadline counts from here (returns.py)
-        record_upload(f.name, clock.now().timestamp())
+    for f in outgoing:  # the PURL return deadline counts from here, and its keys must come back (returns.py)
+        record_upload(f.name, clock.now().timestamp(), warehouse.staged_table(VENDOR, DELIVERABLE, key),
+                      idomoo_settings.key_header)
     return dg.MaterializeResult(metadata={**outcome.metadata(), "target": idomoo_destination.describe()})
 
 
