@@ -336,9 +336,9 @@ class ReturnPipeline:
                          default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
                          description=feed.sensor_description or f"Watches for {feed.title}s.")(tick)
 
-    def defs(self, running: bool) -> dg.Definitions:
+    def defs(self, running: bool, resources: Optional[dict] = None) -> dg.Definitions:
         return dg.Definitions(assets=[self.asset], asset_checks=list(self.checks.values()),
-                              sensors=[self.sensor(running)])
+                              sensors=[self.sensor(running)], resources=resources)
 
 
 _built: dict[str, ReturnPipeline] = {}
@@ -351,6 +351,7 @@ def return_pipeline(feed: ReturnFeed) -> ReturnPipeline:
     return _built[feed.asset_key.to_user_string()]
 
 
-def build_return_defs(feed: ReturnFeed, running: bool = False) -> dg.Definitions:
-    """The feed's sensor, ingest asset and checks (`running`: the sensor starts RUNNING)."""
-    return return_pipeline(feed).defs(running)
+def build_return_defs(feed: ReturnFeed, running: bool = False, resources: Optional[dict] = None) -> dg.Definitions:
+    """The feed's sensor, ingest asset and checks (`running`: the sensor starts RUNNING); `resources`
+    when the feed's own (its watched location, its settings) are not provided elsewhere."""
+    return return_pipeline(feed).defs(running, resources)
