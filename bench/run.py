@@ -22,9 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from delivery_platform.core import clock
+from delivery_platform.vendors import NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
-VENDORS = ("lotame", "ispot", "optimove", "digital_audience", "idomoo")
+VENDORS = NAMES  # the registry's vendors
 EVENTS_PER_SCALE = 20_000  # iSpot events a day per unit of scale (warehouse/seed.py)
 
 

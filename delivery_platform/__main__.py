@@ -14,11 +14,11 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import receipts
     from .ledger import Ledger
-    from .operations import receipts
-    from .operations.deliverables import DELIVERABLES
+    from .vendors import VENDORS
 
-    vendors = sorted({d.vendor for d in DELIVERABLES})
+    vendors = sorted(v.name for v in VENDORS)
     parser = argparse.ArgumentParser(prog="python -m delivery_platform")
     commands = parser.add_subparsers(dest="command", required=True)
     receipt = commands.add_parser("receipt", help="print the delivery receipt of a vendor's partition (JSON)")
@@ -29,7 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     ledger = Ledger()
-    docs = receipts.load(ledger, args.vendor, args.partition, args.deliverable)
+    entry = next(v for v in VENDORS if v.name == args.vendor)
+    chosen = [d for d in entry.deliverables if args.deliverable in (None, d.name)]
+    if not chosen:
+        parser.error(f"{args.vendor} has no deliverable {args.deliverable!r}: "
+                     f"{', '.join(d.name for d in entry.deliverables)}")
+    docs = receipts.load(ledger, chosen, args.partition)
     if not docs:
         print(
             f"no receipt for {args.vendor} {args.partition}"

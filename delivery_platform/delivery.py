@@ -8,7 +8,7 @@
    reading back size and MD5, recording every attempt (publishing -> delivered / failed);
 3. return Dagster metadata (files, URIs, bytes, MD5s, rows) for the asset;
 4. once the whole file set is at the vendor, write the partition's receipt beside the ledger
-   (operations/receipts.py) and show it in that metadata.
+   (receipts.py) and show it in that metadata.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ from typing import Sequence
 
 import dagster as dg
 
+from . import receipts
 from .core import clock
+from .core.files import file_md5
 from .destinations import AlreadyExists, Destination, DestinationError
 from .ledger import AlreadyDeliveredDifferently, Ledger, PlannedFile
+from .registry import Deliverable
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,6 @@ class DeliveryOutcome:
 
     def metadata(self) -> dict:
         total = sum(f["bytes"] for f in self.files)
-        from .operations import receipts
-
         extra = receipts.metadata(*self.receipt) if self.receipt else {}
         return {
             **extra,
@@ -118,14 +119,15 @@ def _remove_abandoned_partials(destination: Destination, abandoned, logger) -> l
 
 def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: Sequence[OutgoingFile],
                   destination: Destination, ledger: Ledger, run_id: str, redeliver: bool = False,
-                  logger: logging.Logger | None = None, append: bool = False) -> DeliveryOutcome:
+                  logger: logging.Logger | None = None, append: bool = False,
+                  described: Deliverable | None = None) -> DeliveryOutcome:
     """`append=True`: `files` are added to whatever the partition already holds (iSpot's top-ups);
-    only names not yet delivered are sent, and the partition's earlier files are left alone."""
+    only names not yet delivered are sent, and the partition's earlier files are left alone.
+    `described`: the deliverable's registry entry, for its receipt (event times, spec, the vendor's answer)."""
     logger = logger or log
     _refuse_future_day(vendor, deliverable, partition_key)
     started = time.monotonic()
-    from .core.files import file_md5
-
+    described = described or Deliverable(vendor=vendor, name=deliverable, source="")
     planned = []
     for f in files:
         md5 = f.md5 or file_md5(f.path)
@@ -148,7 +150,7 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
             ledger.mark_partition(vendor, deliverable, partition_key, "complete", files=len(planned), run_id=run_id)
             return _with_receipt(DeliveryOutcome("skipped: already delivered with the same bytes", done,
                                                   destination.kind, time.monotonic() - started, leftovers),
-                                 ledger, vendor, deliverable, partition_key, logger)
+                                 ledger, described, partition_key, logger)
         to_send = {p.name for p in plan.send}
         ledger.mark_partition(vendor, deliverable, partition_key, "delivering", files=len(planned), run_id=run_id)
         sent = []
@@ -200,27 +202,24 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
         total = len(ledger.delivered(vendor, deliverable, partition_key)) if append else len(planned)
         ledger.mark_partition(vendor, deliverable, partition_key, "complete", files=total, run_id=run_id)
         return _with_receipt(DeliveryOutcome(plan.action, sent, destination.kind, time.monotonic() - started,
-                                             leftovers), ledger, vendor, deliverable, partition_key, logger)
+                                             leftovers), ledger, described, partition_key, logger)
 
 
-def _with_receipt(outcome: DeliveryOutcome, ledger: Ledger, vendor: str, deliverable: str, partition_key: str,
+def _with_receipt(outcome: DeliveryOutcome, ledger: Ledger, d: Deliverable, partition_key: str,
                   logger: logging.Logger) -> DeliveryOutcome:
     """Attach the partition's receipt: written when files were sent, kept when a re-run sent nothing
     (or written then, for a partition delivered before receipts existed). The files are at the vendor
     by now: a receipt that cannot be written is a loud warning, not a failed delivery, and the next
     re-run of the partition writes it."""
-    from .operations import receipts
-
     try:
-        kept = receipts.load(ledger, vendor, partition_key, deliverable) if outcome.action.startswith(
-            "skipped") else []
+        kept = receipts.load(ledger, d, partition_key) if outcome.action.startswith("skipped") else []
         if kept:
-            outcome.receipt = (receipts.receipt_path(ledger, vendor, deliverable, partition_key), kept[0])
+            outcome.receipt = (receipts.receipt_path(ledger, d.vendor, d.name, partition_key), kept[0])
         else:
-            outcome.receipt = receipts.record(ledger, vendor, deliverable, partition_key,
-                                              destination=outcome.destination, action=outcome.action)
+            outcome.receipt = receipts.record(ledger, d, partition_key, destination=outcome.destination,
+                                              action=outcome.action)
     except Exception as exc:  # noqa: BLE001 - see the docstring
-        logger.warning(f"{vendor}/{deliverable} {partition_key}: delivered, but the receipt was not written: "
+        logger.warning(f"{d.label} {partition_key}: delivered, but the receipt was not written: "
                        f"{type(exc).__name__}: {exc}")
     return outcome
 
@@ -231,23 +230,12 @@ class DeliveryConfig(dg.Config):
     redeliver: bool = False  # send again even if the partition was delivered with other bytes
 
 
-def delivery_retry_policy() -> dg.RetryPolicy:
-    """The retry policy of every `_delivery` asset: bounded, exponential backoff.
-
-    `DELIVERY_RETRY_MAX` (default 3) and `DELIVERY_RETRY_DELAY_SECONDS` (default 30; the test
-    suite sets 0) are read when the definitions load.
-    """
-    import os
-
-    return dg.RetryPolicy(max_retries=int(os.environ.get("DELIVERY_RETRY_MAX", "3")),
-                          delay=float(os.environ.get("DELIVERY_RETRY_DELAY_SECONDS", "30")),
-                          backoff=dg.Backoff.EXPONENTIAL)
-
-
-def deliver_partition(context: dg.AssetExecutionContext, *, vendor: str, deliverable: str, files: Sequence[OutgoingFile],
-                      destination, ledger: Ledger, redeliver: bool) -> DeliveryOutcome:
-    """What every `_delivery` asset does: open its destination resource, deliver the partition's files."""
+def deliver_partition(context: dg.AssetExecutionContext, *, deliverable: Deliverable, files: Sequence[OutgoingFile],
+                      destination, ledger: Ledger, redeliver: bool, name: str | None = None) -> DeliveryOutcome:
+    """What every `_delivery` asset does: open its destination resource, deliver the partition's files.
+    `name`: the ledger name when it is not the deliverable's (dA's opt-out file, sent in the same step)."""
     with destination.get(logger=context.log) as opened:
-        return deliver_files(vendor=vendor, deliverable=deliverable, partition_key=context.partition_key, files=files,
-                             destination=opened, ledger=ledger, run_id=context.run_id, redeliver=redeliver,
-                             logger=context.log)
+        return deliver_files(vendor=deliverable.vendor, deliverable=name or deliverable.name,
+                             partition_key=context.partition_key, files=files, destination=opened, ledger=ledger,
+                             run_id=context.run_id, redeliver=redeliver, logger=context.log,
+                             described=deliverable if name is None else None)

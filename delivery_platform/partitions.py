@@ -23,16 +23,11 @@ from pathlib import Path
 import dagster as dg
 
 from . import settings
+from .warehouse.schema import DAY_COLUMNS
 
 ENV = "DELIVERY_FIRST_DAY"
 DEFAULT_FIRST_DAY = "2026-01-01"
 
-# the day columns of the warehouse tables whose rows belong to one data day (or send date)
-_DAY_COLUMNS = (
-    ("ispot_conversion_events", "event_ts"),
-    ("optimove_transactions", "transaction_ts"),
-    ("idomoo_recipients", "send_date"),
-)
 
 
 def warehouse_first_day(path: Path) -> str | None:
@@ -51,7 +46,7 @@ def warehouse_first_day(path: Path) -> str | None:
             row = con.execute("SELECT min(start_date) FROM _seed_info").fetchone()
         else:
             parts = [
-                f"SELECT min({col})::DATE AS d FROM {table}" for table, col in _DAY_COLUMNS if table in tables
+                f"SELECT min({col})::DATE AS d FROM {table}" for table, col in DAY_COLUMNS.items() if table in tables
             ]
             row = (
                 con.execute(f"SELECT min(d) FROM ({' UNION ALL '.join(parts)})").fetchone() if parts else None

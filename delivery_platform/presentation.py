@@ -22,22 +22,10 @@ from pathlib import Path
 import dagster as dg
 
 from .core.markdown import ui_text
-from .resources import VENDORS
+from .validation.describe import check_text as _check
 
 CODE_VERSION_EPOCH = "1"  # bump by hand when shared code outside the hashed folders changes a file's bytes
 PACKAGE = Path(__file__).resolve().parent
-
-# staged asset -> the pandera model (class name in vendors/<vendor>/spec.py) its rows follow
-STAGED_MODELS = {
-    ("lotame", "segment_memberships"): "SegmentMembership",
-    ("ispot", "conversions"): "Conversions",
-    ("optimove", "customers"): "Customers",
-    ("optimove", "transactions"): "Transactions",
-    ("digital_audience", "crm_records"): "CrmRecords",
-    ("digital_audience", "match_export"): "MatchExport",
-    ("idomoo", "recipients"): "StoryboardRecipients",
-}
-
 
 @lru_cache(maxsize=None)
 def code_version(vendor: str) -> str:
@@ -47,19 +35,21 @@ def code_version(vendor: str) -> str:
     return digest.hexdigest()[:12]
 
 
-def destination_kind(vendor: str, resources: dict) -> str:
-    if vendor == "ispot":
-        api = resources.get("ispot_api")
-        if api is not None and getattr(api, "client_id", None):
-            return "api"
-    destination = resources.get(f"{vendor}_destination")
-    return (getattr(destination, "kind", None) or "local").lower()
+def destination_kind(vendor, resources: dict) -> str:
+    """The kind of the vendor's configured destination (a vendor may say otherwise: iSpot's API)."""
+    own = vendor.extras.get("destination_kind")
+    kind = own(resources) if own else None
+    destination = resources.get(vendor.destination_key)
+    return kind or (getattr(destination, "kind", None) or "local").lower()
 
 
-def column_schema(vendor: str, model_name: str) -> dg.TableSchema:
-    from .spec_docs import _check, vendor_models
+def staged_models(vendor) -> dict:
+    """Staged asset name -> the pandera model its rows follow: each deliverable's, and the returns'."""
+    models = {d.staged: d.models[0] for d in vendor.deliverables if d.staged and d.models}
+    return {**models, **vendor.extras.get("staged_models", {})}
 
-    model = next(m for m in vendor_models(vendor) if m.__name__ == model_name)
+
+def column_schema(model) -> dg.TableSchema:
     columns = []
     for name, column in model.to_schema().columns.items():
         rules = [_check(c) for c in column.checks]
@@ -78,24 +68,24 @@ def column_schema(vendor: str, model_name: str) -> dg.TableSchema:
     return dg.TableSchema(columns=columns)
 
 
-def present(assets: list, resources: dict) -> list:
-    """The vendor assets with kinds, code versions, column schemas and safe descriptions."""
-    out = []
+def present(vendor, assets: list, resources: dict) -> list:
+    """The vendor's assets with kinds, code versions, column schemas and safe descriptions."""
+    out, models = [], staged_models(vendor)
     for asset in assets:
         if not isinstance(asset, dg.AssetsDefinition) or not asset.is_executable:
             out.append(asset)
             continue
 
         def mapped(spec: dg.AssetSpec) -> dg.AssetSpec:
-            vendor, name = spec.key.path[0], spec.key.path[-1]
-            if vendor not in VENDORS:
+            prefix, name = spec.key.path[0], spec.key.path[-1]
+            if prefix != vendor.name:
                 return spec
-            changes: dict = {"code_version": code_version(vendor), "description": ui_text(spec.description)}
+            changes: dict = {"code_version": code_version(vendor.name), "description": ui_text(spec.description)}
             if name.endswith("_delivery"):
                 changes["kinds"] = {destination_kind(vendor, resources)}
             metadata = {}
-            if (vendor, name) in STAGED_MODELS:
-                metadata["dagster/column_schema"] = column_schema(vendor, STAGED_MODELS[(vendor, name)])
+            if name in models:
+                metadata["dagster/column_schema"] = column_schema(models[name])
             spec = spec.replace_attributes(**changes)
             return spec.merge_attributes(metadata=metadata) if metadata else spec
 

@@ -18,7 +18,6 @@ from .destinations import destination_from_env
 from .ledger import Ledger
 from .warehouse.resource import WarehouseResource
 
-VENDORS = ("lotame", "ispot", "optimove", "digital_audience", "idomoo")
 ENVIRONMENTS = ("local", "production")
 
 
@@ -38,13 +37,14 @@ def current_env() -> str:
     return env
 
 
-def resources_for(env: str) -> dict:
+def resources_for(env: str, vendors) -> dict:
+    """The shared resources and each vendor's destination (`<vendor>_destination`) for `env`."""
     if env not in ENVIRONMENTS:
         raise ValueError(f"unknown environment {env!r}: expected one of {', '.join(ENVIRONMENTS)}")
     resources: dict = {
         "warehouse": WarehouseResource(),
         "ledger": LedgerResource(),
     }
-    for vendor in VENDORS:
-        resources[f"{vendor}_destination"] = destination_from_env(vendor, env=env)
+    for vendor in vendors:
+        resources[vendor.destination_key] = destination_from_env(vendor.name, env=env)
     return resources

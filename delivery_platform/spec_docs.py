@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pandera.pandas as pa
 
-from .resources import VENDORS
+from .validation.describe import check_text as _check
+from .vendors import VENDORS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- specs:start -->", "<!-- specs:end -->"
-TITLES = {"lotame": "Lotame Spherical", "ispot": "iSpot.tv", "optimove": "Optimove",
-          "digital_audience": "digitalAudience", "idomoo": "Idomoo"}
 
 
 def vendor_models(vendor: str) -> list[type[pa.DataFrameModel]]:
@@ -33,23 +32,6 @@ def vendor_models(vendor: str) -> list[type[pa.DataFrameModel]]:
               if inspect.isclass(obj) and issubclass(obj, pa.DataFrameModel) and obj is not pa.DataFrameModel
               and obj.__module__ == module.__name__]
     return sorted(models, key=lambda m: inspect.getsourcelines(m)[1])
-
-
-def _stat(value) -> str:
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else list(value)
-        shown = ", ".join(f"`{v}`" for v in items[:8])
-        return shown + (f" … ({len(items)} values)" if len(items) > 8 else "")
-    return f"`{value}`"
-
-
-def _check(check: pa.Check) -> str:
-    stats = {k: v for k, v in (check.statistics or {}).items() if v is not None}
-    if not stats:
-        return check.name or "custom"
-    if len(stats) == 1:
-        return f"{check.name} {_stat(next(iter(stats.values())))}"
-    return f"{check.name} (" + ", ".join(f"{k}={_stat(v)}" for k, v in stats.items()) + ")"
 
 
 def _cell(text: str) -> str:
@@ -84,8 +66,8 @@ def model_table(model: type[pa.DataFrameModel]) -> str:
 def render() -> str:
     parts = []
     for vendor in VENDORS:
-        models = vendor_models(vendor)
-        parts.append(f"### {TITLES[vendor]}\n")
+        models = vendor_models(vendor.name)
+        parts.append(f"### {vendor.title}\n")
         if not models:
             parts.append("_No spec model yet._\n")
         for model in models:
@@ -103,7 +85,7 @@ def splice(text: str, body: str, start: str = START, end: str = END) -> str:
 
 def main() -> int:
     README.write_text(splice(README.read_text(), render()))
-    print(f"wrote the spec tables of {', '.join(VENDORS)} into {README}")
+    print(f"wrote the spec tables of {', '.join(v.name for v in VENDORS)} into {README}")
     return 0
 
 

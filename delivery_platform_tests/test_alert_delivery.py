@@ -77,7 +77,7 @@ def test_a_sink_that_stays_down_fails_the_retry_sensor(data_dir, monkeypatch):
     monkeypatch.setenv("ALERT_STUCK_MINUTES", "0")
     sinks = AlertSinks(smtp_host="127.0.0.1", smtp_port=_free_port(), email_to="o@example.com", timeout_s=2)
     sinks.send(ALERT)
-    sensor = next(s for s in build_alert_sensors("local") if s.name == "alerts_retry")
+    sensor = next(s for s in build_alert_sensors("local", {}) if s.name == "alerts_retry")
     with pytest.raises(AlertSinkDown, match=r"email: 1 alert\(s\) since .*ConnectionRefusedError"):
         sensor(dg.build_sensor_context(), alert_sinks=sinks)
     assert [r["status"] for r in AlertOutbox().rows()] == ["pending"]
@@ -87,7 +87,8 @@ def test_an_idomoo_batch_is_due_on_its_send_date(data_dir):
     import datetime as dt
 
     from delivery_platform.alerts import deadline_alerts
-    from delivery_platform.alerts.sensors import DEADLINES, AlertLog
+    from delivery_platform.alerts.sensors import AlertLog
+    from delivery_platform.vendors import DEADLINES
     from delivery_platform.ledger import Ledger
 
     deadlines = {("idomoo", "data_file"): DEADLINES[("idomoo", "data_file")]}

@@ -11,7 +11,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from delivery_platform.alerts import AlertSinks, deadline_alerts, process_run
-from delivery_platform.alerts.sensors import DEADLINES, AlertLog
+from delivery_platform.alerts.sensors import AlertLog
+from delivery_platform.vendors import DEADLINES
 from delivery_platform.definitions import build_defs
 from delivery_platform.ledger import Ledger
 from delivery_platform_tests.http_doubles import Recorder

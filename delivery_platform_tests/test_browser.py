@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from delivery_platform.resources import VENDORS
+from delivery_platform.vendors import NAMES as VENDORS
 from delivery_platform_tests.fixtures import require_or_fail
 from delivery_platform_tests.servers import _free_port
 

@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from delivery_platform.definitions import build_defs
-from delivery_platform.resources import VENDORS
+from delivery_platform.vendors import NAMES as VENDORS
 from delivery_platform.warehouse.schema import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]

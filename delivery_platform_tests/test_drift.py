@@ -16,11 +16,11 @@ from delivery_platform.alerts.sensors import AlertLog
 from delivery_platform.definitions import build_defs
 from delivery_platform.ledger import Ledger
 from delivery_platform.operations import drift
-from delivery_platform.operations.deliverables import BY_KEY
+from delivery_platform.vendors import deliverable
 from delivery_platform.warehouse.resource import WarehouseResource
 from delivery_platform_tests.http_doubles import Recorder
 
-ISPOT = BY_KEY[dg.AssetKey(["ispot", "conversions_delivery"])]
+ISPOT = deliverable("ispot", "conversions")
 
 
 def test_the_band_flags_a_halved_day_and_not_an_ordinary_one():

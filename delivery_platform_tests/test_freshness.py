@@ -9,7 +9,8 @@ import dagster as dg
 
 from delivery_platform.alerts import AlertSinks
 from delivery_platform.alerts import freshness
-from delivery_platform.alerts.sensors import DEADLINES, AlertLog, build_alert_sensors, deadline_alerts
+from delivery_platform.alerts.sensors import AlertLog, build_alert_sensors, deadline_alerts
+from delivery_platform.vendors import DEADLINES
 from delivery_platform.core import clock
 from delivery_platform.definitions import build_defs
 from delivery_platform.ledger import Ledger
@@ -119,15 +120,16 @@ def test_a_half_delivered_bundle_is_overdue_not_fresh(data_dir):
 
 def test_the_sensor_in_the_definitions_reads_the_pinned_clock(data_dir):
     instance = dg.DagsterInstance.ephemeral()
-    sensor = next(s for s in build_alert_sensors("local") if s.name == "alerts_on_missed_deadlines")
+    sensor = next(s for s in build_alert_sensors("local", DEADLINES) if s.name == "alerts_on_missed_deadlines")
     with Recorder() as hook, clock.pinned("2026-11-21T15:00:00Z"):
         context = dg.build_sensor_context(
             instance=instance,
             resources={"alert_sinks": AlertSinks(webhook_url=hook.url), "ledger": LedgerResource()},
         )
         result = sensor(context)
-        # six deliverables, the last two partitions of each due by 15:00 on the 21st, none delivered
-        assert result.skip_message == "12 missed deadline(s) alerted"
+        # every deliverable, the last two partitions of each due by 15:00 on the 21st, none delivered
+        assert result.skip_message == f"{2 * len(DEADLINES)} missed deadline(s) alerted"
+        assert len(DEADLINES) == 7  # five vendors, Optimove's two tables, Idomoo's two storyboards
     overdue = _latest(instance, freshness.delivery_key("ispot", "conversions"), "2026-11-20")
     assert [e.passed for e in overdue] == [False]
 

@@ -22,7 +22,8 @@ from collections import Counter
 import dagster as dg
 import pytest
 
-from delivery_platform.alerts.sensors import DEADLINES, AlertLog, deadline_alerts
+from delivery_platform.alerts.sensors import AlertLog, deadline_alerts
+from delivery_platform.vendors import DEADLINES
 from delivery_platform.alerts.sinks import AlertSinks
 from delivery_platform.core import clock
 from delivery_platform.resources import LedgerResource

@@ -16,7 +16,8 @@ import dagster as dg
 import pytest
 
 from delivery_platform.alerts import AlertSinks, deadline_alerts
-from delivery_platform.alerts.sensors import DEADLINES, AlertLog
+from delivery_platform.alerts.sensors import AlertLog
+from delivery_platform.vendors import DEADLINES
 from delivery_platform.definitions import build_defs
 from delivery_platform.ledger import Ledger
 from delivery_platform_tests.fault_proxy import FaultProxy

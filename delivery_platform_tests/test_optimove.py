@@ -224,7 +224,8 @@ def test_the_check_and_the_deadline_alert_read_the_same_ready_time(tiny, data_di
     import datetime as dt
 
     from delivery_platform.alerts import AlertSinks, deadline_alerts
-    from delivery_platform.alerts.sensors import DEADLINES, AlertLog
+    from delivery_platform.alerts.sensors import AlertLog
+    from delivery_platform.vendors import DEADLINES
     from delivery_platform.core import clock
     from delivery_platform.ledger import Ledger
 

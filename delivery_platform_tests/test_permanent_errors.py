@@ -10,7 +10,8 @@ from delivery_platform.manifest import MANIFEST, ManifestMissing, read_manifest
 
 DELIVERY_ASSETS = ["ispot/conversions_delivery", "lotame/segmentmembership_delivery",
                    "optimove/customers_delivery", "optimove/transactions_delivery",
-                   "digital_audience/crm_delivery", "idomoo/data_file_delivery"]
+                   "digital_audience/crm_delivery", "idomoo/data_file_delivery",
+                   "idomoo/renewal_data_file_delivery"]
 
 
 def test_every_delivery_asset_is_listed_here():

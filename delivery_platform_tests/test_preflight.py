@@ -19,8 +19,8 @@ from delivery_platform.alerts.sensors import AlertLog
 from delivery_platform.definitions import build_defs
 from delivery_platform.destinations import destination_from_env
 from delivery_platform.destinations.ispot_api import ispot_api_from_env
-from delivery_platform.operations import preflight, probes
-from delivery_platform.operations.deliverables import BY_KEY, DELIVERABLES, delivery_keys, for_vendor
+from delivery_platform.operations import delivery_keys, preflight, probes
+from delivery_platform.vendors import deliverable, deliverables, vendor
 from delivery_platform.warehouse.resource import WarehouseResource
 from delivery_platform_tests.http_doubles import Recorder
 from delivery_platform_tests.ispot_api_double import ISpotApiServer
@@ -28,8 +28,10 @@ from delivery_platform_tests.servers import AZURITE_ACCOUNT, AZURITE_KEY
 from delivery_platform_tests.warehouses import event, events_warehouse, table_warehouse
 
 DAY = dt.date(2026, 11, 20)  # yesterday by the suite's pinned clock
-(LOTAME,) = for_vendor("lotame")
-CUSTOMERS = next(d for d in DELIVERABLES if d.name == "customers")
+DELIVERABLES = deliverables()
+BY_KEY = {d.delivery_key: d for d in DELIVERABLES}
+(LOTAME,) = vendor("lotame").deliverables
+CUSTOMERS = deliverable("optimove", "customers")
 
 
 def _set(monkeypatch, env: dict) -> None:
@@ -53,8 +55,8 @@ def test_every_delivery_asset_has_preflight_drift_and_a_schedule_an_hour_early()
     schedules = {s.name: s for s in defs.schedules}
     assert schedules["ispot_preflight_schedule"].cron_schedule == "0 11 * * *"  # iSpot's run is at 12:00
     assert schedules["lotame_preflight_schedule"].cron_schedule == "0 5 * * *"
-    for vendor in {d.vendor for d in DELIVERABLES}:
-        assert defs.resolve_job_def(f"{vendor}_preflight").partitions_def is None  # launchable as is
+    for name in {d.vendor for d in DELIVERABLES}:
+        assert defs.resolve_job_def(f"{name}_preflight").partitions_def is None  # launchable as is
 
 
 # --- write / stat / delete on every store -------------------------------------------------------
@@ -309,7 +311,7 @@ def test_the_ispot_preflight_against_the_api_double(data_dir, monkeypatch):
             },
         )
         results = preflight.run_probes(
-            BY_KEY[dg.AssetKey(["ispot", "conversions_delivery"])], DAY, WarehouseResource()
+            vendor("ispot"), BY_KEY[dg.AssetKey(["ispot", "conversions_delivery"])], DAY, WarehouseResource()
         )
     by_name = {r.probe: r for r in results}
     assert [r.probe for r in results] == ["credentials", "ispot_token", "write_probe", "warehouse_day"]
@@ -317,9 +319,9 @@ def test_the_ispot_preflight_against_the_api_double(data_dir, monkeypatch):
     assert by_name["write_probe"].metadata == {"skipped": True} and "iSpot" in by_name["write_probe"].detail
 
 
-@pytest.mark.parametrize("vendor", ["digital_audience", "idomoo"])
-def test_vendors_without_an_ignored_name_skip_the_write_probe_and_say_why(vendor, data_dir, tmp_path):
-    (d,) = for_vendor(vendor)
+@pytest.mark.parametrize("name", ["digital_audience", "idomoo"])
+def test_vendors_without_an_ignored_name_skip_the_write_probe_and_say_why(name, data_dir, tmp_path):
+    d = vendor(name).deliverables[0]
     result = probes.write_probe(None, d, tmp_path)
     assert result.passed and result.metadata == {"skipped": True}
     assert result.detail.startswith("skipped:") and "document names no" in result.detail
@@ -331,14 +333,14 @@ def test_the_idomoo_preflight_over_sftp_with_pgp(data_dir, sftp_server, monkeypa
     public, _ = _gpg_key("idomoo")
     (tmp_path / "idomoo.asc").write_text(public)
     monkeypatch.setenv("IDOMOO_PGP_PUBLIC_KEY_FILE", str(tmp_path / "idomoo.asc"))
-    (idomoo,) = for_vendor("idomoo")
-    without_uploads = {r.probe: r for r in preflight.run_probes(idomoo, DAY, WarehouseResource())}
+    idomoo = deliverable("idomoo", "data_file")
+    without_uploads = {r.probe: r for r in preflight.run_probes(vendor("idomoo"), idomoo, DAY, WarehouseResource())}
     assert (
         not without_uploads["credentials"].passed
         and "Uploads does not exist" in without_uploads["credentials"].detail
     )
     (sftp_server.root / env["DELIVERY_IDOMOO_PREFIX"] / "Uploads").mkdir()
-    results = preflight.run_probes(idomoo, DAY, WarehouseResource())
+    results = preflight.run_probes(vendor("idomoo"), idomoo, DAY, WarehouseResource())
     assert [r.probe for r in results] == [
         "credentials",
         "sftp_host_key",

@@ -18,7 +18,9 @@ import duckdb
 from delivery_platform import settings
 from delivery_platform.definitions import build_defs
 from delivery_platform.ledger import Ledger
-from delivery_platform.operations import receipts
+from delivery_platform import receipts
+from delivery_platform.demo import run_daily
+from delivery_platform.vendors import deliverable, vendor
 from delivery_platform_tests.ispot_api_double import ISpotApiServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +109,7 @@ def test_the_ispot_receipt_carries_the_api_answer_and_the_event_span(data_dir, m
         result = _run("ispot")
         received = dict(api.state.received)
     assert result.success
-    [doc] = receipts.load(Ledger(), "ispot", DAY)
+    [doc] = receipts.load(Ledger(), vendor("ispot").deliverables, DAY)
     assert doc["destination"] == "ispot-api" and doc["vendor_answer"]["status"] == 201
     assert sorted(f["name"] for f in doc["files"]) == sorted(received)
     for f in doc["files"]:
@@ -122,13 +124,12 @@ def test_the_ispot_receipt_carries_the_api_answer_and_the_event_span(data_dir, m
     assert api.state.client_secret not in json.dumps(doc)
 
 
-def played(vendor: str, defs, instance, day: str) -> dict:
+def played(name: str, defs, instance, day: str) -> dict:
     """The day's run, then the vendor's side played by the simulators (what the demo does)."""
     from delivery_platform import simulators
-    from delivery_platform.demo import run_daily
 
-    outcome = run_daily(defs, instance, vendor, day)
-    return {**outcome, "extra": simulators.answer(vendor, defs, instance, outcome, day)}
+    outcome = run_daily(defs, instance, name, day)
+    return {**outcome, "extra": simulators.answer(name, defs, instance, outcome, day)}
 
 
 def test_the_idomoo_receipt_learns_that_the_purl_file_came_back(data_dir):
@@ -136,7 +137,7 @@ def test_the_idomoo_receipt_learns_that_the_purl_file_came_back(data_dir):
     defs = build_defs("local")
     outcome = played("idomoo", defs, instance, DAY)  # upload, the simulator answers, the sensor takes the PURL in
     assert outcome["success"] and any("ingested" in line for line in outcome["extra"])
-    [doc] = receipts.load(Ledger(), "idomoo", DAY)
+    [doc] = receipts.load(Ledger(), deliverable("idomoo", "data_file"), DAY)
     answer = doc["vendor_answer"]
     assert answer["purl_received"] is True
     stored = settings.returns_dir() / "idomoo_purls" / f"{answer['purl_files'][0]['purl_file']}.parquet"
@@ -145,11 +146,11 @@ def test_the_idomoo_receipt_learns_that_the_purl_file_came_back(data_dir):
 
 
 def test_the_digital_audience_receipt_counts_the_matches_that_came_back(data_dir):
-    before = receipts.vendor_answer("digital_audience", "crm", DAY, "local", [])
+    before = receipts.vendor_answer(deliverable("digital_audience", "crm"), DAY, "local", [])
     assert before["matched_records"] == 0 and before["meaning"] == "no match export received yet"
     outcome = played("digital_audience", build_defs("local"), dg.DagsterInstance.ephemeral(), DAY)
     assert outcome["success"] and any("matches ingested" in line for line in outcome["extra"])
-    [doc] = receipts.load(Ledger(), "digital_audience", DAY)
+    [doc] = receipts.load(Ledger(), vendor("digital_audience").deliverables, DAY)
     inbox = settings.data_dir() / "inbox" / "digital_audience"
     sent = inbox / f"acme_matches_{DAY.replace('-', '')}.csv"
     crm_ids = {line.split(",")[1] for line in sent.read_text().splitlines()[1:]}
@@ -176,7 +177,7 @@ def test_the_cli_prints_every_deliverable_of_a_vendor_or_the_one_asked_for(data_
             run_id="run-1",
         )
         ledger.finish(attempt, "delivered")
-        receipts.record(ledger, "optimove", table, DAY, destination="s3", action="send")
+        receipts.record(ledger, deliverable("optimove", table), DAY, destination="s3", action="send")
     assert main(["receipt", "optimove", DAY]) == 0
     both = json.loads(capsys.readouterr().out)
     assert [d["deliverable"] for d in both] == ["customers", "transactions"]

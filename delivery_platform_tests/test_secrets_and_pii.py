@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from delivery_platform.definitions import build_defs
-from delivery_platform.resources import VENDORS
+from delivery_platform.vendors import NAMES as VENDORS
 from delivery_platform_tests.ispot_api_double import ISpotApiServer, ISpotDouble
 
 ISPOT_SECRET = "CANARYispotSECRET0000000000000000000000"

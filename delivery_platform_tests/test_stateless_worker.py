@@ -16,10 +16,11 @@ import duckdb
 from delivery_platform import simulators
 from delivery_platform.definitions import build_defs
 from delivery_platform.ledger import Ledger
-from delivery_platform.operations import receipts
+from delivery_platform import receipts
 from delivery_platform.simulators.digital_audience import simulate_match_export
 from delivery_platform.simulators.idomoo import simulate
 from delivery_platform.state_store import state_store
+from delivery_platform.vendors import deliverable
 from delivery_platform.vendors.digital_audience.matches import inbox_resource, match_export, \
     match_export_sensor, match_files, matches_known_records
 from delivery_platform.vendors.idomoo.assets import settings_from_env as idomoo_settings
@@ -120,9 +121,9 @@ def test_a_wiped_worker_still_computes_the_next_day_from_object_storage(data_dir
                    "platform/received/idomoo/", "platform/received/digital_audience/",
                    "platform/returns/idomoo_purls/", "platform/returns/da_matches/"):
         assert any(k.startswith(prefix) for k in keys), prefix
-    [idomoo_receipt] = receipts.load(Ledger(), "idomoo", IDOMOO)
+    [idomoo_receipt] = receipts.load(Ledger(), deliverable("idomoo", "data_file"), IDOMOO)
     assert idomoo_receipt["vendor_answer"]["purl_received"] is True
-    [da_receipt] = receipts.load(Ledger(), "digital_audience", DA[1], deliverable="crm")
+    [da_receipt] = receipts.load(Ledger(), deliverable("digital_audience", "crm"), DA[1])
     assert da_receipt["vendor_answer"]["matched_records"] > 0
     table = state_store().get(f"returns/idomoo_purls/{purls.dagster_run.tags['dagster/partition']}.parquet")
     stored = duckdb.connect().execute("SELECT count(*) FROM read_parquet(?)", [str(table)]).fetchone()[0]

@@ -8,6 +8,8 @@ import datetime as dt
 import dagster as dg
 
 from delivery_platform.alerts.sensors import AlertLog
+from delivery_platform.demo import run_daily
+from delivery_platform.vendors import deliverable, vendor
 from delivery_platform.core import clock
 from delivery_platform.definitions import build_defs
 from delivery_platform.ledger import Ledger
@@ -65,7 +67,7 @@ def test_the_lotame_page_shows_each_state_and_open_alerts(data_dir):
     log.claim("deadline:lotame:segmentmembership:2026-11-17")  # made good since: not open
 
     result = dg.materialize(
-        [status.build_asset("lotame")],
+        [status.build_asset(vendor("lotame"))],
         resources={"ledger": LedgerResource(), "warehouse": WarehouseResource()},
     )
     meta = result.asset_materializations_for_node("status__lotame")[0].metadata
@@ -92,21 +94,20 @@ def test_the_lotame_page_shows_each_state_and_open_alerts(data_dir):
 
 def test_an_empty_day_and_idomoo_returns(data_dir, tmp_path, monkeypatch):
     from delivery_platform import simulators
-    from delivery_platform.demo import run_daily
 
     defs, instance = build_defs("local"), dg.DagsterInstance.ephemeral()
     outcome = run_daily(defs, instance, "idomoo", "2026-11-19")
     assert outcome["success"]
     simulators.answer("idomoo", defs, instance, outcome, "2026-11-19")  # the PURL file back, taken in
-    text, counts, _ = status.report("idomoo", Ledger(), WarehouseResource(), clock.now())
+    text, counts, _ = status.report(vendor("idomoo"), Ledger(), WarehouseResource(), clock.now())
     assert _cells(text)["2026-11-19"][0] == "LATE"  # delivered at the pinned 2026-11-21 09:00
-    assert _cells(text)["2026-11-19"][1].startswith("PURL back: 10 rows")
+    assert _cells(text)["2026-11-19"][-1].startswith("PURL back: 10 rows")  # after both storyboards' columns
     monkeypatch.setenv(
         "DELIVERY_WAREHOUSE_PATH",
         # an event of the 20th: the loads have passed the 19th, so it is genuinely empty (not held)
         str(events_warehouse(tmp_path / "w.duckdb", [event("2026-11-18 10:00:00"), event("2026-11-20 01:00:00")])),
     )
     assert _run(build_defs("local"), "ispot", "2026-11-19").success  # no conversions that day: no file
-    text, counts, _ = status.report("ispot", Ledger(), WarehouseResource(), clock.now())
+    text, counts, _ = status.report(vendor("ispot"), Ledger(), WarehouseResource(), clock.now())
     assert _cells(text)["2026-11-19"] == ["empty"] and counts["empty"] == 1
-    assert status.deadline(status.DELIVERABLES[1], dt.date(2026, 11, 19)).hour == 14
+    assert status.deadline(deliverable("ispot", "conversions"), dt.date(2026, 11, 19)).hour == 14

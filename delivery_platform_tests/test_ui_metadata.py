@@ -13,7 +13,7 @@ import pytest
 from delivery_platform import presentation
 from delivery_platform.core.markdown import outside_code, ui_text
 from delivery_platform.definitions import build_defs
-from delivery_platform.resources import VENDORS
+from delivery_platform.vendors import NAMES as VENDORS, VENDORS as REGISTRY
 from delivery_platform.spec_docs import vendor_models
 
 TAG = re.compile(r"<[A-Za-z/!]")
@@ -38,6 +38,7 @@ def test_delivery_kinds_are_the_configured_destinations(monkeypatch):
         "optimove/transactions_delivery": {"local"},
         "digital_audience/crm_delivery": {"local"},
         "idomoo/data_file_delivery": {"local"},
+        "idomoo/renewal_data_file_delivery": {"local"},  # the second storyboard
     }
     monkeypatch.setenv("DELIVERY_LOTAME_DESTINATION", "s3")
     monkeypatch.setenv("DELIVERY_LOTAME_S3_BUCKET", "lotame-in")
@@ -82,10 +83,13 @@ def test_the_code_version_changes_with_the_vendors_code(tmp_path, monkeypatch):
 
 def test_staged_assets_carry_the_column_schema_of_their_pandera_model():
     all_specs = specs()
-    for (vendor, name), model_name in presentation.STAGED_MODELS.items():
+    staged = [(v.name, name, model) for v in REGISTRY for name, model in presentation.staged_models(v).items()]
+    assert len(staged) >= 7  # every vendor's staged rows, and the returns
+    for vendor, name, model_class in staged:
         schema = all_specs[dg.AssetKey([vendor, name])].metadata["dagster/column_schema"]
         schema = getattr(schema, "schema", schema)
-        model = next(m for m in vendor_models(vendor) if m.__name__ == model_name).to_schema()
+        assert model_class in vendor_models(vendor), (vendor, name)
+        model = model_class.to_schema()
         assert [c.name for c in schema.columns] == list(model.columns), (vendor, name)
         described = {n: ui_text(c.description or c.title or "") for n, c in model.columns.items()}
         assert {c.name: c.description for c in schema.columns} == described, (vendor, name)

@@ -1,7 +1,8 @@
 """Each delivery's deadline as a Dagster asset check, `freshness_check`, on its
 `<vendor>/<deliverable>_delivery` asset.
 
-One spec: `DEADLINES` in alerts/sensors.py, (vendor, deliverable) -> an hour (UTC) of the day after
+One spec: each deliverable's `deadline` in the vendor registry (`delivery_platform.vendors.DEADLINES`,
+(vendor, deliverable) ->) an hour (UTC) of the day after
 the partition, a `dt.time`, a function giving one (Optimove's data-ready time, read at each
 evaluation), or `(days after the partition, hour)` (Idomoo: 0, its send date). `evaluate` answers
 "is this partition where the vendor needs it, or is it overdue?" from the ledger (what reached the
@@ -138,7 +139,7 @@ def _check_for(vendor: str, deliverable: str, when, partitions_def) -> dg.AssetC
         pool=vendor,  # in the vendor's concurrency pool, like every step of its runs
         metadata={"deadline": describe(when)},
         description=f"Freshness: the partition must have reached the vendor by {describe(when)} "
-        "(DEADLINES in delivery_platform/alerts/sensors.py). Evaluated after each delivery "
+        "(the deliverable's deadline in its vendor's registry entry). Evaluated after each delivery "
         "and by the `alerts_on_missed_deadlines` sensor, which records an overdue partition "
         "here and alerts once.",
     )
@@ -163,7 +164,7 @@ def build_freshness_checks(assets: list, deadlines: dict) -> list[dg.AssetChecks
         key = delivery_key(vendor, deliverable)
         if key not in partitions:
             raise ValueError(
-                f"DEADLINES names {vendor}/{deliverable}, but there is no asset {key.to_user_string()}"
+                f"the deadlines name {vendor}/{deliverable}, but there is no asset {key.to_user_string()}"
             )
         checks.append(_check_for(vendor, deliverable, when, partitions[key]))
     return checks

@@ -16,8 +16,7 @@ from .. import settings
 from ..core import clock
 from ..delivery import LEFTOVERS
 from ..ledger import Ledger
-from ..resources import VENDORS, LedgerResource
-from ..vendors.optimove import timing as optimove_timing
+from ..resources import LedgerResource
 from . import freshness
 from .model import Alert
 from .outbox import AlertOutbox
@@ -68,6 +67,18 @@ def _vendor(key: dg.AssetKey) -> str:
     return key.path[0] if len(key.path) > 1 else "warehouse"
 
 
+# the platform's own key prefixes, followed by the vendor's name (`status/lotame`, `preflight/ispot/...`)
+PLATFORM_PREFIXES = ("status", "preflight")
+
+
+def _vendor_of(key: dg.AssetKey) -> str:
+    """The vendor a vendor asset's key names: its first part, or the second after a platform prefix."""
+    path = key.path
+    if len(path) < 2:
+        return ""  # a warehouse table
+    return path[1] if path[0] in PLATFORM_PREFIXES else path[0]
+
+
 def run_vendor(run: dg.DagsterRun) -> str:
     """The vendor a run belongs to, however it was launched. Jobs and sensors tag `vendor`; a launch
     from the asset graph or a UI backfill runs `__ASSET_JOB` untagged, but every vendor asset and check
@@ -77,8 +88,8 @@ def run_vendor(run: dg.DagsterRun) -> str:
         return run.tags["vendor"]
     pools = set(run.run_op_concurrency.all_pools or []) if run.run_op_concurrency else set()
     keys = [*(run.asset_selection or []), *(k.asset_key for k in run.asset_check_selection or [])]
-    named = {next((p for p in key.path if p in VENDORS), "") for key in keys} - {""}
-    vendors = sorted(pools & set(VENDORS)) or sorted(named)
+    named = {_vendor_of(key) for key in keys} - {""}
+    vendors = sorted(pools) or sorted(named)  # every pool is a vendor's
     if vendors:
         return "+".join(vendors)
     return "platform" if run.job_name.startswith("__") else run.job_name  # e.g. vendor_status
@@ -190,15 +201,8 @@ def deadline_alerts(deadlines: dict, ledger: Ledger, log: AlertLog, sinks: Alert
     return alerts
 
 
-# when each deliverable must have arrived (hour UTC on the day after the partition)
-# Optimove's is its data-ready time (OPTIMOVE_DATA_READY_UTC), the value its schedule and check read
-DEADLINES = {("ispot", "conversions"): 14, ("lotame", "segmentmembership"): 12,
-             ("optimove", "customers"): optimove_timing.data_ready_time,
-             ("optimove", "transactions"): optimove_timing.data_ready_time, ("digital_audience", "crm"): 12,
-             ("idomoo", "data_file"): (0, 12)}  # a batch goes out on its send date
-
-
-def build_alert_sensors(env: str) -> list:
+def build_alert_sensors(env: str, deadlines: dict) -> list:
+    """The alert sensors; `deadlines` is (vendor, deliverable) -> deadline, from the vendor registry."""
     status = dg.DefaultSensorStatus.RUNNING if env == "production" else dg.DefaultSensorStatus.STOPPED
 
     def handler(context: dg.RunStatusSensorContext, alert_sinks: AlertSinks) -> None:
@@ -214,11 +218,11 @@ def build_alert_sensors(env: str) -> list:
                                        description="Alerts on failed runs and their failed checks.")(handler)
 
     @dg.sensor(name="alerts_on_missed_deadlines", minimum_interval_seconds=900, default_status=status,
-               description="Evaluates each delivery's freshness_check (its deadline in DEADLINES) for the last two "
+               description="Evaluates each delivery's freshness_check (its deliverable's deadline) for the last two "
                            "due partitions, records an overdue one on the check and alerts once.")
     def on_deadline(context: dg.SensorEvaluationContext, alert_sinks: AlertSinks,
                     ledger: LedgerResource) -> dg.SkipReason:
-        sent = deadline_alerts(DEADLINES, ledger.get(), AlertLog(), alert_sinks, clock.now(), context.instance)
+        sent = deadline_alerts(deadlines, ledger.get(), AlertLog(), alert_sinks, clock.now(), context.instance)
         return dg.SkipReason(f"{len(sent)} missed deadline(s) alerted")
 
     @dg.sensor(name="alerts_retry", minimum_interval_seconds=60, default_status=status,

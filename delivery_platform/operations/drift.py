@@ -27,7 +27,7 @@ from ..resources import LedgerResource
 from ..core.sql import sql_literal
 from ..warehouse.resource import WarehouseResource
 from ..warehouse.schema import BY_NAME
-from .deliverables import Deliverable
+from ..registry import Deliverable
 
 HISTORY = 14
 BARS = "▁▂▃▄▅▆▇█"

@@ -25,7 +25,7 @@ from ..core import clock
 from ..destinations import destination_from_env
 from ..warehouse.resource import WarehouseResource
 from . import probes
-from .deliverables import DELIVERABLES, Deliverable
+from ..registry import Deliverable, Vendor
 
 GROUP = "preflight"
 PREFIX = "preflight_"  # check names; the run alerts below, so the check alert sensor leaves them alone
@@ -44,43 +44,37 @@ def preflight_key(d: Deliverable) -> dg.AssetKey:
     return dg.AssetKey([GROUP, d.vendor, d.name])
 
 
-def probe_names(d: Deliverable, environ: dict | None = None) -> list[str]:
+def probe_names(vendor: Vendor, d: Deliverable, environ: dict | None = None) -> list[str]:
+    """The probes of a deliverable; a vendor adds its own (`extras["preflight_probes"]`: `ispot_token`,
+    `pgp_keys`) where its document calls for them."""
     environ = os.environ if environ is None else environ
-    names = ["credentials"]
-    if d.vendor == "ispot":
-        names.append("ispot_token")
+    own = vendor.extras.get("preflight_probes", ())
+    names = ["credentials", *(n for n in own if n == "ispot_token")]
     if destination_from_env(d.vendor, environ).kind == "sftp":
         names.append("sftp_host_key")
-    if d.vendor == "idomoo":
-        names.append("pgp_keys")
-    return names + ["write_probe", "warehouse_day"]
+    return names + [n for n in own if n == "pgp_keys"] + ["write_probe", "warehouse_day"]
 
 
-def run_probes(d: Deliverable, day: dt.date, warehouse: WarehouseResource) -> list[probes.ProbeResult]:
-    """Every probe of the deliverable, in order; each one is independent of the others' outcome."""
+def run_probes(vendor: Vendor, d: Deliverable, day: dt.date, warehouse: WarehouseResource) -> list[probes.ProbeResult]:
+    """Every probe of the deliverable, in order; each one is independent of the others' outcome.
+    What a vendor's own probes need comes from `extras["preflight_inputs"]()`: the upload `folder`,
+    the `token_api`, the settings holding its `pgp` keys."""
+    own = vendor.extras.get("preflight_probes", ())
+    inputs = vendor.extras.get("preflight_inputs", dict)()
     results = []
-    folder = ""
-    idomoo = None
-    if d.vendor == "idomoo":
-        from ..vendors.idomoo.assets import settings_from_env
-
-        idomoo = settings_from_env()
-        folder = idomoo.uploads_folder
     destination = destination_from_env(d.vendor)
-    checked, resolved = probes.credentials(destination, folder)
+    checked, resolved = probes.credentials(destination, inputs.get("folder", ""))
     results.append(checked)
-    if d.vendor == "ispot":
-        from ..destinations.ispot_api import ispot_api_from_env
-
-        results.append(probes.ispot_token(ispot_api_from_env()))
+    if "ispot_token" in own:
+        results.append(probes.ispot_token(inputs["token_api"]))
     if destination.kind == "sftp":
         results.append(probes.sftp_host_key(resolved or destination))
-    if idomoo is not None:
+    if "pgp_keys" in own:
         try:
-            s = probes.resolve(idomoo)
+            s = probes.resolve(inputs["pgp"])
             results.append(probes.pgp_keys(s.pgp_public_key_file, s.pgp_private_key_file, s.pgp_passphrase))
         except probes.DestinationError as exc:
-            results.append(probes.ProbeResult("pgp_keys", False, str(exc), "set IDOMOO_PGP_PASSPHRASE"))
+            results.append(probes.ProbeResult("pgp_keys", False, str(exc), f"set {inputs.get('pgp_secret', '')}"))
     with tempfile.TemporaryDirectory(prefix="preflight") as work:
         results.append(probes.write_probe(resolved, d, Path(work)))
     slack = float(os.environ.get("PREFLIGHT_FRESHNESS_SLACK_HOURS", "6"))
@@ -125,9 +119,9 @@ class PreflightConfig(dg.Config):
     )
 
 
-def build_check(d: Deliverable) -> dg.AssetChecksDefinition:
+def build_check(vendor: Vendor, d: Deliverable) -> dg.AssetChecksDefinition:
     key = preflight_key(d)
-    names = probe_names(d)
+    names = probe_names(vendor, d)
     specs = [dg.AssetCheckSpec(PREFIX + n, asset=key, description=DESCRIPTIONS[n]) for n in names]
 
     @dg.multi_asset_check(
@@ -144,7 +138,7 @@ def build_check(d: Deliverable) -> dg.AssetChecksDefinition:
         alert_sinks: AlertSinks,
     ):
         day = dt.date.fromisoformat(config.day) if config.day else clock.yesterday()
-        results = run_probes(d, day, warehouse)
+        results = run_probes(vendor, d, day, warehouse)
         by_name = {r.probe: r for r in results}
         for name in names:
             # the destination's kind is read when the definitions load; a probe the run's environment
@@ -171,20 +165,21 @@ def build_check(d: Deliverable) -> dg.AssetChecksDefinition:
 
 
 def _run_hour(defs: dg.Definitions, vendor: str) -> tuple[int, int]:
-    """(hour, minute) of the vendor's daily schedule (a partitioned-job schedule, or a cron one)."""
-    schedule = next(s for s in defs.schedules if s.name == f"{vendor}_daily_schedule")
+    """(hour, minute) of the vendor's first daily schedule (a partitioned-job schedule, or a cron one)."""
+    schedule = next(s for s in defs.schedules if s.name.startswith(f"{vendor}_") and
+                    s.name.endswith("_daily_schedule"))
     if hasattr(schedule, "hour_of_day"):  # built from a partitioned job: resolved only later
         return schedule.hour_of_day or 0, schedule.minute_of_hour or 0
     minute, hour = schedule.cron_schedule.split()[:2]
     return int(hour), int(minute)
 
 
-def build_defs(base: dg.Definitions, env: str) -> dg.Definitions:
+def build_defs(base: dg.Definitions, env: str, vendors) -> dg.Definitions:
     """Targets, checks, a job and a schedule an hour before the vendor's own, per vendor."""
     specs, checks, jobs, schedules = [], [], [], []
     status = dg.DefaultScheduleStatus.RUNNING if env == "production" else dg.DefaultScheduleStatus.STOPPED
-    for vendor in dict.fromkeys(d.vendor for d in DELIVERABLES):
-        mine = [d for d in DELIVERABLES if d.vendor == vendor]
+    for entry in vendors:
+        vendor, mine = entry.name, list(entry.deliverables)
         specs += [
             dg.AssetSpec(
                 preflight_key(d),
@@ -195,7 +190,7 @@ def build_defs(base: dg.Definitions, env: str) -> dg.Definitions:
             )
             for d in mine
         ]
-        vendor_checks = [build_check(d) for d in mine]
+        vendor_checks = [build_check(entry, d) for d in mine]
         checks += vendor_checks
         job = dg.define_asset_job(
             f"{vendor}_preflight",

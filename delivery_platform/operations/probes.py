@@ -23,9 +23,10 @@ from ..core import clock
 from ..destinations import Destination, DestinationError, DestinationResource
 from ..destinations.base import clean_name
 from ..destinations.resource import env_name
-from ..core.sql import sql_literal
 from ..warehouse.resource import WarehouseResource
-from .deliverables import Deliverable, probe_token
+from ..readiness import table_status
+from ..registry import Deliverable, probe_token
+from ..warehouse.schema import LOAD_MARKS
 
 MISSING_VAR = re.compile(r'environment variable "([A-Za-z0-9_]+)"')
 
@@ -400,20 +401,18 @@ def warehouse_day(
     min_rows: int = 1,
     slack_hours: float = 6.0,
 ) -> ProbeResult:
-    """Rows for the day, and the table loaded up to (nearly) the day's end."""
+    """Rows for the day, and the table loaded up to (nearly) the day's end. "The day's rows" and "loaded up
+    to" are the warehouse's own answer (warehouse/schema.py LOAD_MARKS), the one the readiness check reads."""
     start = dt.datetime.combine(day, dt.time())
     end = start + dt.timedelta(days=1)
-    predicate = deliverable.day_rows.format(
-        start=sql_literal(start.isoformat(sep=" ")),
-        end=sql_literal(end.isoformat(sep=" ")),
-        day=f"DATE {sql_literal(day.isoformat())}",
-    )
-    fresh = f"max({deliverable.fresh_column})" if deliverable.fresh_column else "NULL"
     table = deliverable.source
+    mark = LOAD_MARKS.get(table)
+    if mark is None:
+        return ProbeResult("warehouse_day", False, f"{table} has no load mark (warehouse/schema.py LOAD_MARKS)",
+                           "add the table's load mark so readiness and preflight can tell its day")
     try:
         with warehouse.connect() as con:
-            rows = con.execute(f"SELECT count(*) FROM {table} WHERE {predicate}").fetchone()[0]
-            newest = con.execute(f"SELECT {fresh} FROM {table}").fetchone()[0]
+            status = table_status(con, table, mark, day.isoformat())
     except Exception as exc:  # noqa: BLE001 - a missing file or table is the answer
         return ProbeResult(
             "warehouse_day",
@@ -421,6 +420,7 @@ def warehouse_day(
             f"cannot read {table}: {str(exc).splitlines()[0][:300]}",
             "check the warehouse file (DELIVERY_WAREHOUSE_PATH) and the load job of the table",
         )
+    rows, newest = status["rows"], status["loaded_through"]
     meta = {
         "table": table,
         "day": day.isoformat(),
@@ -436,27 +436,19 @@ def warehouse_day(
             f"check that the load of {table} for {day} ran; re-run it, then launch this preflight again",
             metadata=meta,
         )
-    if deliverable.fresh_column is None:
-        return ProbeResult(
-            "warehouse_day",
-            True,
-            f"{table} has {rows:,} rows for {day} (the table has no load time, so freshness is not measured)",
-            metadata=meta,
-        )
     needed = end - dt.timedelta(hours=slack_hours)
     if newest is None or newest < needed:
         return ProbeResult(
             "warehouse_day",
             False,
-            f"{table} has {rows:,} rows for {day} but its newest "
-            f"{deliverable.fresh_column} is {meta['newest'] or 'empty'}, before {needed:%Y-%m-%d %H:%M} "
-            "UTC: the day looks partly loaded",
+            f"{table} has {rows:,} rows for {day} but its loads reach only {meta['newest'] or 'nothing'}, "
+            f"before {needed:%Y-%m-%d %H:%M} UTC: the day looks partly loaded",
             f"wait for or re-run the load of {table}",
             metadata=meta,
         )
     return ProbeResult(
         "warehouse_day",
         True,
-        f"{table} has {rows:,} rows for {day}; newest {deliverable.fresh_column} {meta['newest']}",
+        f"{table} has {rows:,} rows for {day}; its loads reach {meta['newest']}",
         metadata=meta,
     )

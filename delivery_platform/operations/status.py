@@ -19,13 +19,13 @@ from collections import Counter
 import dagster as dg
 
 from ..alerts.freshness import due_at
-from ..alerts.sensors import DEADLINES, AlertLog
+from ..alerts.sensors import AlertLog
 from ..core import clock
 from ..ledger import Ledger
 from ..resources import LedgerResource
 from ..warehouse.resource import WarehouseResource
-from . import receipts
-from .deliverables import DELIVERABLES, Deliverable
+from .. import receipts
+from ..registry import Deliverable, Vendor
 
 DAYS = 14
 GROUP = "status"
@@ -42,14 +42,14 @@ MARKS = {
 
 
 def deadline(d: Deliverable, day: dt.date) -> dt.datetime:
-    """The same deadline the missed-deadline alert uses (alerts/sensors.py DEADLINES)."""
-    return due_at(DEADLINES.get((d.vendor, d.name), 23), day.isoformat())
+    """The same deadline the missed-deadline alert uses (the deliverable's, in the registry)."""
+    return due_at(d.deadline, day.isoformat())
 
 
 def completed(d: Deliverable, key: str, ledger: Ledger) -> dt.datetime:
     """When the partition's file set was complete at the vendor: by the clock, as its receipt
     recorded it, else the ledger's last delivered time."""
-    docs = receipts.load(ledger, d.vendor, key, d.name)
+    docs = receipts.load(ledger, d, key)
     if docs and docs[0].get("completed_at"):
         return dt.datetime.fromisoformat(docs[0]["completed_at"])
     finished = [a.finished_at for a in ledger.delivered(d.vendor, d.name, key) if a.finished_at]
@@ -82,20 +82,13 @@ def day_state(
 
 
 def returns_cell(d: Deliverable, day: dt.date, ledger: Ledger, state: str) -> str:
-    if d.vendor not in ("idomoo", "digital_audience") or state not in ("delivered", "late"):
+    """What came back for a delivered day: the short `status` of the vendor's answer (its receipt)."""
+    if d.answer is None or state not in ("delivered", "late"):
         return ""
-    docs = receipts.load(ledger, d.vendor, day.isoformat(), d.name)
+    docs = receipts.load(ledger, d, day.isoformat())
     if not docs:
         return "no receipt"
-    answer = docs[0]["vendor_answer"]
-    if d.vendor == "idomoo":
-        got = [p for p in answer.get("purl_files", []) if p["received"]]
-        return (
-            "PURL back: " + ", ".join(f"{p['rows']:,} rows" for p in got)
-            if answer.get("purl_received")
-            else "PURL not received"
-        )
-    return f"{answer.get('matched_records', 0):,} matched"
+    return docs[0]["vendor_answer"].get("status", "")
 
 
 def open_alerts(vendor: str, ledger: Ledger, days: list[dt.date]) -> list[str]:
@@ -126,13 +119,13 @@ def open_alerts(vendor: str, ledger: Ledger, days: list[dt.date]) -> list[str]:
 
 
 def report(
-    vendor: str, ledger: Ledger, warehouse: WarehouseResource, now: dt.datetime
+    entry: Vendor, ledger: Ledger, warehouse: WarehouseResource, now: dt.datetime
 ) -> tuple[str, Counter, list]:
-    mine = [d for d in DELIVERABLES if d.vendor == vendor]
+    vendor, mine = entry.name, list(entry.deliverables)
     last = now.date() - dt.timedelta(days=1)
     days = [last - dt.timedelta(days=i) for i in range(DAYS)]
     counts: Counter = Counter()
-    with_returns = vendor in ("idomoo", "digital_audience")
+    with_returns = bool(entry.returns)  # a vendor that sends something back
     head = "| day | " + " | ".join(d.name for d in mine) + (" | returns |" if with_returns else " |")
     lines = [head, "|---|" + "---|" * (len(mine) + with_returns)]
     for day in days:
@@ -157,7 +150,9 @@ def report(
     return text, counts, alerts
 
 
-def build_asset(vendor: str) -> dg.AssetsDefinition:
+def build_asset(entry: Vendor) -> dg.AssetsDefinition:
+    vendor = entry.name
+
     @dg.asset(
         key=[GROUP, vendor],
         group_name=GROUP,
@@ -168,7 +163,7 @@ def build_asset(vendor: str) -> dg.AssetsDefinition:
     def status(
         context: dg.AssetExecutionContext, ledger: LedgerResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
-        text, counts, alerts = report(vendor, ledger.get(), warehouse, clock.now())
+        text, counts, alerts = report(entry, ledger.get(), warehouse, clock.now())
         return dg.MaterializeResult(
             metadata={
                 "status": dg.MetadataValue.md(text),
@@ -180,8 +175,7 @@ def build_asset(vendor: str) -> dg.AssetsDefinition:
     return status
 
 
-def build_defs(env: str) -> dg.Definitions:
-    vendors = list(dict.fromkeys(d.vendor for d in DELIVERABLES))
+def build_defs(env: str, vendors) -> dg.Definitions:
     assets = [build_asset(v) for v in vendors]
     job = dg.define_asset_job(
         "vendor_status",

@@ -189,3 +189,8 @@ LOAD_MARKS: dict[str, LoadMark] = {
     # recipients are planned ahead: a send day is loaded once the table reaches it
     "idomoo_recipients": LoadMark(_in_day("send_date"), "max(send_date)::TIMESTAMP + INTERVAL 1 DAY", open_day=True),
 }
+
+# the column giving each row's data day (or send date), where a table has one: the warehouse's first
+# day is the earliest of them (partitions.py)
+DAY_COLUMNS: dict[str, str] = {"ispot_conversion_events": "event_ts", "optimove_transactions": "transaction_ts",
+                               "idomoo_recipients": "send_date"}

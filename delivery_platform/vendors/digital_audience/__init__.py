@@ -4,30 +4,31 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ...factory import build_deliverables, build_jobs
+from ...registry import Vendor
 from ...returns.pipeline import build_return_defs
-from .assets import ASSETS, CHECKS, settings_from_env
+from . import spec
+from .assets import CHAIN, CRM, settings_from_env
 from .matches import DA_MATCH_EXPORT, inbox_resource, match_export, matches_known_records
 from .optouts import OPTOUT, optout_resource
 
 __all__ = ["match_export", "matches_known_records"]
 
-SCHEDULE_HOUR_UTC = 3  # dA polls the storage daily; the day's update is there well before business hours
-
-daily_delivery = dg.define_asset_job(
-    "digital_audience_daily_delivery",
-    selection=dg.AssetSelection.groups("digital_audience") - dg.AssetSelection.assets(match_export),
-    description="The day's CRM update for dA (the first run sends the full onboarding file).",
-    tags={"vendor": "digital_audience"})
-
 
 def build_defs(env: str) -> dg.Definitions:
-    running = env == "production"
-    schedule = dg.build_schedule_from_partitioned_job(
-        daily_delivery, name="digital_audience_daily_schedule", hour_of_day=SCHEDULE_HOUR_UTC, minute_of_hour=0,
-        description=f"Daily at {SCHEDULE_HOUR_UTC:02d}:00 UTC for the previous UTC day's opt-ins and opt-outs.",
-        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED)
+    assets, checks = build_deliverables([CHAIN])
+    jobs, schedules = build_jobs(
+        "digital_audience", [CHAIN], env, exclude=dg.AssetSelection.assets(match_export),
+        description="The day's CRM update for dA (the first run sends the full onboarding file).")
     return dg.Definitions.merge(
-        dg.Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[daily_delivery], schedules=[schedule],
+        dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules,
                        resources={"digital_audience_settings": settings_from_env(),
                                   "digital_audience_returns": inbox_resource(), OPTOUT: optout_resource()}),
-        build_return_defs(DA_MATCH_EXPORT, running))  # the match export back: sensor, ingest, checks
+        build_return_defs(DA_MATCH_EXPORT, env == "production"))  # the match export back: sensor, ingest, checks
+
+
+VENDOR = Vendor(
+    name="digital_audience", title="digitalAudience", document="docs/digital_audience.md", deliverables=(CRM,),
+    destination_kinds=("local", "s3", "sftp"),  # the storage dA polls
+    build_defs=build_defs, settings=settings_from_env, returns=(DA_MATCH_EXPORT,),
+    extras={"staged_models": {"match_export": spec.MatchExport}})

@@ -14,25 +14,25 @@ import re
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
-from ...delivery import DeliveryConfig, OutgoingFile, deliver_partition, delivery_retry_policy
-from ...destinations.resource import DestinationResource
+from ...core.sql import sql_literal
+from ...delivery import OutgoingFile, deliver_partition
+from ...factory import Chain, Files, Step
 from ...formats.lines import csv_header, csv_line_sql
 from ...formats.parts import PartWriter, write_lines
 from ...ledger import Ledger
-from ...manifest import files_metadata, read_manifest, reset_folder, write_manifest
+from ...manifest import read_manifest, reset_folder, write_manifest
 from ...partitions import daily, day_bounds
-from ...resources import LedgerResource
+from ...registry import Deliverable, Schedule
 from ...state_store import state_store
 from ...validation import check_result, validate_parquet
 from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
 from ...validation.sql_checks import EMAIL_LIKE_RE, PHONE_LIKE_RE
-from ...core.sql import sql_literal
-from ...warehouse.assets import source_key
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
 from . import optouts, spec
 from .normalise import email_sql, phone_sql, sha256_upper_sql
-from .optouts import optout_target
+from .optouts import OPTOUT, optout_target
 
 VENDOR, DELIVERABLE = "digital_audience", "crm"
 DOC = "docs/digital_audience.md"  # what descriptions cite: in the repo, with the vendor document's sections
@@ -106,21 +106,11 @@ def _stage(warehouse: WarehouseResource, key: str) -> dict[str, Path]:
             "plan": folder / "plan.json"}
 
 
-@dg.asset(
-    pool=VENDOR,
-    key=[VENDOR, "crm_records"], group_name=VENDOR, partitions_def=daily, deps=[source_key("crm_contacts")],
-    kinds={"duckdb"},
-    description=f"CRM records for dA ({DOC}; the vendor's 'CRM Onboarding', 'Ongoing CRM data update'). The first "
-                "delivery is the full onboarding file; after that the day's update: contacts opted in since the last "
-                "DELIVERED file, and contacts whose identifiers changed (same `custom`). Opt-outs are "
-                "counted, never "
-                "sent with them (R6). Emails and phones are normalised and SHA-256 hashed in SQL; raw values "
-                "never reach a file.",
-)
-def crm_records(context: dg.AssetExecutionContext, warehouse: WarehouseResource, ledger: LedgerResource) -> dg.MaterializeResult:
-    key = context.partition_key
+def stage(step: Step) -> tuple[int, dict]:
+    """The first delivery is the full onboarding file; after that the day's update against what was delivered."""
+    key, warehouse = step.partition_key, step.warehouse
     staged = _stage(warehouse, key)
-    previous = last_delivered_state(ledger.get(), key)
+    previous = last_delivered_state(step.ledger, key)
     with warehouse.connect() as con:
         bad_email, bad_phone = con.execute(counts_sql(key)).fetchone()
         eligible = copy_to_parquet(con, eligible_sql(key), staged["state"])
@@ -145,48 +135,42 @@ def crm_records(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                                              "ORDER BY custom", staged["optouts"])
     staged["plan"].write_text(json.dumps({"mode": mode, "previous": previous[0] if previous else None,
                                           "opt_outs": opted_out, "changed": changed}))
-    context.log.info(f"{key}: {mode}: {rows:,} records ({changed:,} changed), {opted_out:,} opt-outs")
-    return dg.MaterializeResult(metadata={
-        "mode": dg.MetadataValue.text(mode), "dagster/row_count": dg.MetadataValue.int(rows),
-                                             "rows": dg.MetadataValue.int(rows),
+    step.log.info(f"{key}: {mode}: {rows:,} records ({changed:,} changed), {opted_out:,} opt-outs")
+    return rows, {
+        "mode": dg.MetadataValue.text(mode),
         "opt_outs": dg.MetadataValue.int(opted_out),
         "changed_records": dg.MetadataValue.int(changed),
         "eligible_contacts": dg.MetadataValue.int(eligible), "unusable_emails": dg.MetadataValue.int(bad_email),
         "unusable_phones": dg.MetadataValue.int(bad_phone),
-        "previous_delivery": dg.MetadataValue.text(previous[0] if previous else "none")})
+        "previous_delivery": dg.MetadataValue.text(previous[0] if previous else "none")}
 
 
-@dg.asset_check(asset=crm_records, name="spec", blocking=True, partitions_def=daily,
-                pool=VENDOR,
-                description="The pandera model `CrmRecords`: upper-case SHA-256 hashes, UUID ad ids, a unique CRM id, "
-                            "at least one identifier, postal code with any address part, and no email or phone in a raw "
-                            "column. Sample values are redacted (PII).")
-def crm_records_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    key = context.partition_key
-    staged = _stage(warehouse, key)
-    reports = [validate_parquet(staged[part], spec.CrmRecords, redact=True, name=f"dA {part} {key}")
-               for part in ("records", "optouts")]
-    failed = [r for r in reports if not r.passed]
-    for report in failed:
-        context.log.error(report.error_text(f"digital_audience/crm_records {key}"))
-    return check_result(failed[0] if failed else reports[0])
+def judge_optouts(step: Step, report, result: dg.AssetCheckResult) -> dg.AssetCheckResult:
+    """The opt-out rows pass the same model as the records (they may be sent to their own location)."""
+    optouts_report = validate_parquet(_stage(step.warehouse, step.partition_key)["optouts"], spec.CrmRecords,
+                                      redact=True, name=f"dA optouts {step.partition_key}")
+    if optouts_report.passed or not report.passed:
+        return result
+    step.log.error(optouts_report.error_text(f"digital_audience/crm_records {step.partition_key}"))
+    return check_result(optouts_report)
 
 
-@dg.asset_check(asset=crm_records, name="opt_outs", blocking=False, partitions_def=daily,
-                pool=VENDOR,
-                description="WARN when contacts opted out since the last delivery: how many, and where they "
-                            "went. Opt-outs never reach the onboarding location (R6); they are sent only to a "
-                            "separately configured location (DELIVERY_DIGITAL_AUDIENCE_OPTOUT_*).")
-def crm_records_opt_outs(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-                         digital_audience_settings: DigitalAudienceSettings) -> dg.AssetCheckResult:
-    key = context.partition_key
-    plan = json.loads(_stage(warehouse, key)["plan"].read_text())
-    count, target = plan.get("opt_outs", 0), optout_target()
-    name = optout_file_name(digital_audience_settings, key) if target and count else None
-    return dg.AssetCheckResult(passed=count == 0, severity=dg.AssetCheckSeverity.WARN,
-                               description=optouts.report(count, plan.get("previous"), target, name),
-                               metadata={"opt_outs": count,
-                                         "opt_out_location_configured": target is not None})
+def opt_outs_check(rows: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=rows, name="opt_outs", blocking=False, partitions_def=daily, pool=VENDOR,
+                    description="WARN when contacts opted out since the last delivery: how many, and where they "
+                                "went. Opt-outs never reach the onboarding location (R6); they are sent only to a "
+                                "separately configured location (DELIVERY_DIGITAL_AUDIENCE_OPTOUT_*).")
+    def crm_records_opt_outs(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
+                             digital_audience_settings: DigitalAudienceSettings) -> dg.AssetCheckResult:
+        key = context.partition_key
+        plan = json.loads(_stage(warehouse, key)["plan"].read_text())
+        count, target = plan.get("opt_outs", 0), optout_target()
+        name = optout_file_name(digital_audience_settings, key) if target and count else None
+        return dg.AssetCheckResult(passed=count == 0, severity=dg.AssetCheckSeverity.WARN,
+                                   description=optouts.report(count, plan.get("previous"), target, name),
+                                   metadata={"opt_outs": count,
+                                             "opt_out_location_configured": target is not None})
+    return crm_records_opt_outs
 
 
 def optout_file_name(s: DigitalAudienceSettings, key: str) -> str:
@@ -201,36 +185,27 @@ def file_names(client: str, key: str, mode: str, gzip: bool = False) -> dict[str
     return {"records": f"{client}_crm_update_{day}.{ext}"}
 
 
-@dg.asset(
-    pool=VENDOR,
-    key=[VENDOR, "crm_files"], group_name=VENDOR, partitions_def=daily, deps=[crm_records], kinds={"csv"},
-    description="`<client>_crm_YYYYMMDD.csv` (onboarding) or `<client>_crm_update_YYYYMMDD.csv`; and, only "
-                "with an "
-                "opt-out location configured, `<client>_crm_optout_YYYYMMDD.csv` apart from them: UTF-8, "
-                "comma, "
-                "header row, CRLF, uncompressed (docs/digital_audience.md).",
-)
-def crm_files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-              digital_audience_settings: DigitalAudienceSettings) -> dg.MaterializeResult:
-    key = context.partition_key
+def write_files(step: Step, staged_rows: Path) -> Files:
+    """`<client>_crm_YYYYMMDD.csv` (onboarding) or `<client>_crm_update_YYYYMMDD.csv`; and, only with an opt-out
+    location configured, `<client>_crm_optout_YYYYMMDD.csv` apart from them: UTF-8, comma, header row, CRLF."""
+    key, warehouse, s = step.partition_key, step.warehouse, step.settings
     staged = _stage(warehouse, key)
     mode = json.loads(staged["plan"].read_text())["mode"]
-    folder = reset_folder(warehouse.files_dir(VENDOR, DELIVERABLE, key))
+    folder = reset_folder(step.files_dir)
     outgoing = []
     with warehouse.connect(attach_warehouse=False) as con:
-        for part, name in file_names(digital_audience_settings.client, key, mode, digital_audience_settings.gzip).items():
+        for part, name in file_names(s.client, key, mode, s.gzip).items():
             writer = PartWriter(folder, lambda n, name=name: name, single_part=True,
-                                gzip_level=6 if digital_audience_settings.gzip else None,
+                                gzip_level=6 if s.gzip else None,
                                 header=csv_header(spec.COLUMNS, line_end=spec.LINE_END).encode())
             sql = (f"SELECT {csv_line_sql(spec.COLUMNS, line_end=spec.LINE_END)} AS line "
                    f"FROM read_parquet({sql_literal(str(staged[part]))})")
             [written] = write_lines(con, sql, writer)
             outgoing.append(OutgoingFile(written.path, name, rows=written.rows, md5=written.md5, bytes=written.bytes))
-    write_manifest(folder, outgoing, mode=mode, partition=key)
-    optout_files = _write_optouts(warehouse, digital_audience_settings, key)
-    return dg.MaterializeResult(metadata={**files_metadata(outgoing), "mode": dg.MetadataValue.text(mode),
-                                          "opt_out_files": dg.MetadataValue.json([f.name for f in
-                                                                                  optout_files])})
+    optout_files = _write_optouts(warehouse, s, key)
+    return Files(outgoing, manifest={"mode": mode},
+                 metadata={"mode": dg.MetadataValue.text(mode),
+                           "opt_out_files": dg.MetadataValue.json([f.name for f in optout_files])})
 
 
 def _write_optouts(warehouse: WarehouseResource, s: DigitalAudienceSettings, key: str) -> list[OutgoingFile]:
@@ -277,13 +252,10 @@ def raw_pii_in_file(path: Path) -> list[str]:
     return found
 
 
-@dg.asset_check(asset=crm_files, name="files_match_spec", blocking=True, partitions_def=daily,
-                pool=VENDOR,
-                description="Re-reads each file: exact header, CRLF line ends, rows as staged, and no value that looks like "
-                            "a raw email or phone number (dA gets hashes only).")
-def crm_files_match_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    key = context.partition_key
-    outgoing, _ = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
+def check_files(step: Step, outgoing: list, info: dict) -> dg.AssetCheckResult:
+    """Re-reads each file: exact header, CRLF line ends, rows as staged, and no value that looks like a raw email
+    or phone number (dA gets hashes only)."""
+    key, warehouse = step.partition_key, step.warehouse
     problems = []
     records_header = csv_header(spec.COLUMNS, line_end=spec.LINE_END).encode()
     # the opt-out file too, with the header of its configured columns
@@ -310,33 +282,78 @@ def crm_files_match_spec(context: dg.AssetCheckExecutionContext, warehouse: Ware
     checked = len(outgoing) + len(optout_files)
     return dg.AssetCheckResult(passed=not problems,
                                description=with_next_step("; ".join(problems), FILES_NEXT) if problems else
-                               f"{checked} file(s) as specified",
-                               metadata={"files_checked": checked})
+                               f"{checked} file(s) as specified", metadata={"files_checked": checked})
 
 
-@dg.asset(
-    pool=VENDOR,
-    key=[VENDOR, "crm_delivery"], group_name=VENDOR, partitions_def=daily, deps=[crm_files], kinds={"sftp", "s3"},
-    retry_policy=delivery_retry_policy(),
-    description="Publishes the files to `digital_audience_destination` (the storage dA polls: SFTP or S3; local outbox by "
-                "default); after success the delivered contact set is kept for the next update.",
-)
-def crm_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, warehouse: WarehouseResource,
-                 ledger: LedgerResource, digital_audience_destination: DestinationResource,
-                 digital_audience_optout: DestinationResource) -> dg.MaterializeResult:
-    key = context.partition_key
-    outgoing, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
-    optout_files, _ = read_manifest(warehouse.files_dir(VENDOR, optouts.DELIVERABLE, key))
-    if optout_files:  # first, to its own location: a contact who left and came back is not removed after
-        deliver_partition(context, vendor=VENDOR, deliverable=optouts.DELIVERABLE, files=optout_files,
-                          destination=digital_audience_optout, ledger=ledger.get(),
-                          redeliver=config.redeliver)
-    outcome = deliver_partition(context, vendor=VENDOR, deliverable=DELIVERABLE, files=outgoing,
-                                destination=digital_audience_destination, ledger=ledger.get(), redeliver=config.redeliver)
+def deliver(step: Step, outgoing: list, info: dict, redeliver: bool) -> tuple:
+    """Opt-outs first, to their own location (a contact who left and came back is not removed after); then the
+    records to the storage dA polls; then the delivered contact set is kept for the next update."""
+    key, book = step.partition_key, step.ledger
+    optout_files, _ = read_manifest(step.warehouse.files_dir(VENDOR, optouts.DELIVERABLE, key))
+    if optout_files:
+        deliver_partition(step.context, deliverable=CRM, name=optouts.DELIVERABLE, files=optout_files,
+                          destination=step.context.resources.digital_audience_optout, ledger=book,
+                          redeliver=redeliver)
+    outcome = deliver_partition(step.context, deliverable=CRM, files=outgoing, destination=step.destination,
+                                ledger=book, redeliver=redeliver)
+    keep_state(step.warehouse, key)
+    return outcome, {"mode": dg.MetadataValue.text(info["mode"])}
+
+
+def keep_state(warehouse: WarehouseResource, key: str) -> None:
+    """The contact set now at dA: the next update is computed against it."""
     state_store().put(state_key(key), _stage(warehouse, key)["state"])
-    return dg.MaterializeResult(metadata={**outcome.metadata(), "mode": dg.MetadataValue.text(info["mode"]),
-                                          "target": dg.MetadataValue.text(digital_audience_destination.describe())})
 
 
-ASSETS = [crm_records, crm_files, crm_delivery]
-CHECKS = [crm_records_spec, crm_records_opt_outs, crm_files_match_spec]
+def matches_answer(partition_key: str, destination: str, files: list[dict]) -> dict:
+    """dA's answer to a delivered day: how many of its records its match exports have matched (for the receipt)."""
+    store = state_store()
+    stored = [store.get(k) for k in store.list("returns/da_matches/") if k.endswith(".parquet")]
+    state = store.get(state_key(partition_key)) if store.exists(state_key(partition_key)) else None
+    if state is None or not stored:
+        return {"kind": "da_matches", "matched_records": 0, "match_files": len(stored), "status": "0 matched",
+                "meaning": "no match export received yet" if not stored else "delivered record set not kept"}
+    con = duckdb.connect()
+    try:
+        listed = "[" + ", ".join(sql_literal(str(p)) for p in stored) + "]"
+        matched, delivered = con.execute(
+            f"SELECT (SELECT count(DISTINCT crm_id) FROM read_parquet({listed}, union_by_name = true) "
+            f"WHERE crm_id IN (SELECT custom FROM read_parquet({sql_literal(str(state))}))), "
+            f"(SELECT count(*) FROM read_parquet({sql_literal(str(state))}))").fetchone()
+    finally:
+        con.close()
+    return {"kind": "da_matches", "matched_records": matched, "delivered_records": delivered,
+            "match_files": len(stored), "status": f"{matched:,} matched",
+            "meaning": f"{matched:,} of {delivered:,} delivered records matched so far"}
+
+
+SCHEDULE_HOUR_UTC = 3  # dA polls the storage daily; the day's update is there well before business hours
+CRM = Deliverable(
+    vendor=VENDOR, name=DELIVERABLE, source="crm_contacts", models=(spec.CrmRecords,), staged="crm_records",
+    deadline=12, answer=matches_answer,
+    schedule=Schedule(SCHEDULE_HOUR_UTC, description=f"Daily at {SCHEDULE_HOUR_UTC:02d}:00 UTC for the previous UTC "
+                                                     "day's opt-ins and opt-outs."),
+    probe_why="skipped: dA's document names no file its Onboarding API ignores in the storage it polls; a probe "
+              "could be read as a CRM file. The credentials probe's read stands in.")
+
+CHAIN = Chain(
+    deliverable=CRM, rows_asset="crm_records", files_asset="crm_files", stage=stage, judge_rows=judge_optouts,
+    rows_checks=(opt_outs_check,), write=write_files, check_files=check_files, deliver=deliver, redact=True,
+    files_kinds=frozenset({"csv"}), delivery_kinds=frozenset({"sftp", "s3"}),
+    extra_resources=frozenset({OPTOUT}),
+    descriptions={
+        "rows": f"CRM records for dA ({DOC}; the vendor's 'CRM Onboarding', 'Ongoing CRM data update'). The first "
+                "delivery is the full onboarding file; after that the day's update: contacts opted in since the last "
+                "DELIVERED file, and contacts whose identifiers changed (same `custom`). Opt-outs are counted, never "
+                "sent with them (R6). Emails and phones are normalised and SHA-256 hashed in SQL; raw values never "
+                "reach a file.",
+        "spec": "The pandera model `CrmRecords`: upper-case SHA-256 hashes, UUID ad ids, a unique CRM id, at least one "
+                "identifier, postal code with any address part, and no email or phone in a raw column. Sample values "
+                "are redacted (PII).",
+        "files": "`<client>_crm_YYYYMMDD.csv` (onboarding) or `<client>_crm_update_YYYYMMDD.csv`; and, only with an "
+                 "opt-out location configured, `<client>_crm_optout_YYYYMMDD.csv` apart from them: UTF-8, comma, "
+                 "header row, CRLF, uncompressed (docs/digital_audience.md).",
+        "files_check": "Re-reads each file: exact header, CRLF line ends, rows as staged, and no value that looks "
+                       "like a raw email or phone number (dA gets hashes only).",
+        "delivery": "Publishes the files to `digital_audience_destination` (the storage dA polls: SFTP or S3; local "
+                    "outbox by default); after success the delivered contact set is kept for the next update."})

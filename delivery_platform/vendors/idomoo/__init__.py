@@ -4,30 +4,32 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ...factory import build_deliverables, build_jobs
+from ...registry import Vendor
 from ...returns.pipeline import build_return_defs
-from .assets import ASSETS, CHECKS, settings_from_env
+from .assets import CHAINS, STORYBOARDS, settings_from_env
 from .downloads import IDOMOO_PURLS, downloads_sensor, purl_every_row_came_back, purl_files, purl_links_are_https, \
     purl_results
 
 __all__ = ["downloads_sensor", "purl_every_row_came_back", "purl_files", "purl_links_are_https", "purl_results"]
 
-SCHEDULE_HOUR_UTC = 5
-
-daily_delivery = dg.define_asset_job(
-    "idomoo_daily_delivery", selection=dg.AssetSelection.groups("idomoo") - dg.AssetSelection.assets(purl_results),
-    description="The day's data file for the Idomoo project, uploaded to the SFTP Uploads folder.",
-    tags={"vendor": "idomoo"})
-
 
 def build_defs(env: str) -> dg.Definitions:
-    running = env == "production"
-    schedule = dg.build_schedule_from_partitioned_job(
-        daily_delivery, name="idomoo_daily_schedule", hour_of_day=SCHEDULE_HOUR_UTC, minute_of_hour=0,
-        description=f"Daily at {SCHEDULE_HOUR_UTC:02d}:00 UTC: the batch of recipients whose send date is "
-                    "TODAY "
-                    "(uploaded on its send date; the partitions end a day later for that).",
-        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED)
+    assets, checks = build_deliverables(CHAINS)
+    jobs, schedules = build_jobs("idomoo", CHAINS, env, exclude=dg.AssetSelection.assets(purl_results),
+                                 description="The day's data file for the Idomoo project, uploaded to the SFTP "
+                                             "Uploads folder.")
     return dg.Definitions.merge(
-        dg.Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[daily_delivery], schedules=[schedule],
-                       resources={"idomoo_settings": settings_from_env()}),
-        build_return_defs(IDOMOO_PURLS, running))  # the PURL files back: sensor, ingest, checks
+        dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules,
+                       resources={board.settings_key: board.settings() for board in STORYBOARDS}),
+        build_return_defs(IDOMOO_PURLS, env == "production"))  # the PURL files back: sensor, ingest, checks
+
+
+VENDOR = Vendor(
+    name="idomoo", title="Idomoo", document="docs/idomoo.md",
+    deliverables=tuple(c.deliverable for c in CHAINS),
+    destination_kinds=("local", "sftp"),  # batch mode: the SFTP account's Uploads folder
+    build_defs=build_defs, settings=settings_from_env, returns=(IDOMOO_PURLS,),
+    extras={"preflight_probes": ("pgp_keys",),
+            "preflight_inputs": lambda: {"folder": settings_from_env().uploads_folder, "pgp": settings_from_env(),
+                                         "pgp_secret": "IDOMOO_PGP_PASSPHRASE"}})

@@ -5,30 +5,31 @@ Read beside `idomoo-batch-mode.txt` ("General Process", "Special Features", "End
 and DIGEST section 5.
 """
 
+import csv
 import datetime as dt
+import io
 import os
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
 import dagster as dg
 import duckdb
 
+from ... import receipts
 from ...core import clock
-from ...delivery import DeliveryConfig, OutgoingFile, deliver_partition, delivery_retry_policy
 from ...core.files import file_md5
-from ...destinations.resource import DestinationResource
-from ...formats.compress import zip_file
-from ...formats.delimited import EncodingProblem, write_delimited
-from ...formats.pgp import PGPError, encrypt_file, is_pgp_message
-from ...ledger import Ledger
-from ...manifest import files_metadata, read_manifest, write_manifest
-from ...partitions import FIRST_DAY
-from ...resources import LedgerResource
-from ...validation import check_result, validate_parquet
-from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
 from ...core.sql import sql_literal
-from ...warehouse.assets import source_key
-from ...warehouse.resource import WarehouseResource, copy_to_parquet
+from ...delivery import OutgoingFile
+from ...factory import Chain, Files, Step, reuse_or_reset
+from ...formats.compress import zip_file
+from ...formats.delimited import DELIMITERS, ENCODINGS, EncodingProblem, write_delimited
+from ...formats.pgp import PGPError, encrypt_file, is_pgp_message
+from ...partitions import FIRST_DAY
+from ...registry import Deliverable, Schedule
+from ...state_store import state_store
+from ...validation.report import with_next_step
 from . import spec
 from .returns import record_upload
 
@@ -74,25 +75,26 @@ class IdomooSettings(dg.ConfigurableResource):
     max_rows: int = 1_000_000
 
 
-def settings_from_env(environ: dict | None = None) -> IdomooSettings:
+def settings_from_env(environ: dict | None = None, **overrides) -> IdomooSettings:
+    """The project's settings from the environment; `overrides` are a storyboard's own (its columns)."""
     environ = os.environ if environ is None else environ
     kwargs: dict = {}
-    for var, field in (("IDOMOO_CLIENT", "client"), ("IDOMOO_PROJECT", "project"), ("IDOMOO_ENCODING", "encoding"),
+    for var, name in (("IDOMOO_CLIENT", "client"), ("IDOMOO_PROJECT", "project"), ("IDOMOO_ENCODING", "encoding"),
                        ("IDOMOO_DELIMITER", "delimiter"), ("IDOMOO_EXTENSION", "extension"),
                        ("IDOMOO_PGP_PUBLIC_KEY_FILE", "pgp_public_key_file"), ("IDOMOO_UPLOADS", "uploads_folder"),
                        ("IDOMOO_PGP_PRIVATE_KEY_FILE", "pgp_private_key_file"),
                        ("IDOMOO_DOWNLOADS", "downloads_folder")):
         if environ.get(var):
-            kwargs[field] = environ[var]
+            kwargs[name] = environ[var]
     if environ.get("IDOMOO_FLAGS"):
         kwargs["flags"] = environ["IDOMOO_FLAGS"].strip().lower() in ("1", "true", "yes", "on")
-    for var, field, kind in (("IDOMOO_PURL_RETURN_HOURS", "purl_return_hours", float),
+    for var, name, kind in (("IDOMOO_PURL_RETURN_HOURS", "purl_return_hours", float),
                              ("IDOMOO_INCOMPLETE_MINUTES", "orphan_flag_minutes", int)):
         if environ.get(var):
-            kwargs[field] = kind(environ[var])
+            kwargs[name] = kind(environ[var])
     if environ.get("IDOMOO_PGP_PASSPHRASE"):
         kwargs["pgp_passphrase"] = dg.EnvVar("IDOMOO_PGP_PASSPHRASE")
-    return IdomooSettings(**kwargs)
+    return IdomooSettings(**{**kwargs, **overrides})
 
 
 def recipients_sql(partition_key: str, settings: IdomooSettings) -> str:
@@ -103,40 +105,45 @@ def recipients_sql(partition_key: str, settings: IdomooSettings) -> str:
     return f"SELECT {cols} FROM idomoo_recipients WHERE send_date = {sql_literal(partition_key)}::DATE ORDER BY recipient_id{limit}"
 
 
-@dg.asset(key=[VENDOR, "recipients"], group_name=VENDOR, partitions_def=daily, deps=[source_key("idomoo_recipients")],
-          pool=VENDOR,
-          kinds={"duckdb"},
-          description=f"The day's video recipients in the storyboard's columns ({DOC}; the vendor's 'General Process' 2; the header "
-                      "list is configuration, matched exactly). In end-to-end test mode exactly 20 rows.")
-def recipients(context: dg.AssetExecutionContext, warehouse: WarehouseResource, idomoo_settings: IdomooSettings) -> dg.MaterializeResult:
-    key = context.partition_key
-    with warehouse.connect() as con:
-        rows = copy_to_parquet(con, recipients_sql(key, idomoo_settings), warehouse.staged_table(VENDOR, DELIVERABLE, key))
-    return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(rows),
-                                          "rows": dg.MetadataValue.int(rows),
-                                          "e2e_test": dg.MetadataValue.bool(idomoo_settings.e2e_test)})
+@dataclass(frozen=True)
+class Storyboard:
+    """One Idomoo storyboard (a project): its data file's columns and when its batch goes up.
+
+    The first is the one every setting of `idomoo_settings` describes; another is configuration only:
+    its name, its columns (headers and the warehouse columns they come from), its project and hour."""
+
+    name: str  # the deliverable: `data_file` for the first, `<storyboard>_data_file` for others
+    schedule: Schedule
+    settings_key: str = "idomoo_settings"
+    overrides: dict = field(default_factory=dict)  # IdomooSettings fields of this storyboard
+    rows_asset: str = "recipients"
+
+    def settings(self) -> IdomooSettings:
+        return settings_from_env(**self.overrides)
 
 
-@dg.asset_check(asset=recipients, name="spec", blocking=True, partitions_def=daily,
-                pool=VENDOR,
-                description="Every storyboard parameter present and non-empty, emails and URLs well formed, no duplicate "
-                            "recipient keys, the exact header list, and a row count within the configured limits "
-                            "(exactly 20 in end-to-end test mode).")
-def recipients_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-                    idomoo_settings: IdomooSettings) -> dg.AssetCheckResult:
-    key, s = context.partition_key, idomoo_settings
-    schema = spec.data_file_schema(s.headers, key=s.key_header, email_columns=s.email_headers, url_columns=s.url_headers,
-                                   optional=s.optional_headers)
-    report = validate_parquet(warehouse.staged_table(VENDOR, DELIVERABLE, key), schema, redact=True,
-                              name=f"idomoo recipients {key}")
+def recipients_of(step: Step) -> str:
+    s = step.settings
+    if step.partition_key and len(s.headers) != len(s.source_columns):
+        raise step.fail("idomoo_settings.headers and source_columns must have the same length")
+    return recipients_sql(step.partition_key, s)
+
+
+def storyboard_schema(step: Step):
+    s = step.settings
+    return spec.data_file_schema(s.headers, key=s.key_header, email_columns=s.email_headers, url_columns=s.url_headers,
+                                 optional=s.optional_headers)
+
+
+def judge_row_count(step: Step, report, result: dg.AssetCheckResult) -> dg.AssetCheckResult:
+    """The configured row limits (exactly 20 rows in end-to-end test mode)."""
+    s = step.settings
     limits = (spec.E2E_ROWS, spec.E2E_ROWS) if s.e2e_test else (s.min_rows, s.max_rows)
-    count_ok = limits[0] <= report.rows <= limits[1]
-    if not report.passed:
-        context.log.error(report.error_text(f"idomoo/recipients {key}"))
-    result = check_result(report, extra={"row_limits": dg.MetadataValue.text(f"{limits[0]}..{limits[1]}")})
-    if count_ok:
-        return result
-    return dg.AssetCheckResult(passed=False, metadata=result.metadata,
+    metadata = {**result.metadata, "row_limits": dg.MetadataValue.text(f"{limits[0]}..{limits[1]}")}
+    if limits[0] <= report.rows <= limits[1]:
+        return dg.AssetCheckResult(passed=result.passed, metadata=metadata, description=result.description,
+                                   severity=result.severity)
+    return dg.AssetCheckResult(passed=False, metadata=metadata,
                                description=with_next_step(
                                    f"{report.rows} rows, outside the allowed {limits[0]}..{limits[1]}"
                                    + ("" if report.passed else f"; {report.summary()}"),
@@ -145,35 +152,17 @@ def recipients_spec(context: dg.AssetCheckExecutionContext, warehouse: Warehouse
                                    "Idomoo for the storyboard), then launch the partition again."))
 
 
-def _delivered_name(ledger: Ledger, key: str) -> list:
-    return [d for d in ledger.history(VENDOR, DELIVERABLE, status="delivered") if d.partition_key == key]
-
-
-@dg.asset(key=[VENDOR, "data_file"], group_name=VENDOR, partitions_def=daily, deps=[recipients], kinds={"csv"},
-          pool=VENDOR,
-          description="The data file: `<client>_<project>_YYYYMMdd_HHMMss_NN.<ext>`, the UTC time it is "
-                      "built and "
-                      "uploaded, on the send date (5.3 #1; a batch is never built before its send date), the "
-                      "configured "
-                      "delimiter and encoding (UTF-8 without BOM or Windows-1252, a character it cannot hold is an error "
-                      "naming row and column), optionally zipped and PGP-encrypted to Idomoo's public key. A partition "
-                      "whose content was already built keeps its name, so a re-run sends nothing new.")
-def data_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, ledger: LedgerResource,
-              idomoo_settings: IdomooSettings) -> dg.MaterializeResult:
-    key, s = context.partition_key, idomoo_settings
+def write_data_file(step: Step, staged: Path) -> Files:
+    key, s, deliverable = step.partition_key, step.settings, step.chain.name
     if s.extension not in spec.EXTENSIONS:
-        raise dg.Failure(f"idomoo_settings.extension={s.extension!r}: expected one of {', '.join(spec.EXTENSIONS)}",
-                         allow_retries=False)
+        raise step.fail(f"idomoo_settings.extension={s.extension!r}: expected one of {', '.join(spec.EXTENSIONS)}")
     send_date, today = dt.date.fromisoformat(key), clock.today()
     if today < send_date:  # Idomoo renders at once: an early batch would reach people early
-        raise dg.Failure(f"idomoo {key}: a batch is uploaded on its send date; today is {today}",
-                         allow_retries=False)
+        raise step.fail(f"a batch is uploaded on its send date; today is {today}")
     if today > send_date:
-        late = (today - send_date).days
-        context.log.warning(f"idomoo {key}: uploading {late} day(s) after the send date; the name carries "
-                            "today's time")
-    folder = warehouse.files_dir(VENDOR, DELIVERABLE, key)
-    staged = warehouse.staged_table(VENDOR, DELIVERABLE, key)
+        step.log.warning(f"idomoo {key}: uploading {(today - send_date).days} day(s) after the send date; the name "
+                         "carries today's time")
+    folder = step.files_dir
     con = duckdb.connect()
     rows = con.execute(f"SELECT * FROM read_parquet({sql_literal(str(staged))})").fetchall()
     con.close()
@@ -185,18 +174,15 @@ def data_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, l
     except (EncodingProblem, ValueError) as exc:
         raise dg.Failure(str(exc), allow_retries=False) from None
     content = file_md5(plain)
-    try:  # the same content as the file already built for this partition: keep it (and its name)
-        previous, info = read_manifest(folder)
-        if info.get("content_md5") == content and all(f.path.exists() for f in previous):
-            plain.unlink()
-            context.log.info(f"{key}: content unchanged, keeping {previous[0].name}")
-            return dg.MaterializeResult(metadata={**files_metadata(previous), "reused": True})
-    except FileNotFoundError:
-        pass
+    kept = reuse_or_reset(step, content)  # the same content as the file built before: keep it and its name
+    if kept is not None:
+        plain.unlink()
+        step.log.info(f"{key}: content unchanged, keeping {kept[0][0].name}")
+        return Files(kept[0], metadata={"reused": True}, reused=True)
     for old in folder.iterdir():
         if old != plain and old.is_file():
             old.unlink()
-    sequence = 1 + len({d.file_name for d in ledger.get().history(VENDOR, DELIVERABLE) if d.partition_key == key})
+    sequence = 1 + len({d.file_name for d in step.ledger.history(VENDOR, deliverable) if d.partition_key == key})
     name = spec.data_file_name(s.client, s.project, clock.now(), sequence, s.extension)
     path = folder / name
     os.replace(plain, path)
@@ -218,30 +204,20 @@ def data_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, l
             variables = "IDOMOO_PGP_PUBLIC_KEY_FILE" + (", IDOMOO_PGP_PRIVATE_KEY_FILE, IDOMOO_PGP_PASSPHRASE"
                                                         if ours else "")
             raise dg.Failure(f"idomoo {key}: {exc} ({variables})", allow_retries=False) from None
-        context.log.info(f"encrypted to key {fingerprint}" + (" and signed with ours" if ours else ""))
+        step.log.info(f"encrypted to key {fingerprint}" + (" and signed with ours" if ours else ""))
         path.unlink()
         path, name = encrypted, encrypted.name
-    outgoing = [OutgoingFile(path, f"{s.uploads_folder}/{name}", rows=count, md5=file_md5(path), bytes=path.stat().st_size)]
-    write_manifest(folder, outgoing, content_md5=content, partition=key, headers=s.headers, encrypted=bool(s.pgp_public_key_file),
-                   zipped=s.zip)
-    return dg.MaterializeResult(metadata={**files_metadata(outgoing), "encoding": s.encoding, "delimiter": s.delimiter})
+    outgoing = [OutgoingFile(path, f"{s.uploads_folder}/{name}", rows=count, md5=file_md5(path),
+                             bytes=path.stat().st_size)]
+    return Files(outgoing, manifest={"content_md5": content, "headers": s.headers,
+                                     "encrypted": bool(s.pgp_public_key_file), "zipped": s.zip},
+                 metadata={"encoding": s.encoding, "delimiter": s.delimiter})
 
 
-@dg.asset_check(asset=data_file, name="file_matches_spec", blocking=True, partitions_def=daily,
-                pool=VENDOR,
-                description="Re-reads the file: the exact header line, no BOM, the configured encoding, one line per "
-                            "recipient; a zip holds one safe member; an encrypted file is an OpenPGP message.")
-def data_file_matches_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-                           idomoo_settings: IdomooSettings) -> dg.AssetCheckResult:
-    import csv
-    import io
-    import zipfile
-
-    from ...formats.delimited import DELIMITERS, ENCODINGS
-
-    s = idomoo_settings
-    outgoing, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, context.partition_key))
-    f = outgoing[0]
+def check_data_file(step: Step, outgoing: list, info: dict) -> list[str]:
+    """Re-reads the file: the exact header line, no BOM, the configured encoding, one line per recipient; a zip
+    holds one safe member; an encrypted file is an OpenPGP message."""
+    s, f = step.settings, outgoing[0]
     problems = []
     if info.get("encrypted"):
         if not is_pgp_message(f.path):
@@ -270,34 +246,87 @@ def data_file_matches_spec(context: dg.AssetCheckExecutionContext, warehouse: Wa
             problems.append(f"{f.name}: {len(rows) - 1} rows, {f.rows} expected")
         if any(h != h.strip() for h in (rows[0] if rows else [])):
             problems.append(f"{f.name}: a header has stray spaces")
-    return dg.AssetCheckResult(passed=not problems, description=with_next_step("; ".join(problems), FILES_NEXT)
-                               if problems else f"{f.name} matches the spec",
-                               metadata={"file": f.name})
+    return problems
 
 
-@dg.asset(key=[VENDOR, "data_file_delivery"], group_name=VENDOR, partitions_def=daily, deps=[data_file], kinds={"sftp"},
-          pool=VENDOR,
-          retry_policy=delivery_retry_policy(),
-          description="Uploads the data file to the SFTP account's Uploads folder (temporary name, then rename), never "
-                      "reusing a name ever uploaded ('The client shouldn't upload 2 files with the exact same name').")
-def data_file_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, warehouse: WarehouseResource,
-                       ledger: LedgerResource, idomoo_destination: DestinationResource,
-                       idomoo_settings: IdomooSettings) -> dg.MaterializeResult:
-    key = context.partition_key
-    outgoing, _ = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
-    book = ledger.get()
+def never_a_name_twice(step: Step, outgoing: list) -> None:
+    """'The client shouldn't upload 2 files with the exact same name' (General Process)."""
     for f in outgoing:
-        elsewhere = [d for d in book.find_name(VENDOR, f.name) if d.partition_key != key and d.status == "delivered"]
+        elsewhere = [d for d in step.ledger.find_name(VENDOR, f.name)
+                     if d.partition_key != step.partition_key and d.status == "delivered"]
         if elsewhere:
-            raise dg.Failure(f"idomoo: {f.name} was already uploaded for {elsewhere[0].partition_key}; Idomoo must never "
-                             "receive the same name twice", allow_retries=False)
-    outcome = deliver_partition(context, vendor=VENDOR, deliverable=DELIVERABLE, files=outgoing,
-                                destination=idomoo_destination, ledger=book, redeliver=config.redeliver)
+            raise dg.Failure(f"idomoo: {f.name} was already uploaded for {elsewhere[0].partition_key}; Idomoo must "
+                             "never receive the same name twice", allow_retries=False)
+
+
+def start_return_clock(step: Step, outgoing: list, outcome) -> dict:
+    staged = step.staged  # the rows uploaded: their keys are kept for the PURL file's check
     for f in outgoing:  # the PURL return deadline counts from here, and its keys must come back (returns.py)
-        record_upload(f.name, clock.now().timestamp(), warehouse.staged_table(VENDOR, DELIVERABLE, key),
-                      idomoo_settings.key_header)
-    return dg.MaterializeResult(metadata={**outcome.metadata(), "target": idomoo_destination.describe()})
+        record_upload(f.name, clock.now().timestamp(), staged, step.settings.key_header)
+    return {}
 
 
-ASSETS = [recipients, data_file, data_file_delivery]
-CHECKS = [recipients_spec, data_file_matches_spec]
+def purl_answer(partition_key: str, destination: str, files: list[dict]) -> dict:
+    """Idomoo's answer to a data file: its PURL file, once received and stored (for the receipt)."""
+    s, store = settings_from_env(), state_store()
+    purls = []
+    for f in files:
+        purl = spec.purl_name(f["name"].rsplit("/", 1)[-1], s.purl_prefix, s.purl_suffix)
+        stored = f"returns/idomoo_purls/{purl}.parquet"  # the state store's key (state_store.py)
+        received = store.exists(stored)
+        purls.append({"purl_file": purl, "received": received,
+                      "rows": receipts.parquet_rows(store.get(stored)) if received else None})
+    received = bool(purls) and all(p["received"] for p in purls)
+    got = [p for p in purls if p["received"]]
+    return {"kind": "idomoo_purl", "purl_received": received, "purl_files": purls,
+            "meaning": "PURL file received and stored" if received else "PURL file not received yet",
+            "status": "PURL back: " + ", ".join(f"{p['rows']:,} rows" for p in got) if received
+            else "PURL not received"}
+
+
+def chain(board: Storyboard) -> Chain:
+    first = board.name == DELIVERABLE
+    prefix = "" if first else board.name.removesuffix("_data_file") + "_"
+    return Chain(
+        deliverable=Deliverable(
+            vendor=VENDOR, name=board.name, source="idomoo_recipients", models=(spec.StoryboardRecipients,),
+            # the model's columns are the first storyboard's; another's are its own configuration
+            staged=board.rows_asset if first else None, deadline=(0, 12), schedule=board.schedule,
+            job=None if first else f"idomoo_{prefix}daily_delivery", answer=purl_answer,
+            probe_why="skipped: Idomoo processes every file in Uploads and its document names no name it ignores; "
+                      "the login, the host key and the Uploads folder are checked instead."),
+        rows_asset=f"{prefix}{board.rows_asset}", files_asset=board.name, files_check="file_matches_spec",
+        settings_key=board.settings_key, extract=recipients_of, schema=storyboard_schema, judge_rows=judge_row_count,
+        write=write_data_file, check_files=check_data_file, before_delivery=never_a_name_twice,
+        after_delivery=start_return_clock, partitions_def=daily, redact=True, files_kinds=frozenset({"csv"}),
+        rows_metadata=lambda step, count: {"e2e_test": dg.MetadataValue.bool(step.settings.e2e_test)},
+        descriptions={
+            "rows": f"The day's video recipients in the storyboard's columns ({DOC}; the vendor's 'General Process' 2; "
+                    "the header list is configuration, matched exactly). In end-to-end test mode exactly 20 rows.",
+            "spec": "Every storyboard parameter present and non-empty, emails and URLs well formed, no duplicate "
+                    "recipient keys, the exact header list, and a row count within the configured limits (exactly 20 "
+                    "in end-to-end test mode).",
+            "files": "The data file: `<client>_<project>_YYYYMMdd_HHMMss_NN.<ext>`, the UTC time it is built and "
+                     "uploaded, on the send date (5.3 #1; a batch is never built before its send date), the configured "
+                     "delimiter and encoding (UTF-8 without BOM or Windows-1252, a character it cannot hold is an "
+                     "error naming row and column), optionally zipped and PGP-encrypted to Idomoo's public key. A "
+                     "partition whose content was already built keeps its name, so a re-run sends nothing new.",
+            "files_check": "Re-reads the file: the exact header line, no BOM, the configured encoding, one line per "
+                           "recipient; a zip holds one safe member; an encrypted file is an OpenPGP message.",
+            "delivery": "Uploads the data file to the SFTP account's Uploads folder (temporary name, then rename), "
+                        "never reusing a name ever uploaded ('The client shouldn't upload 2 files with the exact same "
+                        "name')."})
+
+
+STORYBOARDS = (
+    Storyboard(DELIVERABLE, Schedule(5, description=(
+        "Daily at 05:00 UTC: the batch of recipients whose send date is TODAY (uploaded on its send date; the "
+        "partitions end a day later for that)."))),
+    # A second storyboard is configuration only: its own columns, project and hour.
+    Storyboard("renewal_data_file", Schedule(7, description=(
+        "Daily at 07:00 UTC: the renewal storyboard's batch of recipients whose send date is TODAY.")),
+        settings_key="idomoo_renewal_settings",
+        overrides={"project": "renewal", "headers": ["RecipientID", "FirstName", "Email", "Points"],
+                   "source_columns": ["recipient_id", "first_name", "email", "points_balance"]}),
+)
+CHAINS = [chain(board) for board in STORYBOARDS]

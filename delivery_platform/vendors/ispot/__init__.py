@@ -1,26 +1,33 @@
-"""iSpot.tv TV conversions (issue 3): `build_defs(env)` gives the assets, checks, job and schedule."""
+"""iSpot.tv TV conversions (issue 3): the day's conversions, uploaded; late events follow as top-ups."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from ...destinations.ispot_api import ispot_api_from_env
-from . import spec
-from .assets import ASSETS, CHECKS, settings_from_env
+from ...factory import build_deliverables, build_jobs
+from ...registry import Vendor
+from .assets import CHAIN, CONVERSIONS, settings_from_env
 from .sensor import build_topup_sensor
-
-daily_delivery = dg.define_asset_job(
-    "ispot_daily_delivery", selection=dg.AssetSelection.groups("ispot"),
-    description="Yesterday's conversions: shape, check, write, upload.", tags={"vendor": "ispot"})
 
 
 def build_defs(env: str) -> dg.Definitions:
-    schedule = dg.build_schedule_from_partitioned_job(
-        daily_delivery, name="ispot_daily_schedule", hour_of_day=spec.SCHEDULE_HOUR_UTC, minute_of_hour=0,
-        description=f"Daily at {spec.SCHEDULE_HOUR_UTC:02d}:00 UTC (04:00 PST / 05:00 PDT) for the previous UTC day, "
-                    "two hours before iSpot's 14:00 UTC cutoff (7:00 AM PDT / 6:00 AM PST).",
-        default_status=dg.DefaultScheduleStatus.RUNNING if env == "production" else dg.DefaultScheduleStatus.STOPPED)
+    assets, checks = build_deliverables([CHAIN])
+    jobs, schedules = build_jobs("ispot", [CHAIN], env,
+                                 description="Yesterday's conversions: shape, check, write, upload.")
     return dg.Definitions(
-        assets=ASSETS, asset_checks=CHECKS, jobs=[daily_delivery], schedules=[schedule],
-        sensors=[build_topup_sensor(daily_delivery, env)],
+        assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules,
+        sensors=[build_topup_sensor(jobs[0], env)],
         resources={"ispot_api": ispot_api_from_env(), "ispot_settings": settings_from_env()})
+
+
+VENDOR = Vendor(
+    name="ispot", title="iSpot.tv", document="docs/ispot.md", deliverables=(CONVERSIONS,),
+    destination_kinds=("local",),  # files go to iSpot's upload API (`ispot_api`); the outbox stands in locally
+    build_defs=build_defs, settings=settings_from_env,
+    extras={
+        # `api` when iSpot's API credentials are configured; otherwise files go to the destination
+        "destination_kind": lambda resources: "api" if getattr(resources.get("ispot_api"), "client_id", None)
+        else None,
+        "preflight_probes": ("ispot_token",),
+        "preflight_inputs": lambda: {"token_api": ispot_api_from_env()}})

@@ -14,26 +14,23 @@ from pathlib import Path
 from typing import List, Optional
 
 import dagster as dg
-import duckdb
 import numpy as np
 
 from ...core import clock
-from ...delivery import DeliveryConfig, OutgoingFile, deliver_files, delivery_retry_policy
+from ...core.files import file_md5
+from ...core.sql import sql_literal
+from ...delivery import OutgoingFile, deliver_files
 from ...destinations.base import AlreadyExists
 from ...destinations.ispot_api import ISpotApiDestination, ISpotApiResource, ISpotRejected
-from ...destinations.resource import DestinationResource
 from ...formats.compress import zip_file
 from ...formats.lines import csv_header, csv_line_sql
 from ...formats.parts import PartWriter, balanced_cuts, write_lines
 from ...ledger import FileContents
-from ...manifest import files_metadata, read_manifest, reset_folder, write_manifest
+from ...manifest import read_manifest, reset_folder
+from ...factory import Chain, Files, Step
 from ...partitions import daily, day_bounds
-from ...resources import LedgerResource
-from ...validation import check_result
+from ...registry import Deliverable, Schedule
 from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
-from ...validation.run import validate_relation
-from ...core.sql import sql_literal
-from ...warehouse.assets import source_key
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
 from . import spec, topups
 
@@ -131,21 +128,12 @@ def counts_sql(partition_key: str, batch: topups.Batch, up_to: str) -> str:
 BATCH_FILE = "batch.json"
 
 
-@dg.asset(
-    pool=VENDOR,
-    key=[VENDOR, DELIVERABLE], group_name=VENDOR, partitions_def=daily, deps=[source_key("ispot_conversion_events")],
-    kinds={"duckdb"},
-    description=f"The day's web and app conversions not yet sent, in iSpot's columns ({DOC}; the vendor's 'Available "
-                "Dimensions', 'Matching Methodology'): on the first run every event of the UTC day loaded so "
-                "far; later runs only events loaded since (top-ups), plus any file whose upload never "
-                "succeeded. IPv6 rows are filtered unless ISPOT_INCLUDE_IPV6 (counted either way).",
-)
-def conversions(context: dg.AssetExecutionContext, warehouse: WarehouseResource, ledger: LedgerResource,
-                ispot_settings: ISpotSettings) -> dg.MaterializeResult:
-    key = context.partition_key
-    settings = ispot_settings
+def stage(step: Step) -> tuple[int, dict]:
+    """The day's conversions not yet sent: every event of the UTC day loaded so far on the first run, later
+    only events loaded since (top-ups), plus any file whose upload never succeeded."""
+    key, settings, warehouse = step.partition_key, step.settings, step.warehouse
     columns, headers = settings.file_columns(), settings.file_headers()
-    batch = topups.plan_batch(ledger.get(), key)
+    batch = topups.plan_batch(step.ledger, key)
     up_to = topups.watermark(clock.now(), settings.load_settle_seconds)
     target = warehouse.staged_table(VENDOR, DELIVERABLE, key)
     ipv6 = "" if settings.include_ipv6 else " AND NOT contains(client_ip, ':')"
@@ -158,12 +146,10 @@ def conversions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     (target.parent / BATCH_FILE).write_text(json.dumps({**batch.to_json(), "watermark": up_to,
                                                          "new_through": new_through}))
     v6 = "included" if settings.include_ipv6 else "filtered"
-    context.log.info(f"{key}: {rows:,} conversions staged ({len(batch.pending)} earlier file(s) to re-send, "
-                     f"{batch.delivered_files} delivered before); IPv6 rows {v6}: {ipv6_rows:,}; "
-                     f"{not_loaded:,} not loaded by {up_to}")
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": dg.MetadataValue.int(rows),
-        "rows": dg.MetadataValue.int(rows),
+    step.log.info(f"{key}: {rows:,} conversions staged ({len(batch.pending)} earlier file(s) to re-send, "
+                  f"{batch.delivered_files} delivered before); IPv6 rows {v6}: {ipv6_rows:,}; "
+                  f"{not_loaded:,} not loaded by {up_to}")
+    return rows, {
         "events_in_day": dg.MetadataValue.int(in_day),
         "filtered_ipv6": dg.MetadataValue.int(0 if settings.include_ipv6 else ipv6_rows),
         "ipv6_included": dg.MetadataValue.int(ipv6_rows if settings.include_ipv6 else 0),
@@ -177,35 +163,15 @@ def conversions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         "mode": dg.MetadataValue.text("onboarding (with passthru)" if settings.onboarding else "production"),
         "header": dg.MetadataValue.text(",".join(headers)),
         "staged": dg.MetadataValue.path(str(target)),
-    })
+    }
 
 
-def _staged_relation(path: Path) -> str:
-    """The staged rows without the sort key, with the row number pandera's samples show as `index`."""
-    return (f"SELECT * EXCLUDE (file_row_number, _key), file_row_number AS __row "
-            f"FROM read_parquet({sql_literal(str(path))}, file_row_number = true)")
-
-
-@dg.asset_check(asset=conversions, name="spec", blocking=True, partitions_def=daily,
-                pool=VENDOR,
-                description="Every row meets the pandera model `Conversions` (vendors/ispot/spec.py) with the "
-                            "partition day, the site-id allow-list, the header profile and the optional "
-                            "columns; nothing is written or uploaded otherwise.")
-def conversions_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-                     ispot_settings: ISpotSettings) -> dg.AssetCheckResult:
-    key = context.partition_key
-    s = ispot_settings
-    schema = spec.conversions_schema(key, s.site_ids, onboarding=s.onboarding, profile=s.header_profile,
-                                     optional=tuple(s.optional_columns), include_ipv6=s.include_ipv6)
-    con = duckdb.connect()
-    try:
-        staged = _staged_relation(warehouse.staged_table(VENDOR, DELIVERABLE, key))
-        report = validate_relation(con, staged, schema, name=f"ispot conversions {key}")
-    finally:
-        con.close()
-    if not report.passed:
-        context.log.error(report.error_text(f"ispot/conversions {key}"))
-    return check_result(report)
+def conversions_schema(step: Step):
+    """The pandera model `Conversions` with the partition day, the site-id allow-list, the header profile and
+    the optional columns."""
+    s = step.settings
+    return spec.conversions_schema(step.partition_key, s.site_ids, onboarding=s.onboarding, profile=s.header_profile,
+                                   optional=tuple(s.optional_columns), include_ipv6=s.include_ipv6)
 
 
 def file_name(partition_key: str, number: int, ext: str = "csv") -> str:
@@ -234,27 +200,17 @@ def hold_message(partition_key: str, rows: int, size: int, min_bytes: int, *, he
             f"ISPOT_MIN_UPLOAD_BYTES and re-run the partition.")
 
 
-@dg.asset(
-    pool=VENDOR,
-    key=[VENDOR, "conversion_files"], group_name=VENDOR, partitions_def=daily, deps=[conversions], kinds={"csv"},
-    description=f"The CSV files iSpot receives ({DOC}; the vendor's 'CSV File Format'): UTF-8 without BOM, header row "
-                "unquoted, every data value double-quoted, \\n line endings, the header repeated in every part, "
-                "split into the fewest balanced parts under the size limit, named "
-                "conversions_YYYYMMDD_NNN.csv (top-ups continue the numbering). New rows under the minimum "
-                "size are held when it is enforced.",
-)
-def conversion_files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                     ispot_settings: ISpotSettings, ispot_api: ISpotApiResource) -> dg.MaterializeResult:
-    key = context.partition_key
-    settings = ispot_settings
+def write_files(step: Step, staged: Path) -> Files:
+    """The CSV parts: the fewest balanced parts under the size limit; new rows under the minimum held when it is
+    enforced; files recorded earlier whose upload never succeeded rewritten with their recorded range and name."""
+    key, settings, warehouse = step.partition_key, step.settings, step.warehouse
     if settings.split_bytes >= spec.MAX_UPLOAD_BYTES:
         raise dg.Failure(f"ispot_settings.split_bytes={settings.split_bytes:,} must stay below iSpot's "
                          f"{spec.MAX_UPLOAD_BYTES:,}-byte limit", allow_retries=False)
     headers = settings.file_headers()
     header = csv_header(headers).encode("ascii")
-    enforce = enforces_minimum(settings, ispot_api)
-    folder = reset_folder(warehouse.files_dir(VENDOR, DELIVERABLE, key))
-    staged = warehouse.staged_table(VENDOR, DELIVERABLE, key)
+    enforce = enforces_minimum(settings, step.context.resources.ispot_api)
+    folder = reset_folder(step.files_dir)
     info = json.loads((staged.parent / BATCH_FILE).read_text())
     batch = topups.Batch.from_json(info)
     source = f"read_parquet({sql_literal(str(staged))}, file_row_number = true)"
@@ -275,7 +231,7 @@ def conversion_files(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         new_bytes = len(header) + int(lengths.sum())
         if len(lengths) and enforce and new_bytes < settings.min_bytes:
             held = {"rows": len(lengths), "bytes": new_bytes}
-            context.log.warning(hold_message(key, len(lengths), new_bytes, settings.min_bytes, held=True))
+            step.log.warning(hold_message(key, len(lengths), new_bytes, settings.min_bytes, held=True))
         elif len(lengths):
             cuts = balanced_cuts(lengths, header_bytes=len(header), max_bytes=settings.split_bytes)
             after, start = batch.sent_through, new_from
@@ -297,13 +253,13 @@ def conversion_files(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     for f, c in zip(files, contents):
         c["file_name"] = f.name
     if not files and not held:
-        context.log.info(f"{key}: nothing to send ({batch.delivered_files} file(s) delivered before)")
-    write_manifest(folder, files, columns=list(headers), partition=key, contents=contents, held=held,
-                   enforce_min_bytes=enforce, min_bytes=settings.min_bytes,
-                   delivered_before=batch.delivered_files, recorded_before=bool(batch.sent_through))
-    context.log.info(f"{key}: {len(files)} file(s), {sum(f.bytes for f in files):,} bytes")
-    return dg.MaterializeResult(metadata={
-        **files_metadata(files), "folder": dg.MetadataValue.path(str(folder)),
+        step.log.info(f"{key}: nothing to send ({batch.delivered_files} file(s) delivered before)")
+    step.log.info(f"{key}: {len(files)} file(s), {sum(f.bytes for f in files):,} bytes")
+    manifest = {"columns": list(headers), "contents": contents, "held": held, "enforce_min_bytes": enforce,
+                "min_bytes": settings.min_bytes, "delivered_before": batch.delivered_files,
+                "recorded_before": bool(batch.sent_through)}
+    return Files(files, manifest=manifest, metadata={
+        "folder": dg.MetadataValue.path(str(folder)),
         "held_rows": dg.MetadataValue.int(held["rows"] if held else 0),
         "files_resent": dg.MetadataValue.int(len(batch.pending)),
         "smallest_to_largest": dg.MetadataValue.float(
@@ -315,8 +271,6 @@ ZIP_MEMBER_TIME = 946684800  # 2000-01-01T00:00:00Z
 
 def _zip_parts(files: list[OutgoingFile], level: int) -> list[OutgoingFile]:
     """One zip per part, compressed on every core (zlib releases the GIL)."""
-    from ...core.files import file_md5
-
     def one(f: OutgoingFile) -> OutgoingFile:
         target = Path(f.path).with_suffix(".zip")
         # a fixed member time: a re-sent file has the same bytes, so the ledger can tell it is ours (R4)
@@ -345,23 +299,17 @@ def _read_back(con, path: Path, columns: tuple[str, ...]) -> dict:
             "rows": counted[0], "badly_quoted": counted[1], "sample_bad": (counted[2] or "")[:200]}
 
 
-@dg.asset_check(asset=conversion_files, name="files_match_spec", blocking=True, partitions_def=daily,
-                pool=VENDOR,
-                description="Re-reads every file: exact unquoted ASCII header and no BOM, every data value quoted, "
-                            "size under 200 MB, rows adding up to the checked rows (MD5s are verified on read-back at delivery).")
-def conversion_files_match_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-                                ispot_settings: ISpotSettings) -> dg.AssetCheckResult:
+def check_files(step: Step, files: list, info: dict) -> dg.AssetCheckResult:
+    """Re-reads every file: exact unquoted ASCII header and no BOM, every data value quoted, size under 200 MB,
+    rows adding up to the checked rows (MD5s are verified on read-back at delivery)."""
     import zipfile
 
-    key = context.partition_key
-    folder = warehouse.files_dir(VENDOR, DELIVERABLE, key)
-    files, info = read_manifest(folder)
+    warehouse, folder = step.warehouse, step.files_dir
     columns = tuple(info["columns"])
     problems: list[str] = []
     rows = 0
     with warehouse.connect(attach_warehouse=False) as con:
-        staged_rows = con.execute(f"SELECT count(*) FROM read_parquet("
-                                  f"{sql_literal(str(warehouse.staged_table(VENDOR, DELIVERABLE, key)))})").fetchone()[0]
+        staged_rows = con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(step.staged))})").fetchone()[0]
         for f in files:
             size = f.path.stat().st_size
             if size >= spec.MAX_UPLOAD_BYTES:
@@ -397,55 +345,46 @@ def conversion_files_match_spec(context: dg.AssetCheckExecutionContext, warehous
             "\n".join(f"- {p}" for p in problems) or "none")})
 
 
-@dg.asset_check(asset=conversion_files, name="minimum_size", blocking=True, partitions_def=daily,
-                pool=VENDOR,
-                description="iSpot refuses files under the minimum (400 'too small'; docs/ispot.md, 'Size policy'): when "
-                            "uploading to the API, a day or top-up under ISPOT_MIN_UPLOAD_BYTES (default 8 MB) "
-                            "is held and this check fails before the upload, saying what to do; the rows stay "
-                            "eligible for a later top-up. To the local outbox the files are written and the "
-                            "check only warns.")
-def conversion_files_minimum_size(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-                                  ispot_settings: ISpotSettings) -> dg.AssetCheckResult:
-    key = context.partition_key
-    files, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
-    minimum = info.get("min_bytes", ispot_settings.min_bytes)
-    enforced = info.get("enforce_min_bytes", False)
-    held = info.get("held")
-    small = [f for f in files if (f.bytes or 0) < minimum]
-    metadata = {"smallest_file_bytes": min((f.bytes or 0 for f in files), default=0), "min_bytes": minimum,
-                "held_rows": held["rows"] if held else 0, "enforced": enforced}
-    if small and enforced:  # a file that slipped through (e.g. smaller once zipped): never upload it
-        return dg.AssetCheckResult(passed=False, metadata=metadata, description="; ".join(
-            f"{f.name}: " + hold_message(key, f.rows or 0, f.bytes or 0, minimum, held=True) for f in small))
-    if held:
-        # blocking when nothing else would be uploaded; a warning when earlier files are re-sent anyway
-        severity = dg.AssetCheckSeverity.WARN if files else dg.AssetCheckSeverity.ERROR
-        return dg.AssetCheckResult(passed=False, severity=severity, metadata=metadata,
-                                   description=hold_message(key, held["rows"], held["bytes"], minimum,
-                                                            held=True))
-    if small:
-        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
-                                   description="; ".join(f"{f.name}: " + hold_message(
-                                       key, f.rows or 0, f.bytes or 0, minimum, held=False) for f in small))
-    text = f"every file is at least {minimum:,} bytes" if files else "no file"
-    return dg.AssetCheckResult(passed=True, metadata=metadata, description=text)
+def minimum_size_check(files_asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=files_asset, name="minimum_size", blocking=True, partitions_def=daily, pool=VENDOR,
+                    description="iSpot refuses files under the minimum (400 'too small'; docs/ispot.md, 'Size "
+                                "policy'): when uploading to the API, a day or top-up under ISPOT_MIN_UPLOAD_BYTES "
+                                "(default 8 MB) is held and this check fails before the upload, saying what to do; "
+                                "the rows stay eligible for a later top-up. To the local outbox the files are "
+                                "written and the check only warns.")
+    def conversion_files_minimum_size(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
+                                      ispot_settings: ISpotSettings) -> dg.AssetCheckResult:
+        key = context.partition_key
+        files, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
+        minimum = info.get("min_bytes", ispot_settings.min_bytes)
+        enforced = info.get("enforce_min_bytes", False)
+        held = info.get("held")
+        small = [f for f in files if (f.bytes or 0) < minimum]
+        metadata = {"smallest_file_bytes": min((f.bytes or 0 for f in files), default=0), "min_bytes": minimum,
+                    "held_rows": held["rows"] if held else 0, "enforced": enforced}
+        if small and enforced:  # a file that slipped through (e.g. smaller once zipped): never upload it
+            return dg.AssetCheckResult(passed=False, metadata=metadata, description="; ".join(
+                f"{f.name}: " + hold_message(key, f.rows or 0, f.bytes or 0, minimum, held=True) for f in small))
+        if held:
+            # blocking when nothing else would be uploaded; a warning when earlier files are re-sent anyway
+            severity = dg.AssetCheckSeverity.WARN if files else dg.AssetCheckSeverity.ERROR
+            return dg.AssetCheckResult(passed=False, severity=severity, metadata=metadata,
+                                       description=hold_message(key, held["rows"], held["bytes"], minimum,
+                                                                held=True))
+        if small:
+            return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
+                                       description="; ".join(f"{f.name}: " + hold_message(
+                                           key, f.rows or 0, f.bytes or 0, minimum, held=False) for f in small))
+        text = f"every file is at least {minimum:,} bytes" if files else "no file"
+        return dg.AssetCheckResult(passed=True, metadata=metadata, description=text)
+    return conversion_files_minimum_size
 
 
-@dg.asset(
-    pool=VENDOR,
-    key=[VENDOR, "conversions_delivery"], group_name=VENDOR, partitions_def=daily, deps=[conversion_files],
-    kinds={"api"},
-    retry_policy=delivery_retry_policy(),
-    description=f"Uploads the files through iSpot's API ({DOC}; the vendor's 'Making an API call', status table) when "
-                "ISPOT_CLIENT_ID is set, otherwise publishes them to the `ispot_destination` (the local outbox by "
-                "default). The ledger makes re-runs send nothing twice. Refuses data older than 12 days (paid "
-                "reprocessing) unless allowed.",
-)
-def conversions_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, warehouse: WarehouseResource,
-                         ledger: LedgerResource, ispot_api: ISpotApiResource, ispot_destination: DestinationResource,
-                         ispot_settings: ISpotSettings) -> dg.MaterializeResult:
-    key = context.partition_key
-    files, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
+def deliver(step: Step, files: list, info: dict, redeliver: bool) -> tuple:
+    """Uploads through iSpot's API when ISPOT_CLIENT_ID is set, otherwise to `ispot_destination`, adding to what
+    the day already holds (top-ups); refuses data older than 12 days (paid reprocessing) unless allowed."""
+    key, context = step.partition_key, step.context
+    ispot_api, ispot_destination, ispot_settings = context.resources.ispot_api, step.destination, step.settings
     window, why = spec.processing_window(key, clock.now())
     if window == "paid_reprocessing" and not ispot_settings.allow_reprocessing and files:
         raise dg.Failure(f"ispot {key}: {why}. Set ispot_settings.allow_reprocessing to upload anyway.",
@@ -453,7 +392,7 @@ def conversions_delivery(context: dg.AssetExecutionContext, config: DeliveryConf
     if window == "not_ready":
         raise dg.Failure(f"ispot {key}: {why}; iSpot wants complete days only", allow_retries=False)
     (context.log.info if window == "standard" else context.log.warning)(f"ispot {key}: {why}")
-    book = ledger.get()
+    book = step.ledger
     if not files:
         target = "iSpot API" if ispot_api.configured else ispot_destination.describe()
         return _nothing_to_send(context, book, key, info, target, f"{window}: {why}")
@@ -465,7 +404,7 @@ def conversions_delivery(context: dg.AssetExecutionContext, config: DeliveryConf
     try:
         outcome = deliver_files(vendor=VENDOR, deliverable=DELIVERABLE, partition_key=key, files=files,
                                 destination=destination, ledger=book, run_id=context.run_id,
-                                redeliver=config.redeliver, logger=context.log, append=True)
+                                redeliver=redeliver, logger=context.log, append=True, described=CONVERSIONS)
     except ISpotRejected as exc:  # a 400 cannot succeed on retry
         raise dg.Failure(str(exc), allow_retries=False) from None
     except AlreadyExists as exc:  # a 409 for a name no attempt of ours sent: someone else uses our names
@@ -475,15 +414,14 @@ def conversions_delivery(context: dg.AssetExecutionContext, config: DeliveryConf
     finally:
         destination.close()
     book.clear_empty(VENDOR, DELIVERABLE, key)  # a day recorded empty that got late events
-    return dg.MaterializeResult(metadata={
-        **outcome.metadata(),
+    return outcome, {
         "target": dg.MetadataValue.text("iSpot API" if ispot_api.configured else ispot_destination.describe()),
         "processing_window": dg.MetadataValue.text(f"{window}: {why}"),
         "top_up": dg.MetadataValue.bool(bool(info.get("recorded_before"))),
-    })
+    }
 
 
-def _nothing_to_send(context, book, key: str, info: dict, target: str, window: str) -> dg.MaterializeResult:
+def _nothing_to_send(context, book, key: str, info: dict, target: str, window: str) -> tuple:
     """No file this run: a day with no events is delivered-empty; a delivered day has nothing new."""
     if not info.get("recorded_before") and not book.delivered(VENDOR, DELIVERABLE, key):
         book.record_empty(VENDOR, DELIVERABLE, key, reason="nothing to send: no conversions in the day",
@@ -494,10 +432,55 @@ def _nothing_to_send(context, book, key: str, info: dict, target: str, window: s
                             run_id=context.run_id)
         action = "nothing new to send: every event of the day loaded so far was delivered"
     context.log.info(f"ispot {key}: {action}")
-    return dg.MaterializeResult(metadata={"delivery_action": action, "file_count": 0, "bytes": 0, "rows": 0,
-                                          "dagster/row_count": 0,
-                                          "target": target, "processing_window": window})
+    return None, {"delivery_action": action, "file_count": 0, "bytes": 0, "rows": 0, "dagster/row_count": 0,
+                  "target": target, "processing_window": window}
 
 
-ASSETS = [conversions, conversion_files, conversions_delivery]
-CHECKS = [conversions_spec, conversion_files_match_spec, conversion_files_minimum_size]
+def api_answer(partition_key: str, destination: str, files: list[dict]) -> dict:
+    """iSpot's answer to an upload: 201 for every file (any other answer fails the upload)."""
+    if destination == "ispot-api":
+        return {"kind": "ispot_api", "status": 201,
+                "meaning": "201 Uploaded for every file (the upload fails on any other answer)"}
+    return {"kind": "none", "meaning": f"published to a {destination} destination, not the iSpot API"}
+
+
+CONVERSIONS = Deliverable(
+    vendor=VENDOR, name=DELIVERABLE, source="ispot_conversion_events", models=(spec.Conversions,),
+    staged="conversions", deadline=spec.CUTOFF_UTC, event_column="datetime", answer=api_answer,
+    schedule=Schedule(spec.SCHEDULE_HOUR_UTC, description=(
+        f"Daily at {spec.SCHEDULE_HOUR_UTC:02d}:00 UTC (04:00 PST / 05:00 PDT) for the previous UTC day, two hours "
+        "before iSpot's 14:00 UTC cutoff (7:00 AM PDT / 6:00 AM PST).")),
+    probe_why="skipped: every upload to iSpot's API is a conversions file (no name is ignored, nothing can be "
+              "deleted), so the token probe checks the credentials instead.")
+
+
+def _staged_relation(path: Path) -> str:
+    """The staged rows without the sort key, with the row number pandera's samples show as `index`."""
+    return (f"SELECT * EXCLUDE (file_row_number, _key), file_row_number AS __row "
+            f"FROM read_parquet({sql_literal(str(path))}, file_row_number = true)")
+
+
+CHAIN = Chain(
+    deliverable=CONVERSIONS, rows_asset="conversions", files_asset="conversion_files", stage=stage,
+    schema=conversions_schema, staged_relation=_staged_relation, write=write_files, check_files=check_files,
+    files_checks=(minimum_size_check,), deliver=deliver, extra_resources=frozenset({"ispot_api"}),
+    files_kinds=frozenset({"csv"}), delivery_kinds=frozenset({"api"}),
+    descriptions={
+        "rows": f"The day's web and app conversions not yet sent, in iSpot's columns ({DOC}; the vendor's 'Available "
+                "Dimensions', 'Matching Methodology'): on the first run every event of the UTC day loaded so far; "
+                "later runs only events loaded since (top-ups), plus any file whose upload never succeeded. IPv6 "
+                "rows are filtered unless ISPOT_INCLUDE_IPV6 (counted either way).",
+        "spec": "Every row meets the pandera model `Conversions` (vendors/ispot/spec.py) with the partition day, the "
+                "site-id allow-list, the header profile and the optional columns; nothing is written or uploaded "
+                "otherwise.",
+        "files": f"The CSV files iSpot receives ({DOC}; the vendor's 'CSV File Format'): UTF-8 without BOM, header "
+                 "row unquoted, every data value double-quoted, \\n line endings, the header repeated in every part, "
+                 "split into the fewest balanced parts under the size limit, named conversions_YYYYMMDD_NNN.csv "
+                 "(top-ups continue the numbering). New rows under the minimum size are held when it is enforced.",
+        "files_check": "Re-reads every file: exact unquoted ASCII header and no BOM, every data value quoted, size "
+                       "under 200 MB, rows adding up to the checked rows (MD5s are verified on read-back at "
+                       "delivery).",
+        "delivery": f"Uploads the files through iSpot's API ({DOC}; the vendor's 'Making an API call', status table) "
+                    "when ISPOT_CLIENT_ID is set, otherwise publishes them to the `ispot_destination` (the local "
+                    "outbox by default). The ledger makes re-runs send nothing twice. Refuses data older than 12 "
+                    "days (paid reprocessing) unless allowed."})

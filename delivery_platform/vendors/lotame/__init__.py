@@ -1,23 +1,24 @@
-"""Lotame Spherical inbound batch (issue 5): `build_defs(env)` gives the assets, checks, job and schedule."""
+"""Lotame Spherical inbound batch (issue 5): the day's segment-membership bundle, one chain."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from .assets import ASSETS, CHECKS, settings_from_env
-
-SCHEDULE_HOUR_UTC = 6  # Lotame polls daily; the day's folder is ready early in the UTC morning
-
-daily_delivery = dg.define_asset_job(
-    "lotame_daily_delivery", selection=dg.AssetSelection.groups("lotame"),
-    description="The day's segment-membership bundle: shape, check, write, publish with .done last.",
-    tags={"vendor": "lotame"})
+from ...factory import build_deliverables, build_jobs
+from ...registry import Vendor
+from .assets import CHAIN, SEGMENTMEMBERSHIP, settings_from_env
 
 
 def build_defs(env: str) -> dg.Definitions:
-    schedule = dg.build_schedule_from_partitioned_job(
-        daily_delivery, name="lotame_daily_schedule", hour_of_day=SCHEDULE_HOUR_UTC, minute_of_hour=0,
-        description=f"Daily at {SCHEDULE_HOUR_UTC:02d}:00 UTC for the previous UTC day's folder (Lotame polls daily).",
-        default_status=dg.DefaultScheduleStatus.RUNNING if env == "production" else dg.DefaultScheduleStatus.STOPPED)
-    return dg.Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[daily_delivery], schedules=[schedule],
+    assets, checks = build_deliverables([CHAIN])
+    jobs, schedules = build_jobs(
+        "lotame", [CHAIN], env,
+        description="The day's segment-membership bundle: shape, check, write, publish with .done last.")
+    return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules,
                           resources={"lotame_settings": settings_from_env()})
+
+
+VENDOR = Vendor(
+    name="lotame", title="Lotame Spherical", document="docs/lotame.md", deliverables=(SEGMENTMEMBERSHIP,),
+    destination_kinds=("local", "s3", "gcs", "sftp"),  # "Inbound Batch": S3, GCS or sFTP
+    build_defs=build_defs, settings=settings_from_env)

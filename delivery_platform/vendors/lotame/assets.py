@@ -11,20 +11,20 @@ from typing import List
 
 import dagster as dg
 
-from ...delivery import DeliveryConfig, OutgoingFile, deliver_partition, delivery_retry_policy
-from ...destinations.resource import DestinationResource
+from ... import chain
+from ...core.files import file_md5
+from ...core.sql import sql_literal
+from ...delivery import OutgoingFile, deliver_partition
+from ...factory import Chain, Files, Step
 from ...formats.parts import PartWriter, write_lines
-from ...manifest import files_metadata, read_manifest, reset_folder, write_manifest
+from ...manifest import reset_folder
 from ...partitions import daily
+from ...registry import Deliverable, Schedule
 from ...resources import LedgerResource
-from ...validation import check_result, validate_parquet
 from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
 from ...validation.sql_checks import IPV4_RE
-from ...core.sql import sql_literal
-from ...warehouse.assets import source_key
 from ...warehouse import buckets
 from ...warehouse.resource import WarehouseResource, copy_to_parquet
-from ... import chain
 from . import spec, state
 
 VENDOR, DELIVERABLE = "lotame", "segmentmembership"
@@ -226,29 +226,16 @@ def _build(warehouse: WarehouseResource, key: str, base: state.Delivered | None,
     return excluded, state_rows, records.rows, removals, listed, cleared, len(ranges)
 
 
-@dg.asset(
-    pool=VENDOR,
-    key=[VENDOR, "segment_memberships"], group_name=VENDOR, partitions_def=daily, kinds={"duckdb"},
-    deps=[source_key("lotame_users"), source_key("lotame_segment_memberships")],
-    description=f"One record per user ID with its segments for the day ({DOC}; the vendor's 'Sending Behaviors'), "
-                "computed against what Lotame holds: the replay of every file it received, "
-                "in the ledger's order (R11, R12). Comprehensive: every live segment, and IDs that left "
-                "every segment cleared. Delta: segments added and removed since. Forced comprehensive on "
-                "the first delivery and when the last comprehensive file is 30+ days old. Days deliver in "
-                "partition order (a chain in the ledger); a day older than one already received is refused. "
-                "Users without consent or with an unsupported ID type are excluded and counted; IPv6 "
-                "addresses are dropped from `ips` and counted.",
-)
-def segment_memberships(context: dg.AssetExecutionContext, warehouse: WarehouseResource, ledger: LedgerResource,
-                        lotame_settings: LotameSettings) -> dg.MaterializeResult:
-    key = context.partition_key
+def stage(step: Step) -> tuple[int, dict]:
+    """One record per user ID with its segments for the day, computed against what Lotame holds."""
+    key, lotame_settings, warehouse = step.partition_key, step.settings, step.warehouse
     if lotame_settings.mode not in ("comprehensive", "delta"):
         raise dg.Failure(f"lotame_settings.mode must be 'comprehensive' or 'delta', not {lotame_settings.mode!r}",
                          allow_retries=False)
-    book, paths = ledger.get(), _paths(warehouse, key)
+    book, paths = step.ledger, _paths(warehouse, key)
     refuse_old_day(_history(book), key)
     for _ in range(MAX_REBUILDS):
-        chain.wait_for_earlier(context, book, VENDOR, DELIVERABLE, lambda: _last(_history(book)),
+        chain.wait_for_earlier(step.context, book, VENDOR, DELIVERABLE, lambda: _last(_history(book)),
                                timeout_s=lotame_settings.chain_wait_seconds)
         history = [h for h in _history(book) if h.partition != key]  # a re-run builds on what came before
         refuse_old_day(history, key)
@@ -260,8 +247,7 @@ def segment_memberships(context: dg.AssetExecutionContext, warehouse: WarehouseR
         same_base = (now[-1].position if now else None) == (base.position if base else None)
         if same_base and not book.chain_waiting(VENDOR, DELIVERABLE, key, _last(now)):
             break
-        context.log.info(f"{key}: an earlier day entered the chain while this file was built; "
-                         "building it again")
+        step.log.info(f"{key}: an earlier day entered the chain while this file was built; building it again")
     else:
         raise dg.Failure(f"lotame/segmentmembership {key}: earlier days kept entering the chain; "
                          f"re-run {key}", allow_retries=False)
@@ -269,11 +255,10 @@ def segment_memberships(context: dg.AssetExecutionContext, warehouse: WarehouseR
     paths["plan"].write_text(json.dumps({"mode": mode, "reason": reason,
                                          "base": base.partition if base else None,
                                          "base_position": base.position if base else None}))
-    context.log.info(f"{key}: {mode} file ({reason}): {rows:,} records")
-    return dg.MaterializeResult(metadata={
+    step.log.info(f"{key}: {mode} file ({reason}): {rows:,} records")
+    return rows, {
         "mode": dg.MetadataValue.text(mode), "mode_reason": dg.MetadataValue.text(reason),
-        "dagster/row_count": dg.MetadataValue.int(rows),
-        "rows": dg.MetadataValue.int(rows), "live_memberships": dg.MetadataValue.int(state_rows),
+        "live_memberships": dg.MetadataValue.int(state_rows),
         "segments_added_or_listed": dg.MetadataValue.int(int(listed)),
         "segments_removed": dg.MetadataValue.int(int(removals)),
         "ids_cleared": dg.MetadataValue.int(int(cleared)),
@@ -282,7 +267,7 @@ def segment_memberships(context: dg.AssetExecutionContext, warehouse: WarehouseR
         "ipv6_dropped_from_ips": dg.MetadataValue.int(excluded[2]),
         "previous_delivery": dg.MetadataValue.text(base.partition if base else "none"),
         "userid_ranges": dg.MetadataValue.int(ranges),  # built one range at a time (memory)
-    })
+    }
 
 
 def _last(history: list[state.Delivered]) -> str | None:
@@ -293,42 +278,32 @@ def _plan(warehouse: WarehouseResource, key: str) -> dict:
     return json.loads(_paths(warehouse, key)["plan"].read_text())
 
 
-@dg.asset_check(asset=segment_memberships, name="spec", blocking=True, partitions_def=daily,
-                pool=VENDOR,
-                description="The pandera model `SegmentMembership` (vendors/lotame/spec.py): unique userid, ID format, "
-                            "supported idtype, IPv4-only ips, epoch-second timestamps, consent; every record "
-                            "adds or removes something.")
-def memberships_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-                     lotame_settings: LotameSettings) -> dg.AssetCheckResult:
-    key = context.partition_key
-    schema = spec.membership_schema(comprehensive=_plan(warehouse, key)["mode"] == "comprehensive",
-                                    id_types=lotame_settings.id_types)
-    with warehouse.connect(attach_warehouse=False) as con:  # bounded memory: the uniqueness check spills
-        report = validate_parquet(_paths(warehouse, key)["records"], schema, con=con,
-                                  name=f"lotame segmentmembership {key}")
-    if not report.passed:
-        context.log.error(report.error_text(f"lotame/segment_memberships {key}"))
-    return check_result(report)
+def membership_schema(step: Step):
+    """The pandera model `SegmentMembership` (vendors/lotame/spec.py) for the day's mode."""
+    comprehensive = _plan(step.warehouse, step.partition_key)["mode"] == "comprehensive"
+    return spec.membership_schema(comprehensive=comprehensive, id_types=step.settings.id_types)
 
 
-@dg.asset_check(asset=segment_memberships, name="consistent_with_deliveries", blocking=True, partitions_def=daily,
-                pool=VENDOR,
-                description="Replays every file set the ledger says Lotame received, in the order it "
-                            "received them, then today's file, under the document's semantics (comprehensive "
-                            "replaces an ID's segments, delta adds and removes), and proves the result "
-                            "equals the warehouse's live memberships for the day.")
-def memberships_consistent(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-                           ledger: LedgerResource) -> dg.AssetCheckResult:
-    key = context.partition_key
-    paths, plan = _paths(warehouse, key), _plan(warehouse, key)
-    history = [h for h in _history(ledger.get()) if h.partition != key]
-    files = [(h.mode, h.records) for h in history] + [(plan["mode"], paths["records"])]
-    with warehouse.connect(attach_warehouse=False) as con:
-        # ranges of the day's memberships (sorted by userid), a bucket's worth of users each
-        ranges = buckets.key_ranges(con, paths["state"], "userid",
-                                    buckets.keys_per_bucket(con, BYTES_PER_USER) * MEMBERSHIPS_PER_USER)
-        found = state.replay_and_compare(con, files, paths["state"], ranges)
-    return consistency_result(found, len(files), history[0].partition if history else key)
+def consistency_check(rows: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=rows, name="consistent_with_deliveries", blocking=True, partitions_def=daily,
+                    pool=VENDOR,
+                    description="Replays every file set the ledger says Lotame received, in the order it "
+                                "received them, then today's file, under the document's semantics (comprehensive "
+                                "replaces an ID's segments, delta adds and removes), and proves the result "
+                                "equals the warehouse's live memberships for the day.")
+    def memberships_consistent(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
+                               ledger: LedgerResource) -> dg.AssetCheckResult:
+        key = context.partition_key
+        paths, plan = _paths(warehouse, key), _plan(warehouse, key)
+        history = [h for h in _history(ledger.get()) if h.partition != key]
+        files = [(h.mode, h.records) for h in history] + [(plan["mode"], paths["records"])]
+        with warehouse.connect(attach_warehouse=False) as con:
+            # ranges of the day's memberships (sorted by userid), a bucket's worth of users each
+            ranges = buckets.key_ranges(con, paths["state"], "userid",
+                                        buckets.keys_per_bucket(con, BYTES_PER_USER) * MEMBERSHIPS_PER_USER)
+            found = state.replay_and_compare(con, files, paths["state"], ranges)
+        return consistency_result(found, len(files), history[0].partition if history else key)
+    return memberships_consistent
 
 
 def consistency_result(found: dict, files: int, first: str) -> dg.AssetCheckResult:
@@ -362,27 +337,19 @@ def record_line_sql(as_strings: bool) -> str:
             f"',\"segments\":' || {segments_json_sql(as_strings)}{optional} || '}}' || chr(10)")
 
 
-@dg.asset(
-    pool=VENDOR,
-    key=[VENDOR, "segmentmembership_files"], group_name=VENDOR, partitions_def=daily, deps=[segment_memberships],
-    kinds={"json"},
-    description="The three files of the day (docs/lotame.md): `YYYYMMDD/segmentmembership.json.gz` (gzip of JSON lines, "
-                "compressed on every core), `YYYYMMDD/segmentmembership.json.gz.md5` (what `md5sum` writes, 1.6 #4) "
-                "and the zero-length `YYYYMMDD/YYYYMMDD.done`, to be published last.",
-)
-def segmentmembership_files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                            lotame_settings: LotameSettings) -> dg.MaterializeResult:
-    key = context.partition_key
+def write_files(step: Step, staged: Path) -> Files:
+    """The three files of the day (docs/lotame.md): `YYYYMMDD/segmentmembership.json.gz` (gzip of JSON lines,
+    compressed on every core), `YYYYMMDD/segmentmembership.json.gz.md5` (what `md5sum` writes, 1.6 #4) and the
+    zero-length `YYYYMMDD/YYYYMMDD.done`, published last."""
+    key, lotame_settings = step.partition_key, step.settings
     folder = spec.folder(key)
-    local = reset_folder(warehouse.files_dir(VENDOR, DELIVERABLE, key))
+    local = reset_folder(step.files_dir)
     writer = PartWriter(local, lambda n: f".part{n:03d}.json.gz", gzip_level=lotame_settings.gzip_level,
                         max_bytes=min(lotame_settings.split_bytes, spec.MAX_GZIP_BYTES))
-    with warehouse.connect(attach_warehouse=False) as con:
+    with step.warehouse.connect(attach_warehouse=False) as con:
         sql = (f"SELECT {record_line_sql(lotame_settings.segments_as_strings)} AS line "
-               f"FROM read_parquet({sql_literal(str(_paths(warehouse, key)['records']))})")
+               f"FROM read_parquet({sql_literal(str(staged))})")
         parts = write_lines(con, sql, writer)
-    from ...core.files import file_md5
-
     files = []
     for number, part in enumerate(parts, start=1):  # each data file, then its .md5 (1.2)
         name = spec.part_file(number, len(parts))
@@ -394,22 +361,15 @@ def segmentmembership_files(context: dg.AssetExecutionContext, warehouse: Wareho
     done_path = local / spec.done_file(key)
     done_path.write_bytes(b"")
     files.append(OutgoingFile(done_path, f"{folder}/{spec.done_file(key)}", md5=file_md5(done_path), bytes=0))
-    write_manifest(local, files, partition=key, mode=_plan(warehouse, key)["mode"])
-    return dg.MaterializeResult(metadata={**files_metadata(files), "data_files": dg.MetadataValue.int(len(parts)),
-                                          "uncompressed_bytes": dg.MetadataValue.int(sum(p.raw_bytes for p in parts))})
+    return Files(files, manifest={"mode": _plan(step.warehouse, key)["mode"]},
+                 metadata={"data_files": dg.MetadataValue.int(len(parts)),
+                           "uncompressed_bytes": dg.MetadataValue.int(sum(p.raw_bytes for p in parts))})
 
 
-@dg.asset_check(asset=segmentmembership_files, name="files_match_spec", blocking=True, partitions_def=daily,
-                pool=VENDOR,
-                description="Re-reads the bundle: gzip JSON lines, one valid object per line, userid unique, row count "
-                            "and removals as staged, the .md5 file holds the data file's real MD5, the .done "
-                            "is empty, under 5 GB.")
-def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
-                                       warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    from ...core.files import file_md5
-
-    key = context.partition_key
-    files, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
+def check_files(step: Step, files: list, info: dict) -> dg.AssetCheckResult:
+    """Re-reads the bundle: gzip JSON lines, one valid object per line, userid unique, row count and removals
+    as staged, the .md5 file holds the data file's real MD5, the .done is empty, under 5 GB."""
+    key, warehouse = step.partition_key, step.warehouse
     *pairs, done = files
     data_files = pairs[0::2]
     problems = []
@@ -455,39 +415,26 @@ def segmentmembership_files_match_spec(context: dg.AssetCheckExecutionContext,
                                metadata={"rows_read_back": rows, "md5": real_md5})
 
 
-@dg.asset(
-    pool=VENDOR,
-    key=[VENDOR, "segmentmembership_delivery"], group_name=VENDOR, partitions_def=daily, deps=[segmentmembership_files],
-    kinds={"s3", "gcs", "sftp"},
-    retry_policy=delivery_retry_policy(),
-    description="Publishes the bundle to `lotame_destination` (S3, GCS or SFTP; local outbox by default) in order: data, "
-                ".md5, then .done, so Lotame never imports a half-written day (docs/lotame.md). Refuses a "
-                "file computed against anything but what Lotame last received, and a day while an earlier "
-                "one is undelivered.",
-)
-def segmentmembership_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, warehouse: WarehouseResource,
-                               ledger: LedgerResource, lotame_destination: DestinationResource,
-                               lotame_settings: LotameSettings) -> dg.MaterializeResult:
-    key = context.partition_key
-    files, info = read_manifest(warehouse.files_dir(VENDOR, DELIVERABLE, key))
-    paths, plan, book = _paths(warehouse, key), _plan(warehouse, key), ledger.get()
+def deliver(step: Step, files: list, info: dict, redeliver: bool) -> tuple:
+    """Publishes the bundle in order (data, .md5, then .done), only onto the state it was computed against,
+    and only after every earlier day."""
+    key, warehouse = step.partition_key, step.warehouse
+    paths, plan, book = _paths(warehouse, key), _plan(warehouse, key), step.ledger
     bundle = state.bundle_id([(f.name, f.md5) for f in files])
     # one delivery of the chain at a time: the order and the base are checked, then the files sent
-    with chain.delivering(book, VENDOR, DELIVERABLE, context.run_id, lotame_settings.chain_wait_seconds):
+    with chain.delivering(book, VENDOR, DELIVERABLE, step.context.run_id, step.settings.chain_wait_seconds):
         history = _history(book)
         current = history[-1] if history else None
-        resend = current is not None and current.partition == key and not config.redeliver
+        resend = current is not None and current.partition == key and not redeliver
         if not resend:  # a re-run of the last day is the ledger's to skip (same bytes) or refuse
             refuse_old_day(history, key)
             chain.check_order(book, VENDOR, DELIVERABLE, key, _last(history))
             check_base(key, plan, current)
         state.keep(key, bundle, info["mode"], paths["held"], paths["records"], plan["base"])
-        outcome = deliver_partition(context, vendor=VENDOR, deliverable=DELIVERABLE, files=files,
-                                    destination=lotame_destination, ledger=book, redeliver=config.redeliver)
-    return dg.MaterializeResult(metadata={
-        **outcome.metadata(), "mode": dg.MetadataValue.text(info["mode"]),
-        "computed_against": dg.MetadataValue.text(plan["base"] or "nothing"),
-        "target": dg.MetadataValue.text(lotame_destination.describe())})
+        outcome = deliver_partition(step.context, deliverable=SEGMENTMEMBERSHIP, files=files,
+                                    destination=step.destination, ledger=book, redeliver=redeliver)
+    return outcome, {"mode": dg.MetadataValue.text(info["mode"]),
+                     "computed_against": dg.MetadataValue.text(plan["base"] or "nothing")}
 
 
 def check_base(key: str, plan: dict, current: state.Delivered | None) -> None:
@@ -505,5 +452,37 @@ def check_base(key: str, plan: dict, current: state.Delivered | None) -> None:
                          allow_retries=False)
 
 
-ASSETS = [segment_memberships, segmentmembership_files, segmentmembership_delivery]
-CHECKS = [memberships_spec, memberships_consistent, segmentmembership_files_match_spec]
+SEGMENTMEMBERSHIP = Deliverable(
+    vendor=VENDOR, name=DELIVERABLE, source="lotame_segment_memberships", models=(spec.SegmentMembership,),
+    staged="segment_memberships", deadline=12,
+    schedule=Schedule(6, description="Daily at 06:00 UTC for the previous UTC day's folder (Lotame polls daily; "
+                                     "the day's folder is ready early in the UTC morning)."),
+    probe_name=lambda token: f"_preflight-{token}.probe",
+    probe_why="Lotame imports only a YYYYMMDD/ folder once its YYYYMMDD.done marker exists (docs/lotame.md, "
+              "'Done marker'); the probe lies outside any date folder and no marker ever names it.")
+
+CHAIN = Chain(
+    deliverable=SEGMENTMEMBERSHIP, rows_asset="segment_memberships", files_asset="segmentmembership_files",
+    sources=("lotame_users",), stage=stage, schema=membership_schema, rows_checks=(consistency_check,),
+    write=write_files, check_files=check_files, deliver=deliver, files_kinds=frozenset({"json"}),
+    delivery_kinds=frozenset({"s3", "gcs", "sftp"}),
+    descriptions={
+        "rows": f"One record per user ID with its segments for the day ({DOC}; the vendor's 'Sending Behaviors'), "
+                "computed against what Lotame holds: the replay of every file it received, in the ledger's order "
+                "(R11, R12). Comprehensive: every live segment, and IDs that left every segment cleared. Delta: "
+                "segments added and removed since. Forced comprehensive on the first delivery and when the last "
+                "comprehensive file is 30+ days old. Days deliver in partition order (a chain in the ledger); a day "
+                "older than one already received is refused. Users without consent or with an unsupported ID type "
+                "are excluded and counted; IPv6 addresses are dropped from `ips` and counted.",
+        "spec": "The pandera model `SegmentMembership` (vendors/lotame/spec.py): unique userid, ID format, supported "
+                "idtype, IPv4-only ips, epoch-second timestamps, consent; every record adds or removes something.",
+        "files": "The three files of the day (docs/lotame.md): `YYYYMMDD/segmentmembership.json.gz` (gzip of JSON "
+                 "lines, compressed on every core), `YYYYMMDD/segmentmembership.json.gz.md5` (what `md5sum` writes, "
+                 "1.6 #4) and the zero-length `YYYYMMDD/YYYYMMDD.done`, to be published last.",
+        "files_check": "Re-reads the bundle: gzip JSON lines, one valid object per line, userid unique, row count "
+                       "and removals as staged, the .md5 file holds the data file's real MD5, the .done is empty, "
+                       "under 5 GB.",
+        "delivery": "Publishes the bundle to `lotame_destination` (S3, GCS or SFTP; local outbox by default) in "
+                    "order: data, .md5, then .done, so Lotame never imports a half-written day (docs/lotame.md). "
+                    "Refuses a file computed against anything but what Lotame last received, and a day while an "
+                    "earlier one is undelivered."})

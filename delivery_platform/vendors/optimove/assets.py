@@ -8,25 +8,23 @@ for every table; a table is its SQL and its pandera model.
 import datetime as dt
 import os
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional
 
 import dagster as dg
 import pandera.pandas as pa
 
 from ...core import clock
-from ...delivery import DeliveryConfig, OutgoingFile, deliver_partition, delivery_retry_policy
-from ...destinations.resource import DestinationResource
+from ...core.sql import sql_literal
+from ...delivery import OutgoingFile
+from ...factory import Chain, Files, Step
 from ...formats.lines import csv_header, csv_line_sql, json_line_sql
 from ...formats.parquet import write_parquet_parts
 from ...formats.parts import PartWriter, write_lines
-from ...manifest import files_metadata, read_manifest, reset_folder, write_manifest
+from ...manifest import reset_folder
 from ...partitions import daily, day_bounds
+from ...registry import Deliverable, Schedule
 from ...resources import LedgerResource
-from ...validation import check_result, validate_parquet
-from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
-from ...core.sql import sql_literal
-from ...warehouse.assets import source_key
-from ...warehouse.resource import WarehouseResource, copy_to_parquet
+from ...validation.report import with_next_step
 from . import sizing, spec, timing
 
 VENDOR = "optimove"
@@ -72,6 +70,7 @@ class Table:
     model: type[pa.DataFrameModel]
     select: str  # the columns in Optimove's names and formats
     load: str  # "full" (dimension tables) or "incremental" by LastUpdated (transactional and fact tables)
+    event_column: Optional[str] = None  # the column with each row's event time (receipts)
 
 
 def load_of(table: Table, settings: OptimoveSettings) -> str:
@@ -99,12 +98,12 @@ TABLES = (
         nullif(trim(last_name), '') AS LastName, nullif(upper(trim(country)), '') AS Country,
         {_date('registration_date')} AS RegistrationDate, {_date('birth_date')} AS BirthDate,
         CASE WHEN opt_in_email THEN 'true' WHEN NOT opt_in_email THEN 'false' END AS OptInEmail,
-        {_ts('last_updated')} AS LastUpdated""", "full"),
+        {_ts('last_updated')} AS LastUpdated""", "full", "LastUpdated"),
     Table("transactions", "optimove_transactions", spec.Transactions, f"""
         trim(transaction_id) AS TransactionID, trim(customer_id) AS CustomerID,
         {_ts('transaction_ts')} AS TransactionDate, amount AS Amount, upper(trim(currency)) AS Currency,
         nullif(trim(product_id), '') AS ProductID, lower(trim(status)) AS Status,
-        {_ts('last_updated')} AS LastUpdated""", "incremental"),
+        {_ts('last_updated')} AS LastUpdated""", "incremental", "TransactionDate"),
 )
 
 
@@ -136,170 +135,165 @@ def file_name(table: str, partition_key: str, number: int, fmt: str) -> str:
     return f"{table}_{partition_key.replace('-', '')}_{number:03d}.{ext}"
 
 
-def build_table_assets(table: Table) -> tuple[list, list]:
-    """The rows, files and delivery assets of one Optimove table, with their checks."""
-    group, rows_key = VENDOR, [VENDOR, table.name]
+def deliverable(table: Table) -> Deliverable:
+    """The table as the registry, ledger and alerts know it."""
+    return Deliverable(
+        vendor=VENDOR, name=table.name, source=table.source, models=(table.model,), staged=table.name,
+        deadline=timing.data_ready_time, schedule=schedule, event_column=table.event_column,
+        probe_name=lambda token: f"_preflight/not-for-ingestion/{token}/probe.txt",
+        probe_why="Optimove's ingestion reads at most two folder levels (docs/optimove.md); the probe sits three "
+                  "folders deep, outside every table folder.")
 
-    @dg.asset(key=rows_key, group_name=group, partitions_def=daily, deps=[source_key(table.source)], kinds={"duckdb"},
-              pool=VENDOR,
-              description=f"{table.name}: {table.load} by default ({DOC}; the vendor's only transactional and fact "
-                          "tables are extracted incrementally, R13): incremental = rows whose LastUpdated "
-                          "falls in the partition's UTC day; full = every row. In Optimove's formats (docs/optimove.md: "
-                          "dates, datetimes, decimals, blanks). `optimove_settings.table_loads` "
-                          "overrides the load.")
-    def rows(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-             optimove_settings: OptimoveSettings) -> dg.MaterializeResult:
-        key = context.partition_key
-        ready, why = ready_to_extract(key, clock.now(), optimove_settings.settle_minutes)
+
+def schedule() -> Schedule:
+    """Three hours before the agreed data-ready time (read when the definitions are built)."""
+    ready = timing.data_ready_time()
+    run_at = timing.schedule_time(ready, OptimoveSettings().settle_minutes)
+    return Schedule(run_at.hour, run_at.minute, description=(
+        f"Daily at {run_at:%H:%M} UTC for the previous UTC day: three hours before the agreed data-ready time "
+        f"{ready:%H:%M} UTC (OPTIMOVE_DATA_READY_UTC), never before the day has closed."))
+
+
+def extract(table: Table):
+    def sql(step: Step) -> str:
+        s, key = step.settings, step.partition_key
+        ready, why = ready_to_extract(key, clock.now(), s.settle_minutes)
         if not ready:
-            raise dg.Failure(f"optimove/{table.name} {key}: not ready: {why}", allow_retries=False)
-        load = load_of(table, optimove_settings)
-        target = warehouse.staged_table(VENDOR, table.name, key)
-        with warehouse.connect() as con:
-            sql = window_sql(table, key) if load == "incremental" else full_sql(table)
-            count = copy_to_parquet(con, sql, target)
-        context.log.info(f"{table.name} {key}: {load}: {count:,} rows")
-        window = f"[{key} 00:00:00, next day 00:00:00) UTC" if load == "incremental" else "every row"
-        return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(count),
-                                              "rows": dg.MetadataValue.int(count),
-                                              "load": dg.MetadataValue.text(load),
-                                              "window": dg.MetadataValue.text(window)})
+            raise step.fail(f"not ready: {why}")
+        load = load_of(table, s)
+        step.log.info(f"{table.name} {key}: {load}")
+        return window_sql(table, key) if load == "incremental" else full_sql(table)
+    return sql
 
-    @dg.asset_check(asset=rows, name="spec", blocking=True, partitions_def=daily,
-                    pool=VENDOR,
-                    description=f"The pandera model `{table.model.__name__}` (vendors/optimove/spec.py).")
-    def rows_spec(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        key = context.partition_key
-        report = validate_parquet(warehouse.staged_table(VENDOR, table.name, key), table.model,
-                                  name=f"optimove {table.name} {key}")
-        if not report.passed:
-            context.log.error(report.error_text(f"optimove/{table.name} {key}"))
-        return check_result(report)
 
-    @dg.asset(key=[VENDOR, f"{table.name}_files"], group_name=group, partitions_def=daily, deps=[rows],
-              pool=VENDOR,
-              description=f"{table.name} as `{table.name}/{table.name}_YYYYMMDD_NNN.<csv.gz|json.gz|parquet>`: gzip only "
-                          "(ZIP is not supported), parts in the recommended 100-250 MB band (cut near "
-                          "150 MB, a small last part merged into the one before), never above 1 GB.")
-    def files(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-              optimove_settings: OptimoveSettings) -> dg.MaterializeResult:
-        key, fmt = context.partition_key, optimove_settings.format
-        if optimove_settings.compression != "gzip":
-            raise dg.Failure(f"optimove_settings.compression={optimove_settings.compression!r}: Optimove accepts gzip only "
-                             "(ZIP is not supported, DIGEST 3.1)", allow_retries=False)
+def rows_metadata(table: Table):
+    def metadata(step: Step, count: int) -> dict:
+        load = load_of(table, step.settings)
+        window = f"[{step.partition_key} 00:00:00, next day 00:00:00) UTC" if load == "incremental" else "every row"
+        return {"load": dg.MetadataValue.text(load), "window": dg.MetadataValue.text(window)}
+    return metadata
+
+
+def write_files(table: Table):
+    def write(step: Step, staged_path) -> Files:
+        s, key, fmt = step.settings, step.partition_key, step.settings.format
+        if s.compression != "gzip":
+            raise step.fail(f"optimove_settings.compression={s.compression!r}: Optimove accepts gzip only "
+                            "(ZIP is not supported, DIGEST 3.1)")
         if fmt not in spec.FORMATS:
-            raise dg.Failure(f"optimove_settings.format={fmt!r}: expected one of {', '.join(spec.FORMATS)}",
-                             allow_retries=False)
-        low, high = optimove_settings.band_low_bytes, optimove_settings.band_high_bytes
-        if not 0 < low <= optimove_settings.target_file_bytes <= high < spec.MAX_FILE_BYTES:
-            raise dg.Failure(f"optimove_settings: band_low_bytes ({low:,}) <= target_file_bytes "
-                             f"({optimove_settings.target_file_bytes:,}) <= band_high_bytes ({high:,}) "
-                             "< 1 GB is required (the document's 1 GB limit and its recommended 100-250 MB)",
-                             allow_retries=False)
-        folder = reset_folder(warehouse.files_dir(VENDOR, table.name, key))
-        staged = sql_literal(str(warehouse.staged_table(VENDOR, table.name, key)))
+            raise step.fail(f"optimove_settings.format={fmt!r}: expected one of {', '.join(spec.FORMATS)}")
+        low, high = s.band_low_bytes, s.band_high_bytes
+        if not 0 < low <= s.target_file_bytes <= high < spec.MAX_FILE_BYTES:
+            raise step.fail(f"optimove_settings: band_low_bytes ({low:,}) <= target_file_bytes "
+                            f"({s.target_file_bytes:,}) <= band_high_bytes ({high:,}) < 1 GB is required (the "
+                            "document's 1 GB limit and its recommended 100-250 MB)")
+        folder = reset_folder(step.files_dir)
+        staged = sql_literal(str(staged_path))
         columns = list(table.model.to_schema().columns)
-        with warehouse.connect(attach_warehouse=False) as con:
+        with step.warehouse.connect(attach_warehouse=False) as con:
             name_for = lambda n: file_name(table.name, key, n, fmt)  # noqa: E731
             if fmt == "parquet":
                 # a first part of about half the target, judged by the staged file's bytes per row
-                staged_path = warehouse.staged_table(VENDOR, table.name, key)
                 total = con.execute(f"SELECT count(*) FROM read_parquet({staged})").fetchone()[0]
                 per_row = staged_path.stat().st_size / max(total, 1)
                 parts = write_parquet_parts(con, f"SELECT * FROM read_parquet({staged})", folder, name_for,
-                                            target_bytes=optimove_settings.target_file_bytes,
-                                            first_rows=int(optimove_settings.target_file_bytes / 2 / per_row)
-                                            or 1)
+                                            target_bytes=s.target_file_bytes,
+                                            first_rows=int(s.target_file_bytes / 2 / per_row) or 1)
             else:
                 # JSON values as strings, as in the document's example ({"Id":"30515240","SubscriptionId":null})
                 as_text = "struct_pack(" + ", ".join(f'"{c}" := CAST("{c}" AS VARCHAR)' for c in columns) + ")"
                 line = csv_line_sql(columns) if fmt == "csv" else json_line_sql(expression=as_text)
                 writer = PartWriter(folder, name_for, header=csv_header(columns).encode() if fmt == "csv" else b"",
-                                    max_bytes=optimove_settings.target_file_bytes, gzip_level=optimove_settings.gzip_level)
+                                    max_bytes=s.target_file_bytes, gzip_level=s.gzip_level)
                 parts = write_lines(con, f"SELECT {line} AS line FROM read_parquet({staged})", writer)
             parts = sizing.renumber(sizing.balance(parts, low=low, high=high, fmt=fmt, con=con,
-                                                   gzip_level=optimove_settings.gzip_level), name_for)
+                                                   gzip_level=s.gzip_level), name_for)
         outgoing = [OutgoingFile(p.path, f"{table.name}/{p.name}", rows=p.rows, md5=p.md5, bytes=p.bytes) for p in parts]
-        load = load_of(table, optimove_settings)
-        write_manifest(folder, outgoing, format=fmt, columns=columns, partition=key, load=load)
+        load = load_of(table, s)
         off = sizing.outside_band(parts, low, high)
         if off:
-            context.log.warning(f"{table.name} {key}: parts outside the recommended {low:,}-{high:,} bytes: "
-                                f"{off}")
-        return dg.MaterializeResult(metadata={**files_metadata(outgoing),
-                                              "format": dg.MetadataValue.text(fmt),
-                                              "load": dg.MetadataValue.text(load),
-                                              "parts_outside_band": dg.MetadataValue.int(len(off))})
+            step.log.warning(f"{table.name} {key}: parts outside the recommended {low:,}-{high:,} bytes: {off}")
+        return Files(outgoing, manifest={"format": fmt, "columns": columns, "load": load},
+                     metadata={"format": dg.MetadataValue.text(fmt), "load": dg.MetadataValue.text(load),
+                               "parts_outside_band": dg.MetadataValue.int(len(off))})
+    return write
 
-    @dg.asset_check(asset=files, name="files_match_spec", blocking=True, partitions_def=daily,
-                    pool=VENDOR,
-                    description="Reads every file back with DuckDB: the same rows and values as the checked data, "
-                                "each file under 1 GB, gzip or Parquet as configured.")
-    def files_match(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        key = context.partition_key
-        outgoing, info = read_manifest(warehouse.files_dir(VENDOR, table.name, key))
-        problems = [f"{f.name}: {f.bytes:,} bytes, over 1 GB" for f in outgoing if (f.bytes or 0) >= spec.MAX_FILE_BYTES]
-        staged = sql_literal(str(warehouse.staged_table(VENDOR, table.name, key)))
-        with warehouse.connect(attach_warehouse=False) as con:
-            back = read_back_sql([str(f.path) for f in outgoing], info["format"], info["columns"])
-            cast = ", ".join(f'CAST("{c}" AS VARCHAR)' for c in info["columns"])
-            diff = con.execute(f"SELECT count(*) FROM ((SELECT {cast} FROM read_parquet({staged}) EXCEPT ALL "
-                               f"SELECT {cast} FROM ({back})) UNION ALL (SELECT {cast} FROM ({back}) EXCEPT ALL "
-                               f"SELECT {cast} FROM read_parquet({staged})))").fetchone()[0]
-            rows = con.execute(f"SELECT count(*) FROM ({back})").fetchone()[0]
-        if diff:
-            problems.append(f"{diff:,} rows differ between the files and the checked data")
-        return dg.AssetCheckResult(passed=not problems,
-                                   description=with_next_step("; ".join(problems), FILES_NEXT) if problems else
-                                   f"{len(outgoing)} file(s), {rows:,} rows read back identical",
-                                   metadata={"rows_read_back": rows, "files_checked": len(outgoing)})
 
-    @dg.asset(key=[VENDOR, f"{table.name}_delivery"], group_name=group, partitions_def=daily, deps=[files],
-              pool=VENDOR,
-              retry_policy=delivery_retry_policy(),
-              description="Publishes the files to `optimove_destination` (S3, GCS, Azure Blob or SFTP; local outbox by "
-                          "default) before the agreed data-ready time; the ledger makes re-runs send nothing twice.")
-    def delivery(context: dg.AssetExecutionContext, config: DeliveryConfig, warehouse: WarehouseResource,
-                 ledger: LedgerResource, optimove_destination: DestinationResource,
-                 optimove_settings: OptimoveSettings) -> dg.MaterializeResult:
-        key = context.partition_key
-        outgoing, _ = read_manifest(warehouse.files_dir(VENDOR, table.name, key))
-        outcome = deliver_partition(context, vendor=VENDOR, deliverable=table.name, files=outgoing,
-                                    destination=optimove_destination, ledger=ledger.get(), redeliver=config.redeliver)
-        ready_at = timing.ready_at(key, timing.parse(optimove_settings.data_ready_utc))
-        late = clock.now() > ready_at
-        if late:
-            context.log.warning(f"optimove/{table.name} {key}: delivered after the data-ready time {ready_at:%Y-%m-%d %H:%M} UTC")
-        return dg.MaterializeResult(metadata={**outcome.metadata(), "after_data_ready_time": dg.MetadataValue.bool(late),
-                                              "target": dg.MetadataValue.text(optimove_destination.describe())})
+def check_files(step: Step, outgoing: list, info: dict) -> list[str]:
+    """Every file read back with DuckDB: the same rows and values as the checked data, each under 1 GB."""
+    problems = [f"{f.name}: {f.bytes:,} bytes, over 1 GB" for f in outgoing if (f.bytes or 0) >= spec.MAX_FILE_BYTES]
+    staged = sql_literal(str(step.staged))
+    with step.warehouse.connect(attach_warehouse=False) as con:
+        back = read_back_sql([str(f.path) for f in outgoing], info["format"], info["columns"])
+        cast = ", ".join(f'CAST("{c}" AS VARCHAR)' for c in info["columns"])
+        diff = con.execute(f"SELECT count(*) FROM ((SELECT {cast} FROM read_parquet({staged}) EXCEPT ALL "
+                           f"SELECT {cast} FROM ({back})) UNION ALL (SELECT {cast} FROM ({back}) EXCEPT ALL "
+                           f"SELECT {cast} FROM read_parquet({staged})))").fetchone()[0]
+        rows = con.execute(f"SELECT count(*) FROM ({back})").fetchone()[0]
+    if diff:
+        problems.append(f"{diff:,} rows differ between the files and the checked data")
+    step.log.info(f"{len(outgoing)} file(s), {rows:,} rows read back")
+    return problems
 
-    @dg.asset_check(asset=delivery, name="before_data_ready_time", blocking=False, partitions_def=daily,
-                    pool=VENDOR,
-                    description="Warns when the partition's files reached the destination after the agreed data-ready "
-                                "time (OPTIMOVE_DATA_READY_UTC on the day after the partition).")
-    def before_data_ready(context: dg.AssetCheckExecutionContext, ledger: LedgerResource,
-                          optimove_settings: OptimoveSettings) -> dg.AssetCheckResult:
-        key = context.partition_key
-        ready_at = timing.ready_at(key, timing.parse(optimove_settings.data_ready_utc))
-        delivered = ledger.get().delivered(VENDOR, table.name, key)
-        finished = [dt.datetime.fromisoformat(d.finished_at) for d in delivered if d.finished_at]
-        last = max(finished) if finished else None
-        if any(d.run_id == context.run.run_id for d in delivered):
-            last = clock.now()  # sent by this run's delivery step moments ago: on the clock, as date rules
 
-        on_time = last is not None and last <= ready_at
-        return dg.AssetCheckResult(
-            passed=on_time, severity=dg.AssetCheckSeverity.WARN,
-            description=(f"delivered {last:%Y-%m-%d %H:%M} UTC, before the data-ready time {ready_at:%Y-%m-%d %H:%M} UTC"
-                         if on_time else with_next_step(
-                             f"delivered {last:%Y-%m-%d %H:%M} UTC, after the data-ready time "
-                             f"{ready_at:%Y-%m-%d %H:%M} UTC", LATE_NEXT) if last else
-                         with_next_step("not delivered", "Next step: launch the partition (docs/operating.md), "
-                                                         "then tell Optimove the files are late.")),
-            metadata={"minutes_before_ready": dg.MetadataValue.float(round((ready_at - last).total_seconds() / 60, 1)
-                                                                     if last else 0.0)})
+def after_delivery(step: Step, outgoing: list, outcome) -> dict:
+    ready_at = timing.ready_at(step.partition_key, timing.parse(step.settings.data_ready_utc))
+    late = clock.now() > ready_at
+    if late:
+        step.log.warning(f"{step.chain.deliverable.label} {step.partition_key}: delivered after the data-ready time "
+                         f"{ready_at:%Y-%m-%d %H:%M} UTC")
+    return {"after_data_ready_time": dg.MetadataValue.bool(late)}
 
-    return [rows, files, delivery], [rows_spec, files_match, before_data_ready]
+
+def before_data_ready_check(table: Table):
+    def build(delivery: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
+        @dg.asset_check(asset=delivery, name="before_data_ready_time", blocking=False, partitions_def=daily,
+                        pool=VENDOR,
+                        description="Warns when the partition's files reached the destination after the agreed "
+                                    "data-ready time (OPTIMOVE_DATA_READY_UTC on the day after the partition).")
+        def before_data_ready(context: dg.AssetCheckExecutionContext, ledger: LedgerResource,
+                              optimove_settings: OptimoveSettings) -> dg.AssetCheckResult:
+            key = context.partition_key
+            ready_at = timing.ready_at(key, timing.parse(optimove_settings.data_ready_utc))
+            delivered = ledger.get().delivered(VENDOR, table.name, key)
+            finished = [dt.datetime.fromisoformat(d.finished_at) for d in delivered if d.finished_at]
+            last = max(finished) if finished else None
+            if any(d.run_id == context.run.run_id for d in delivered):
+                last = clock.now()  # sent by this run's delivery step moments ago: on the clock, as date rules
+            on_time = last is not None and last <= ready_at
+            return dg.AssetCheckResult(
+                passed=on_time, severity=dg.AssetCheckSeverity.WARN,
+                description=(f"delivered {last:%Y-%m-%d %H:%M} UTC, before the data-ready time "
+                             f"{ready_at:%Y-%m-%d %H:%M} UTC" if on_time else with_next_step(
+                                 f"delivered {last:%Y-%m-%d %H:%M} UTC, after the data-ready time "
+                                 f"{ready_at:%Y-%m-%d %H:%M} UTC", LATE_NEXT) if last else
+                             with_next_step("not delivered", "Next step: launch the partition (docs/operating.md), "
+                                                             "then tell Optimove the files are late.")),
+                metadata={"minutes_before_ready": dg.MetadataValue.float(
+                    round((ready_at - last).total_seconds() / 60, 1) if last else 0.0)})
+        return before_data_ready
+    return build
+
+
+def chain(table: Table) -> Chain:
+    """The whole chain of one Optimove table: configuration, no new machinery."""
+    return Chain(
+        deliverable=deliverable(table), extract=extract(table), write=write_files(table), check_files=check_files,
+        after_delivery=after_delivery, delivery_checks=(before_data_ready_check(table),),
+        rows_metadata=rows_metadata(table),
+        descriptions={
+            "rows": f"{table.name}: {table.load} by default ({DOC}; the vendor's only transactional and fact tables "
+                    "are extracted incrementally, R13): incremental = rows whose LastUpdated falls in the partition's "
+                    "UTC day; full = every row. In Optimove's formats (docs/optimove.md: dates, datetimes, decimals, "
+                    "blanks). `optimove_settings.table_loads` overrides the load.",
+            "spec": f"The pandera model `{table.model.__name__}` (vendors/optimove/spec.py).",
+            "files": f"{table.name} as `{table.name}/{table.name}_YYYYMMDD_NNN.<csv.gz|json.gz|parquet>`: gzip only "
+                     "(ZIP is not supported), parts in the recommended 100-250 MB band (cut near 150 MB, a small last "
+                     "part merged into the one before), never above 1 GB.",
+            "files_check": "Reads every file back with DuckDB: the same rows and values as the checked data, each "
+                           "file under 1 GB, gzip or Parquet as configured.",
+            "delivery": "Publishes the files to `optimove_destination` (S3, GCS, Azure Blob or SFTP; local outbox by "
+                        "default) before the agreed data-ready time; the ledger makes re-runs send nothing twice."})
 
 
 def read_back_sql(paths: list[str], fmt: str, columns: list[str]) -> str:
@@ -315,8 +309,4 @@ def read_back_sql(paths: list[str], fmt: str, columns: list[str]) -> str:
     return f"SELECT * FROM read_json({listed}, format = 'newline_delimited', compression = 'gzip', columns = {types})"
 
 
-ASSETS, CHECKS = [], []
-for _table in TABLES:
-    _assets, _checks = build_table_assets(_table)
-    ASSETS += _assets
-    CHECKS += _checks
+CHAINS = [chain(t) for t in TABLES]

@@ -3,7 +3,8 @@ in a dispute.
 
 Written by `deliver_files` when a partition's whole file set is at the vendor, from the ledger
 (names, URIs, bytes, MD5s, rows, times, run ids) plus the staged rows' first and last event time,
-the hash of the vendor's spec module, the code version and the vendor's answer where there is one.
+the hash of the vendor's spec module, the code version and the vendor's answer where there is one
+(the deliverable's `answer`, registry.py).
 Stored beside the ledger under `receipts/<vendor>/<deliverable>/<partition>.json`; shown as the
 delivery asset's metadata; printed by `python -m delivery_platform receipt <vendor> <partition>`.
 Answers that arrive later (Idomoo's PURL file, dA's matches) are filled in when a receipt is read.
@@ -23,18 +24,14 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from .. import settings
-from ..core import clock
-from ..ledger import Ledger
-from ..core.sql import sql_literal
-from ..state_store import state_store
-from .deliverables import DELIVERABLES, Deliverable
+from . import settings
+from .core import clock
+from .core.files import write_atomic
+from .core.sql import sql_literal
+from .ledger import Ledger
+from .registry import Deliverable
 
 SCHEMA_VERSION = 1
-
-
-def _deliverable(vendor: str, deliverable: str) -> Deliverable | None:
-    return next((d for d in DELIVERABLES if d.vendor == vendor and d.name == deliverable), None)
 
 
 def receipts_dir(ledger: Ledger) -> Path:
@@ -102,25 +99,13 @@ def event_span(d: Deliverable | None, partition_key: str) -> dict:
 
 
 # --- the vendor's answer --------------------------------------------------------------------
-def vendor_answer(
-    vendor: str, deliverable: str, partition_key: str, destination: str, files: list[dict]
-) -> dict:
-    if vendor == "ispot":
-        if destination == "ispot-api":
-            return {
-                "kind": "ispot_api",
-                "status": 201,
-                "meaning": "201 Uploaded for every file (the upload fails on any other answer)",
-            }
-        return {"kind": "none", "meaning": f"published to a {destination} destination, not the iSpot API"}
-    if vendor == "idomoo":
-        return _idomoo_answer(files)
-    if vendor == "digital_audience":
-        return _da_answer(partition_key)
-    return {"kind": "none", "meaning": f"{vendor} sends no answer for this delivery"}
+def vendor_answer(d: Deliverable, partition_key: str, destination: str, files: list[dict]) -> dict:
+    if d.answer is None:
+        return {"kind": "none", "meaning": f"{d.vendor} sends no answer for this delivery"}
+    return d.answer(partition_key, destination, files)
 
 
-def _parquet_rows(path: Path) -> int:
+def parquet_rows(path: Path) -> int:
     con = duckdb.connect()
     try:
         return con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(path))})").fetchone()[0]
@@ -128,67 +113,9 @@ def _parquet_rows(path: Path) -> int:
         con.close()
 
 
-def _idomoo_answer(files: list[dict]) -> dict:
-    from ..vendors.idomoo import spec
-    from ..vendors.idomoo.assets import settings_from_env
-
-    s, store = settings_from_env(), state_store()
-    purls = []
-    for f in files:
-        purl = spec.purl_name(f["name"].rsplit("/", 1)[-1], s.purl_prefix, s.purl_suffix)
-        stored = f"returns/idomoo_purls/{purl}.parquet"
-        received = store.exists(stored)
-        purls.append(
-            {
-                "purl_file": purl,
-                "received": received,
-                "rows": _parquet_rows(store.get(stored)) if received else None,
-            }
-        )
-    received = bool(purls) and all(p["received"] for p in purls)
-    return {
-        "kind": "idomoo_purl",
-        "purl_received": received,
-        "purl_files": purls,
-        "meaning": "PURL file received and stored" if received else "PURL file not received yet",
-    }
-
-
-def _da_answer(partition_key: str) -> dict:
-    store = state_store()
-    state_key = f"state/digital_audience/{partition_key}.parquet"
-    stored = [store.get(k) for k in store.list("returns/da_matches/") if k.endswith(".parquet")]
-    state = store.get(state_key) if store.exists(state_key) else None
-    if state is None or not stored:
-        return {
-            "kind": "da_matches",
-            "matched_records": 0,
-            "match_files": len(stored),
-            "meaning": "no match export received yet" if not stored else "delivered record set not kept",
-        }
-    con = duckdb.connect()
-    try:
-        files = "[" + ", ".join(sql_literal(str(p)) for p in stored) + "]"
-        matched, delivered = con.execute(
-            f"SELECT (SELECT count(DISTINCT crm_id) FROM read_parquet({files}, union_by_name = true) "
-            f"WHERE crm_id IN (SELECT custom FROM read_parquet({sql_literal(str(state))}))), "
-            f"(SELECT count(*) FROM read_parquet({sql_literal(str(state))}))"
-        ).fetchone()
-    finally:
-        con.close()
-    return {
-        "kind": "da_matches",
-        "matched_records": matched,
-        "delivered_records": delivered,
-        "match_files": len(stored),
-        "meaning": f"{matched:,} of {delivered:,} delivered records matched so far",
-    }
-
-
 # --- building, storing, reading ---------------------------------------------------------------
-def build(
-    ledger: Ledger, vendor: str, deliverable: str, partition_key: str, *, destination: str, action: str
-) -> dict:
+def build(ledger: Ledger, d: Deliverable, partition_key: str, *, destination: str, action: str) -> dict:
+    vendor, deliverable = d.vendor, d.name
     delivered = sorted(ledger.delivered(vendor, deliverable, partition_key), key=lambda r: r.id)
     if not delivered:
         raise ValueError(f"{vendor}/{deliverable} {partition_key} has no delivered files in the ledger")
@@ -206,7 +133,6 @@ def build(
         }
         for r in delivered
     ]
-    d = _deliverable(vendor, deliverable)
     return {
         "receipt_version": SCHEMA_VERSION,
         "vendor": vendor,
@@ -223,9 +149,9 @@ def build(
         "bytes": sum(f["bytes"] or 0 for f in files),
         "rows": sum(f["rows"] or 0 for f in files if not f["name"].endswith((".md5", ".done"))),
         **event_span(d, partition_key),
-        "spec": spec_hash(d.spec_module) if d else None,
+        "spec": spec_hash(d.spec_module) if d.models else None,
         "code_version": code_version(),
-        "vendor_answer": vendor_answer(vendor, deliverable, partition_key, destination, files),
+        "vendor_answer": vendor_answer(d, partition_key, destination, files),
         "files": files,
         "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -233,35 +159,24 @@ def build(
 
 def store(ledger: Ledger, doc: dict) -> Path:
     path = receipt_path(ledger, doc["vendor"], doc["deliverable"], doc["partition"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(doc, indent=1, default=str))
-    os.replace(partial, path)
-    return path
+    return write_atomic(path, json.dumps(doc, indent=1, default=str))
 
 
-def record(
-    ledger: Ledger, vendor: str, deliverable: str, partition_key: str, *, destination: str, action: str
-) -> tuple[Path, dict]:
+def record(ledger: Ledger, d: Deliverable, partition_key: str, *, destination: str, action: str) -> tuple[Path, dict]:
     """Build and store the receipt of a partition whose files are all at the vendor."""
-    doc = build(ledger, vendor, deliverable, partition_key, destination=destination, action=action)
+    doc = build(ledger, d, partition_key, destination=destination, action=action)
     return store(ledger, doc), doc
 
 
-def load(ledger: Ledger, vendor: str, partition_key: str, deliverable: str | None = None) -> list[dict]:
-    """The stored receipts of a vendor's partition (one per deliverable), answers brought up to date."""
-    root = receipts_dir(ledger) / vendor
-    paths = (
-        [root / deliverable / f"{partition_key}.json"]
-        if deliverable
-        else sorted(root.glob(f"*/{partition_key}.json"))
-    )
+def load(ledger: Ledger, deliverables: Deliverable | list[Deliverable], partition_key: str) -> list[dict]:
+    """The stored receipts of these deliverables' partition, answers brought up to date."""
     docs = []
-    for path in paths:
+    for d in [deliverables] if isinstance(deliverables, Deliverable) else deliverables:
+        path = receipt_path(ledger, d.vendor, d.name, partition_key)
         if not path.exists():
             continue
         doc = json.loads(path.read_text())
-        answer = vendor_answer(vendor, doc["deliverable"], partition_key, doc["destination"], doc["files"])
+        answer = vendor_answer(d, partition_key, doc["destination"], doc["files"])
         if answer != doc.get("vendor_answer"):
             doc["vendor_answer"] = answer
             store(ledger, doc)
