@@ -1,8 +1,8 @@
 """`python -m delivery_platform.demo`: run yesterday's deliveries on the embedded default and
 print what was delivered (vendor, files, rows, bytes, checks).
 
-Each vendor's daily job is `<vendor>_daily_delivery`; a vendor package may define `demo(...)`
-to show more (Idomoo's round trip through the simulator and the Downloads sensor).
+Each vendor's daily job is `<vendor>_daily_delivery`; `simulators.answer` then plays the vendors
+that send files back (Idomoo's PURL files, dA's match export), taken in through their sensors.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 
 import dagster as dg
 
+from . import simulators
 from .core import clock
 from .definitions import build_defs
 from .ledger import Ledger
@@ -53,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for entry in VENDORS:
         vendor = entry.name
-        outcome = (entry.demo(defs, instance, partition, run_daily) if entry.demo else
-                   run_daily(defs, instance, vendor, partition))
+        outcome = run_daily(defs, instance, vendor, partition)
+        if outcome is not None:  # the vendor's side, played: what it sends back, taken in
+            outcome["extra"] = simulators.answer(vendor, defs, instance, outcome, partition)
         if outcome is None:
             rows.append((vendor, "-", "-", "-", "-", "no daily delivery job yet"))
             continue

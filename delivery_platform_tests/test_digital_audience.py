@@ -276,7 +276,7 @@ def test_gzip_option_and_match_rate(data_dir):
 
     path = data_dir / "outbox" / "digital_audience" / "acme_crm_20261115.csv.gz"
     assert gzip.decompress(path.read_bytes()).startswith(b"email_sha256,phone_sha256,postal code")
-    from delivery_platform.vendors.digital_audience.matches import simulate_match_export
+    from delivery_platform.simulators.digital_audience import simulate_match_export
 
     simulate_match_export("2026-11-15")
     resources = {"digital_audience_returns": inbox_resource()}

@@ -20,8 +20,9 @@ from delivery_platform.destinations import destination_from_env
 from delivery_platform.destinations.base import FileInfo
 from delivery_platform.formats.delimited import EncodingProblem, write_delimited
 from delivery_platform.ledger import Ledger
+from delivery_platform.simulators.idomoo import simulate
 from delivery_platform.vendors.idomoo import downloads_sensor, purl_every_row_came_back, purl_files, \
-    purl_links_are_https, purl_results, simulate
+    purl_links_are_https, purl_results
 from delivery_platform.vendors.idomoo.assets import settings_from_env
 from delivery_platform.vendors.idomoo.downloads import ready_purls
 

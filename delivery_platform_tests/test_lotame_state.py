@@ -106,7 +106,7 @@ def test_r12_an_old_day_resent_after_a_later_delta(lotame):
     assert lotame.check([day1, day2, day3], D3)[0]
     assert not lotame.check([day1, day2, day3, day2], D3)[0]  # before: the stale delta went out again
     history = [
-        state.Delivered(d, mode, None, None, i)
+        state.Delivered(d, mode, "", i)
         for i, (d, mode) in enumerate([(D1, "comprehensive"), (D2, "delta"), (D3, "delta")])
     ]
     with pytest.raises(dg.Failure, match=f"refused: Lotame already received the file for {D3}"):

@@ -124,12 +124,18 @@ def test_the_ispot_receipt_carries_the_api_answer_and_the_event_span(data_dir, m
     assert api.state.client_secret not in json.dumps(doc)
 
 
-def test_the_idomoo_receipt_learns_that_the_purl_file_came_back(data_dir):
-    from delivery_platform.vendors import idomoo
+def played(name: str, defs, instance, day: str) -> dict:
+    """The day's run, then the vendor's side played by the simulators (what the demo does)."""
+    from delivery_platform import simulators
 
+    outcome = run_daily(defs, instance, name, day)
+    return {**outcome, "extra": simulators.answer(name, defs, instance, outcome, day)}
+
+
+def test_the_idomoo_receipt_learns_that_the_purl_file_came_back(data_dir):
     instance = dg.DagsterInstance.ephemeral()
     defs = build_defs("local")
-    outcome = idomoo.demo(defs, instance, DAY, run_daily)  # upload, the simulator answers, the sensor takes the PURL in
+    outcome = played("idomoo", defs, instance, DAY)  # upload, the simulator answers, the sensor takes the PURL in
     assert outcome["success"] and any("ingested" in line for line in outcome["extra"])
     [doc] = receipts.load(Ledger(), deliverable("idomoo", "data_file"), DAY)
     answer = doc["vendor_answer"]
@@ -140,11 +146,9 @@ def test_the_idomoo_receipt_learns_that_the_purl_file_came_back(data_dir):
 
 
 def test_the_digital_audience_receipt_counts_the_matches_that_came_back(data_dir):
-    from delivery_platform.vendors import digital_audience
-
     before = receipts.vendor_answer(deliverable("digital_audience", "crm"), DAY, "local", [])
     assert before["matched_records"] == 0 and before["meaning"] == "no match export received yet"
-    outcome = digital_audience.demo(build_defs("local"), dg.DagsterInstance.ephemeral(), DAY, run_daily)
+    outcome = played("digital_audience", build_defs("local"), dg.DagsterInstance.ephemeral(), DAY)
     assert outcome["success"] and any("matches ingested" in line for line in outcome["extra"])
     [doc] = receipts.load(Ledger(), vendor("digital_audience").deliverables, DAY)
     inbox = settings.data_dir() / "inbox" / "digital_audience"

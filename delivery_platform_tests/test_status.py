@@ -93,10 +93,12 @@ def test_the_lotame_page_shows_each_state_and_open_alerts(data_dir):
 
 
 def test_an_empty_day_and_idomoo_returns(data_dir, tmp_path, monkeypatch):
-    from delivery_platform.vendors import idomoo
+    from delivery_platform import simulators
 
-    defs = build_defs("local")
-    assert idomoo.demo(defs, dg.DagsterInstance.ephemeral(), "2026-11-19", run_daily)["success"]
+    defs, instance = build_defs("local"), dg.DagsterInstance.ephemeral()
+    outcome = run_daily(defs, instance, "idomoo", "2026-11-19")
+    assert outcome["success"]
+    simulators.answer("idomoo", defs, instance, outcome, "2026-11-19")  # the PURL file back, taken in
     text, counts, _ = status.report(vendor("idomoo"), Ledger(), WarehouseResource(), clock.now())
     assert _cells(text)["2026-11-19"][0] == "LATE"  # delivered at the pinned 2026-11-21 09:00
     assert _cells(text)["2026-11-19"][-1].startswith("PURL back: 10 rows")  # after both storyboards' columns

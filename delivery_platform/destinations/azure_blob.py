@@ -72,6 +72,24 @@ class AzureBlobDestination(Destination):
         except (AzureError, OSError) as exc:
             raise self._error("uploading", name, exc) from None
 
+    def replace(self, local_path: Path, name: str) -> None:
+        """Store `local_path` as `name` whether or not it exists (state files, not deliveries)."""
+        md5 = bytearray(bytes.fromhex(file_md5(local_path)))
+        try:
+            with open(local_path, "rb") as data:
+                self.client.upload_blob(self._key(name), data, overwrite=True, max_concurrency=2,
+                                        content_settings=ContentSettings(content_md5=md5))
+        except (AzureError, OSError) as exc:
+            raise self._error("uploading", name, exc) from None
+
+    def delete(self, name: str) -> None:
+        try:
+            self.client.delete_blob(self._key(name))
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise self._error("deleting", name, exc) from None
+
     def list(self, prefix: str = "") -> list[FileInfo]:
         try:
             out = [FileInfo(name=strip_key(self.prefix, b.name), size=b.size,

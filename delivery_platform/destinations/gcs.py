@@ -54,6 +54,22 @@ class GCSDestination(Destination):
         except (gexc.GoogleAPIError, OSError, ValueError) as exc:
             raise self._error("uploading", name, exc) from None
 
+    def replace(self, local_path: Path, name: str) -> None:
+        """Store `local_path` as `name` whether or not it exists (state files, not deliveries)."""
+        blob = self.bucket.blob(self._key(name), chunk_size=8 << 20)
+        try:
+            blob.upload_from_filename(str(local_path), checksum="md5", timeout=self.timeout, retry=self.retry)
+        except (gexc.GoogleAPIError, OSError, ValueError) as exc:
+            raise self._error("uploading", name, exc) from None
+
+    def delete(self, name: str) -> None:
+        try:
+            self.bucket.blob(self._key(name)).delete(timeout=self.timeout, retry=self.retry)
+        except gexc.NotFound:
+            pass
+        except gexc.GoogleAPIError as exc:
+            raise self._error("deleting", name, exc) from None
+
     def list(self, prefix: str = "") -> list[FileInfo]:
         try:
             blobs = self.client.list_blobs(self.bucket_name, prefix=self._key(prefix), timeout=self.timeout,

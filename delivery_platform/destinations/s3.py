@@ -105,6 +105,21 @@ class S3Destination(Destination):
                 pass
             raise
 
+    def replace(self, local_path: Path, name: str) -> None:
+        """Store `local_path` as `name` whether or not it exists (state files, not deliveries):
+        boto3's managed transfer, one PUT or a multipart upload visible only when complete."""
+        md5 = file_md5(local_path)
+        try:
+            self.client.upload_file(str(local_path), self.bucket, self._key(name), ExtraArgs={"Metadata": {"md5": md5}})
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise self._error("uploading", name, exc) from None
+
+    def delete(self, name: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("deleting", name, exc) from None
+
     def list(self, prefix: str = "") -> list[FileInfo]:
         out = []
         try:

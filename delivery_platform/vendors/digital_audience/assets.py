@@ -11,13 +11,11 @@ import csv
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
-from ... import settings as paths
 from ...core.sql import sql_literal
 from ...delivery import OutgoingFile, deliver_partition
 from ...factory import Chain, Files, Step
@@ -27,6 +25,7 @@ from ...ledger import Ledger
 from ...manifest import read_manifest, reset_folder, write_manifest
 from ...partitions import daily, day_bounds
 from ...registry import Deliverable, Schedule
+from ...state_store import state_store
 from ...validation import check_result, validate_parquet
 from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
 from ...validation.sql_checks import EMAIL_LIKE_RE, PHONE_LIKE_RE
@@ -54,16 +53,18 @@ def settings_from_env(environ: dict | None = None) -> DigitalAudienceSettings:
     return DigitalAudienceSettings(**kwargs)
 
 
-def state_dir() -> Path:
-    return paths.data_dir() / "state" / VENDOR
+def state_key(partition_key: str) -> str:
+    """The contact set delivered for a day, in the state store (state_store.py): the next update
+    is computed against it, on whichever worker runs it."""
+    return f"state/{VENDOR}/{partition_key}.parquet"
 
 
 def last_delivered_state(ledger: Ledger, before: str) -> tuple[str, Path] | None:
     keys = sorted({d.partition_key for d in ledger.history(VENDOR, DELIVERABLE, status="delivered") if d.partition_key < before})
+    store = state_store()
     for key in reversed(keys):
-        path = state_dir() / f"{key}.parquet"
-        if path.exists():
-            return key, path
+        if store.exists(state_key(key)):
+            return key, store.get(state_key(key))
     return None
 
 
@@ -301,18 +302,15 @@ def deliver(step: Step, outgoing: list, info: dict, redeliver: bool) -> tuple:
 
 def keep_state(warehouse: WarehouseResource, key: str) -> None:
     """The contact set now at dA: the next update is computed against it."""
-    state_dir().mkdir(parents=True, exist_ok=True)
-    partial = state_dir() / f".{key}.{os.getpid()}"
-    shutil.copyfile(_stage(warehouse, key)["state"], partial)
-    os.replace(partial, state_dir() / f"{key}.parquet")
+    state_store().put(state_key(key), _stage(warehouse, key)["state"])
 
 
 def matches_answer(partition_key: str, destination: str, files: list[dict]) -> dict:
     """dA's answer to a delivered day: how many of its records its match exports have matched (for the receipt)."""
-    state = state_dir() / f"{partition_key}.parquet"
-    matches = paths.returns_dir() / "da_matches"
-    stored = sorted(matches.glob("*.parquet")) if matches.exists() else []
-    if not state.exists() or not stored:
+    store = state_store()
+    stored = [store.get(k) for k in store.list("returns/da_matches/") if k.endswith(".parquet")]
+    state = store.get(state_key(partition_key)) if store.exists(state_key(partition_key)) else None
+    if state is None or not stored:
         return {"kind": "da_matches", "matched_records": 0, "match_files": len(stored), "status": "0 matched",
                 "meaning": "no match export received yet" if not stored else "delivered record set not kept"}
     con = duckdb.connect()

@@ -1,20 +1,26 @@
-"""The nightly match export from dA ("Daily DA match export": delta files of DMP cookie ids
-matched to our CRM record ids), taken in exactly once per file.
+"""The nightly match export back from dA, as `digitalaudience-dmp-integration.txt` "Daily DA match
+export" says it: a feed of the returns pipeline (returns/pipeline.py does the watching, keeping,
+quarantine and storing).
 
-The sensor lists the drop location (a local folder by default, dA's SFTP or S3 through
-`DELIVERY_DIGITAL_AUDIENCE_RETURNS_*`); each new or changed file becomes a dynamic partition of
-`digital_audience/match_export` and one run. The run keeps the received bytes, validates them with
-the `MatchExport` model and stores the rows as Parquet under `data/returns/da_matches/`; a
-malformed file is copied to `data/quarantine/digital_audience/` and the run fails naming the file,
-rule, column and sample rows. Nothing received is ever deleted.
+- Where: the drop location (a local folder by default, `data/inbox/digital_audience/`; dA's SFTP or
+  S3 through `DELIVERY_DIGITAL_AUDIENCE_RETURNS_*`). "DA will upload ... every night": one export a
+  night, alerted once when none has come by `DA_MATCH_EXPORT_DEADLINE_HOUR` (UTC).
+- What: "the matched DMP cookie id – CRM record id", delta files: a `.csv` or `.csv.gz` whose header
+  names `cookie_id`, `crm_id` and optionally `matched_at` (R8: found by name, any order, extra
+  columns ignored). Other names are refused once per version; names must be relative paths of
+  `[A-Za-z0-9._-]` parts (a name with '..' or odd characters is never taken in).
+- Complete: when listed (dA publishes whole files); each new size, time or checksum is a new
+  version and one run.
+- Parsed: read as UTF-8 CSV, strict (ragged or truncated rows refused), validated with the
+  `MatchExport` model (spec.py); stored under `data/returns/da_matches/` (view `returns_da_matches`)
+  with the match rate against the contact set last delivered.
+- Check: matches name CRM ids we delivered (a warning otherwise).
 """
 
 import datetime as dt
 import json
 import os
-import random
 import re
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -24,19 +30,20 @@ from ... import settings
 from ...alerts.model import Alert
 from ...alerts.sensors import AlertLog
 from ...core import clock
-from ...destinations.base import DestinationError
+from ...core.sql import sql_literal
 from ...destinations.local import LocalDestination
 from ...destinations.resource import DestinationResource, destination_from_env
-from ...receiving import csv_error, keep_received, quarantine
+from ...returns.pipeline import FeedCheck, Intake, Parsed, Refused, Rejected, ReturnFeed, _short, evaluate, \
+    return_pipeline
+from ...returns.receiving import csv_error
+from ...state_store import state_store
 from ...validation import validate_parquet
-from ...core.sql import sql_literal
 from ...warehouse.resource import copy_to_parquet
 from .spec import MatchExport
 
 VENDOR = "digital_audience"
 RETURNS = "digital_audience_returns"
 TABLE = "da_matches"
-match_files = dg.DynamicPartitionsDefinition(name="digital_audience_match_files")
 NAME_OK = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 
@@ -48,31 +55,6 @@ def open_inbox(resource: DestinationResource):
     if resource.kind == "local" and not resource.store.root:
         return LocalDestination(RETURNS, settings.data_dir() / "inbox" / VENDOR)
     return resource.get()
-
-
-def received_dir() -> Path:
-    return settings.data_dir() / "received" / VENDOR
-
-
-def quarantine_dir() -> Path:
-    return settings.data_dir() / "quarantine" / VENDOR
-
-
-def build_sensor(running: bool) -> dg.SensorDefinition:
-    from ...alerts.sinks import AlertSinks
-
-    def tick(context: dg.SensorEvaluationContext, digital_audience_returns: DestinationResource,
-             alert_sinks: AlertSinks):
-        return match_export_sensor(context, digital_audience_returns, alert_sinks)
-
-    return dg.sensor(
-        name="digital_audience_match_export_sensor", minimum_interval_seconds=300,
-        asset_selection=dg.AssetSelection.assets(dg.AssetKey([VENDOR, "match_export"])),
-        default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
-        description="Watches dA's drop location for match-export files; one run per new or changed file; "
-                    "alerts once a day when tonight's export has not arrived by "
-                    "DA_MATCH_EXPORT_DEADLINE_HOUR.",
-    )(tick)
 
 
 def deadline_hour(environ: dict | None = None) -> int:
@@ -110,51 +92,30 @@ def partition_key_for(name: str) -> str | None:
     return "~".join(parts)
 
 
-def match_export_sensor(context: dg.SensorEvaluationContext, digital_audience_returns: DestinationResource,
-                        alert_sinks=None):
-    cursor: dict = json.loads(context.cursor) if context.cursor else {}
-    seen = cursor["files"] if "files" in cursor else cursor  # older cursors were the files map alone
-    last_arrival = cursor.get("last_arrival")
-    with open_inbox(digital_audience_returns) as inbox:
-        try:
-            inbox.require_folder()
-        except DestinationError as exc:
-            # a wrong inbox folder must not look like "no export tonight": every tick fails, one alert
-            if alert_sinks is not None and AlertLog().claim(f"da-inbox-missing:{inbox.uri('')}"):
-                alert_sinks.send(Alert("check_failed", "digital_audience", "digitalAudience match export inbox "
-                                       "does not exist", deliverable="match_export", detail=str(exc)))
-            raise
-        listing = inbox.list()
-    requests, new_partitions, current = [], [], {}
-    for f in listing:
-        # a new version is a new size, time or (where the store reports it) checksum
-        version = f"{f.size}:{f.mtime!r}" + (f":{f.md5}" if f.md5 else "")
-        current[f.name] = version
-        if seen.get(f.name) == version:
-            continue
-        if not f.name.endswith((".csv", ".csv.gz")):
-            # not an export we know how to read: said once per version, never silently skipped
-            context.log.warning(f"not taking in {f.name!r}: a match export is a .csv or .csv.gz file")
-            continue
-        key = partition_key_for(f.name)
-        if key is None:
-            # left at dA, never taken in: a human must look (it is logged on every new version)
-            context.log.error(f"not taking in {f.name!r}: names must be relative paths of [A-Za-z0-9._-] "
-                              "parts, without '.' or '..'")
-            continue
-        new_partitions.append(key)
-        requests.append(dg.RunRequest(run_key=f"{f.name}:{version}", partition_key=key,
-                                      tags={"vendor": VENDOR, "source_file": f.name}))
-    now = clock.now()
-    if requests:
-        last_arrival = now.date().isoformat()
-    if alert_sinks is not None and missing_export_alert(last_arrival, now, deadline_hour(), alert_sinks):
+def recognise(name: str, _settings=None) -> str | Refused:
+    if not name.endswith((".csv", ".csv.gz")):
+        return Refused(f"not taking in {name!r}: a match export is a .csv or .csv.gz file")
+    key = partition_key_for(name)
+    if key is None:  # left at dA, never taken in: a human must look (logged on every new version)
+        return Refused(f"not taking in {name!r}: names must be relative paths of [A-Za-z0-9._-] parts, "
+                       "without '.' or '..'", level="error")
+    return key
+
+
+def _missing_inbox(exc, inbox, _folder, resources: dict) -> None:
+    sinks = resources.get("alert_sinks")
+    if sinks is not None and AlertLog().claim(f"da-inbox-missing:{inbox.uri('')}"):
+        sinks.send(Alert("check_failed", VENDOR, "digitalAudience match export inbox does not exist",
+                         deliverable="match_export", detail=str(exc)))
+
+
+def _on_tick(context, _listing, cursor: dict, ready, resources: dict, now: float) -> None:
+    when = clock.now()
+    if ready:
+        cursor["last_arrival"] = when.date().isoformat()
+    sinks = resources.get("alert_sinks")
+    if sinks is not None and missing_export_alert(cursor.get("last_arrival"), when, deadline_hour(), sinks):
         context.log.error(f"no match export has arrived today by {deadline_hour():02d}:00 UTC: alert sent")
-    # the cursor holds only files still present, so it stays as small as the folder
-    return dg.SensorResult(run_requests=requests,
-                           cursor=json.dumps({"files": current, "last_arrival": last_arrival},
-                                             sort_keys=True),
-                           dynamic_partitions_requests=[match_files.build_add_request(new_partitions)] if new_partitions else [])
 
 
 REQUIRED = ("cookie_id", "crm_id")  # matched_at may be absent (NULL)
@@ -197,75 +158,59 @@ def read_export_sql(path: Path, header: list[str]) -> str:
             "strict_mode = true, null_padding = false)")
 
 
-@dg.asset(key=[VENDOR, "match_export"], group_name=VENDOR, partitions_def=match_files, kinds={"csv"},
-          pool=VENDOR,
-          description="One received match-export file (a dynamic partition per file): kept as received, validated, "
-                      "stored as Parquet under data/returns/da_matches/ (view `returns_da_matches`).")
-def match_export(context: dg.AssetExecutionContext, digital_audience_returns: DestinationResource) -> dg.MaterializeResult:
-    key = context.partition_key
-    name = next((t for t in [context.run.tags.get("source_file")] if t), key)
-    with open_inbox(digital_audience_returns) as inbox:
-        kept = keep_received(inbox, name, received_dir(), key)  # our copy first: nothing received is lost
-    staged = settings.staging_dir() / VENDOR / "match_export" / f"{key}.parquet"
+def parse_export(intake: Intake) -> Parsed:
+    name, kept = intake.remote, intake.kept
     con = duckdb.connect()
     try:
         if kept.stat().st_size == 0:
             raise ValueError("the file is empty")
         header = export_header(kept)
         check_header(header)
-        rows = copy_to_parquet(con, read_export_sql(kept, header), staged)
+        rows = copy_to_parquet(con, read_export_sql(kept, header), intake.staged)
     except (duckdb.Error, ValueError) as exc:
-        quarantine(kept, quarantine_dir(), key)
         first = csv_error(exc) if isinstance(exc, duckdb.Error) else str(exc)
-        raise dg.Failure(f"digitalAudience match export {name}: cannot be read as a CSV with cookie_id, "
-                         "crm_id (and matched_at) columns named in its header: "
-                         f"{first}. Kept at {quarantine_dir() / key}.", allow_retries=False) from None
+        raise Rejected("cannot be read as a CSV with cookie_id, crm_id (and matched_at) columns named in its "
+                       f"header: {first}") from None
     finally:
         con.close()
-    report = validate_parquet(staged, MatchExport, name=f"dA match export {name}")
+    report = validate_parquet(intake.staged, MatchExport, name=f"dA match export {name}")
     if not report.passed:
-        quarantine(kept, quarantine_dir(), key)
-        raise dg.Failure(report.error_text(f"digitalAudience match export {name} (kept at {quarantine_dir() / key})"),
-                         metadata={"failures": dg.MetadataValue.md(report.summary())}, allow_retries=False)
-    target = settings.returns_dir() / TABLE / f"{key}.parquet"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}")
-    shutil.copyfile(staged, partial)
-    os.replace(partial, target)
-    context.log.info(f"{name}: {rows:,} matches stored at {target}")
-    return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(rows),
-                                          "rows": dg.MetadataValue.int(rows), "source_file": name,
-                                          "stored": dg.MetadataValue.path(str(target)), **match_rate(target)})
+        raise Rejected(report.error_text(f"digitalAudience match export {name}"), whole=True,
+                       metadata={"failures": dg.MetadataValue.md(report.summary())})
+    return Parsed(rows, match_rate(intake.staged))
+
+
+def latest_delivered_state() -> Path | None:
+    """A local copy of the contact set last delivered to dA (state_store.py), None before any."""
+    store = state_store()
+    states = [k for k in store.list(f"state/{VENDOR}/") if k.endswith(".parquet")]
+    return store.get(states[-1]) if states else None
 
 
 def match_rate(stored: Path) -> dict:
     """Matched CRM records as a share of the records last delivered: a series the UI plots."""
-    states = sorted((settings.data_dir() / "state" / VENDOR).glob("*.parquet"))
-    if not states:
+    state = latest_delivered_state()
+    if state is None:
         return {}
     con = duckdb.connect()
     matched, delivered = con.execute(
         f"SELECT (SELECT count(DISTINCT crm_id) FROM read_parquet({sql_literal(str(stored))}) WHERE crm_id IN "
-        f"(SELECT custom FROM read_parquet({sql_literal(str(states[-1]))}))), "
-        f"(SELECT count(*) FROM read_parquet({sql_literal(str(states[-1]))}))").fetchone()
+        f"(SELECT custom FROM read_parquet({sql_literal(str(state))}))), "
+        f"(SELECT count(*) FROM read_parquet({sql_literal(str(state))}))").fetchone()
     con.close()
     return {"matched_records": dg.MetadataValue.int(matched), "delivered_records": dg.MetadataValue.int(delivered),
             "match_rate": dg.MetadataValue.float(round(matched / delivered, 4) if delivered else 0.0)}
 
 
-@dg.asset_check(asset=match_export, name="matches_known_records", blocking=False,
-                pool=VENDOR,
-                description="Warns when matched CRM ids are not among the records we delivered to dA.")
-def matches_known_records(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    key = context.partition_key if context.has_partition_key else None
-    stored = settings.returns_dir() / TABLE / f"{key}.parquet"
-    states = sorted((settings.data_dir() / "state" / VENDOR).glob("*.parquet"))
-    if not states or not stored.exists():
+def known_records(context, rows: Path, _resources: dict) -> dg.AssetCheckResult:
+    state = latest_delivered_state()
+    if state is None or not rows.exists():
         return dg.AssetCheckResult(passed=True, description="nothing delivered yet to compare with")
     con = duckdb.connect()
     unknown, total = con.execute(
-        f"SELECT count(*) FILTER (WHERE crm_id NOT IN (SELECT custom FROM read_parquet({sql_literal(str(states[-1]))}))), "
-        f"count(*) FROM read_parquet({sql_literal(str(stored))})").fetchone()
+        f"SELECT count(*) FILTER (WHERE crm_id NOT IN (SELECT custom FROM read_parquet({sql_literal(str(state))}))), "
+        f"count(*) FROM read_parquet({sql_literal(str(rows))})").fetchone()
+    con.close()
     return dg.AssetCheckResult(passed=unknown == 0, severity=dg.AssetCheckSeverity.WARN,
                                description=f"{unknown:,} of {total:,} matches name CRM ids we never delivered"
                                + ("" if not unknown else ". Next step: ask dA (through the agreed channel) whether the "
@@ -273,24 +218,43 @@ def matches_known_records(context: dg.AssetCheckExecutionContext) -> dg.AssetChe
                                metadata={"unknown_crm_ids": unknown, "matches": total})
 
 
-def simulate_match_export(partition_key: str, client: str = "acme", share: float = 0.3) -> Path | None:
-    """Play dA on the embedded default: write tonight's match export into the inbox from the
-    contacts last delivered (demo only)."""
-    states = sorted((settings.data_dir() / "state" / VENDOR).glob("*.parquet"))
-    if not states:
-        return None
-    con = duckdb.connect()
-    ids = [r[0] for r in con.execute(f"SELECT custom FROM read_parquet({sql_literal(str(states[-1]))})").fetchall()]
-    rng = random.Random(partition_key)
-    chosen = sorted(rng.sample(ids, max(1, int(len(ids) * share)))) if ids else []
-    inbox = settings.data_dir() / "inbox" / VENDOR
-    inbox.mkdir(parents=True, exist_ok=True)
-    path = inbox / f"{client}_matches_{partition_key.replace('-', '')}.csv"
-    day = dt.date.fromisoformat(partition_key) + dt.timedelta(days=1)
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w", newline="") as handle:
-        handle.write("cookie_id,crm_id,matched_at\r\n")
-        for crm_id in chosen:
-            handle.write(f"dmp-{rng.getrandbits(48):012x},{crm_id},{day} 02:00:00\r\n")
-    os.replace(partial, path)
-    return path
+def read_cursor(text: str | None) -> dict:
+    """Cursors written before the returns pipeline (a map of file -> version, or {"files": …,
+    "last_arrival": …}) read as the pipeline's: the same versions count as taken."""
+    cursor = json.loads(text) if text else {}
+    if not cursor or "taken" in cursor:
+        return cursor
+    files = cursor["files"] if "files" in cursor else cursor
+    return {"taken": {_short(name, 6): _short(version, 5) for name, version in files.items()},
+            "pending": {}, "last_arrival": cursor.get("last_arrival")}
+
+
+DA_MATCH_EXPORT = ReturnFeed(
+    vendor=VENDOR, asset="match_export", table=TABLE, partitions="digital_audience_match_files",
+    sensor="digital_audience_match_export_sensor", title="digitalAudience match export", source=RETURNS,
+    recognise=recognise,
+    parse=parse_export,
+    open_source=open_inbox,
+    checks=(FeedCheck("matches_known_records", "Warns when matched CRM ids are not among the records we "
+                                               "delivered to dA.", known_records),),
+    on_tick=_on_tick,
+    on_missing_folder=_missing_inbox,
+    read_cursor=read_cursor,
+    interval=lambda: 300,
+    sensor_description="Watches dA's drop location for match-export files; one run per new or changed file; alerts "
+                       "once a day when tonight's export has not arrived by DA_MATCH_EXPORT_DEADLINE_HOUR.",
+    asset_description="One received match-export file (a dynamic partition per file): kept as received, validated, "
+                      "stored as Parquet under data/returns/da_matches/ (view `returns_da_matches`).",
+)
+
+
+def match_export_sensor(context: dg.SensorEvaluationContext, digital_audience_returns: DestinationResource,
+                        alert_sinks=None) -> dg.SensorResult:
+    """One tick of `digital_audience_match_export_sensor` (tests and the demo call it directly)."""
+    return evaluate(DA_MATCH_EXPORT, context, {RETURNS: digital_audience_returns, "alert_sinks": alert_sinks})
+
+
+PIPELINE = return_pipeline(DA_MATCH_EXPORT)
+match_files = PIPELINE.partitions
+match_export = PIPELINE.asset
+matches_known_records = PIPELINE.checks["matches_known_records"]

@@ -17,7 +17,7 @@ from typing import List, Optional
 import dagster as dg
 import duckdb
 
-from ... import receipts, settings
+from ... import receipts
 from ...core import clock
 from ...core.files import file_md5
 from ...core.sql import sql_literal
@@ -28,6 +28,7 @@ from ...formats.delimited import DELIMITERS, ENCODINGS, EncodingProblem, write_d
 from ...formats.pgp import PGPError, encrypt_file, is_pgp_message
 from ...partitions import FIRST_DAY
 from ...registry import Deliverable, Schedule
+from ...state_store import state_store
 from ...validation.report import with_next_step
 from . import spec
 from .returns import record_upload
@@ -259,20 +260,22 @@ def never_a_name_twice(step: Step, outgoing: list) -> None:
 
 
 def start_return_clock(step: Step, outgoing: list, outcome) -> dict:
-    for f in outgoing:  # the PURL return deadline counts from here (returns.py)
-        record_upload(f.name, clock.now().timestamp())
+    staged = step.staged  # the rows uploaded: their keys are kept for the PURL file's check
+    for f in outgoing:  # the PURL return deadline counts from here, and its keys must come back (returns.py)
+        record_upload(f.name, clock.now().timestamp(), staged, step.settings.key_header)
     return {}
 
 
 def purl_answer(partition_key: str, destination: str, files: list[dict]) -> dict:
     """Idomoo's answer to a data file: its PURL file, once received and stored (for the receipt)."""
-    s = settings_from_env()
+    s, store = settings_from_env(), state_store()
     purls = []
     for f in files:
         purl = spec.purl_name(f["name"].rsplit("/", 1)[-1], s.purl_prefix, s.purl_suffix)
-        stored = settings.returns_dir() / "idomoo_purls" / f"{purl}.parquet"
-        purls.append({"purl_file": purl, "received": stored.exists(),
-                      "rows": receipts.parquet_rows(stored) if stored.exists() else None})
+        stored = f"returns/idomoo_purls/{purl}.parquet"  # the state store's key (state_store.py)
+        received = store.exists(stored)
+        purls.append({"purl_file": purl, "received": received,
+                      "rows": receipts.parquet_rows(store.get(stored)) if received else None})
     received = bool(purls) and all(p["received"] for p in purls)
     got = [p for p in purls if p["received"]]
     return {"kind": "idomoo_purl", "purl_received": received, "purl_files": purls,

@@ -1,42 +1,62 @@
-"""Every upload is answered: when each data file went up, and which PURL files are overdue.
+"""Every upload is answered: when each data file went up, which keys it carried, and which PURL
+files are overdue.
 
-The upload time is recorded by the delivery step (by `core.clock`, so a simulated calendar sees
-its own days) under `data/state/idomoo/uploads/`; the Downloads sensor compares it with the
-configured `purl_return_hours` and alerts once per data file whose PURL (or error) file has not
-arrived by then, naming the data file.
+The delivery step records each upload in the state store (state_store.py), by `core.clock` so a
+simulated calendar sees its own days: `state/idomoo/uploads/<name>.json` (when) and
+`<name>.keys.parquet` (the recipient keys sent, the key column only: no other field leaves the
+run). The Downloads sensor compares the time with `purl_return_hours` and alerts once per data
+file whose PURL (or error) file has not arrived by then; `every_row_came_back` compares the keys
+with the PURL file's. Both survive a wiped worker.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from ... import settings
+import duckdb
+
+from ...core.sql import quote_ident, sql_literal
+from ...state_store import state_store
 from . import spec
 
 KEEP_DAYS = 30  # Idomoo keeps PURL files for 30 days (DIGEST 5.2): older uploads are not chased
+PREFIX = "state/idomoo/uploads/"
 
 
-def uploads_dir() -> Path:
-    return settings.data_dir() / "state" / "idomoo" / "uploads"
+def _key(name: str, suffix: str) -> str:
+    return PREFIX + name.replace("/", "~") + suffix
 
 
-def record_upload(name: str, at: float) -> None:
-    """Remember that `name` (as uploaded, e.g. `Uploads/x.csv`) went up at `at` (epoch seconds)."""
-    folder = uploads_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / (name.replace("/", "~") + ".json")
-    if target.exists():  # the first upload time counts (a re-run that sent nothing keeps it)
+def record_upload(name: str, at: float, rows: Path | None = None, key_header: str | None = None) -> None:
+    """Remember that `name` (as uploaded, e.g. `Uploads/x.csv`) went up at `at` (epoch seconds) and,
+    given the staged `rows`, which keys it carried."""
+    store = state_store()
+    if rows is not None and key_header and not store.exists(_key(name, ".keys.parquet")):
+        keys = rows.with_name(f".{rows.stem}.keys.parquet")
+        con = duckdb.connect()
+        try:
+            con.execute(f"COPY (SELECT {quote_ident(key_header)} FROM read_parquet({sql_literal(str(rows))})) "
+                        f"TO {sql_literal(str(keys))} (FORMAT parquet)")
+        finally:
+            con.close()
+        store.put(_key(name, ".keys.parquet"), keys)
+        keys.unlink(missing_ok=True)
+    if store.exists(_key(name, ".json")):  # the first upload time counts (a re-run that sent nothing keeps it)
         return
-    partial = target.with_name(f".{target.name}.{os.getpid()}")
-    partial.write_text(json.dumps({"name": name, "uploaded_at": at}))
-    os.replace(partial, target)
+    store.put_bytes(_key(name, ".json"), json.dumps({"name": name, "uploaded_at": at}))
+
+
+def uploaded_keys(name: str) -> Path | None:
+    """A local Parquet file of the keys uploaded in `name` (None when not recorded)."""
+    store = state_store()
+    key = _key(name, ".keys.parquet")
+    return store.get(key) if store.exists(key) else None
 
 
 def uploads() -> list[dict]:
-    folder = uploads_dir()
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
+    store = state_store()
+    return [json.loads(store.read_bytes(k)) for k in store.list(PREFIX) if k.endswith(".json")]
 
 
 def overdue_returns(listing, s, now: float) -> list[str]:

@@ -9,9 +9,10 @@ So what Lotame holds is the replay of every delivered file in delivery order, an
 (comprehensive or delta) is computed against that, never against the previous partition.
 
 The ledger says which file sets reached Lotame and in which order; a copy of each set's records
-and of the state it left at Lotame is kept under `data/state/lotame/<partition>/<bundle>.*`,
+and of the state it left at Lotame is kept in the state store (state_store.py: `data/state/` by
+default, an object-storage prefix with `DELIVERY_STATE_URL`) under `state/lotame/<partition>/<bundle>.*`,
 written before the upload and keyed by the MD5s of the files, so a copy is only ever read for the
-exact bytes the ledger says were delivered.
+exact bytes the ledger says were delivered, on whichever worker reads it.
 """
 
 from __future__ import annotations
@@ -19,16 +20,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from ... import settings
 from ...ledger import Ledger
 from ...core.sql import sql_literal
+from ...state_store import state_store
 from ...warehouse.buckets import in_range
 
 VENDOR, DELIVERABLE = "lotame", "segmentmembership"
@@ -39,8 +38,8 @@ class StateUnknown(Exception):
     """The kept copy of a delivered file set is missing: what Lotame holds cannot be known."""
 
 
-def state_dir() -> Path:
-    return settings.data_dir() / "state" / VENDOR
+def state_key(partition: str, name: str) -> str:
+    return f"state/{VENDOR}/{partition}/{name}"
 
 
 def bundle_id(files: list[tuple[str, str]]) -> str:
@@ -53,9 +52,18 @@ def bundle_id(files: list[tuple[str, str]]) -> str:
 class Delivered:
     partition: str
     mode: str  # comprehensive | delta
-    held: Path  # (userid, segment) Lotame holds after this file set
-    records: Path  # the records sent (the model's columns)
+    bundle: str
     position: int  # ledger id of the set's last delivered file: the delivery order
+
+    @property
+    def held(self) -> Path:
+        """(userid, segment) Lotame holds after this file set: a local copy, fetched when read."""
+        return state_store().get(state_key(self.partition, f"{self.bundle}.held.parquet"))
+
+    @property
+    def records(self) -> Path:
+        """The records sent (the model's columns): a local copy, fetched when read."""
+        return state_store().get(state_key(self.partition, f"{self.bundle}.records.parquet"))
 
 
 def delivered_history(ledger: Ledger) -> list[Delivered]:
@@ -66,29 +74,22 @@ def delivered_history(ledger: Ledger) -> list[Delivered]:
         last_id[d.partition_key] = d.id
         files.setdefault(d.partition_key, {})[d.file_name] = d.md5 or ""
     states = ledger.partition_states(VENDOR, DELIVERABLE)
+    store = state_store()
     out = []
     for partition, position in sorted(last_id.items(), key=lambda kv: kv[1]):
         if states.get(partition) != "complete":
             continue  # some files sent, no .done: Lotame has not imported it
         bundle = bundle_id(list(files[partition].items()))
-        folder = state_dir() / partition
-        meta = folder / f"{bundle}.json"
-        if not meta.exists():
+        meta = state_key(partition, f"{bundle}.json")
+        try:
+            mode = json.loads(store.read_bytes(meta))["mode"]
+        except FileNotFoundError:
             raise StateUnknown(
                 f"lotame {partition}: the ledger says file set {bundle} was delivered but "
-                f"its kept copy {meta} is missing, so what Lotame holds cannot be replayed; "
-                f"restore data/state/lotame from backup"
-            )
-        mode = json.loads(meta.read_text())["mode"]
-        out.append(
-            Delivered(
-                partition,
-                mode,
-                folder / f"{bundle}.held.parquet",
-                folder / f"{bundle}.records.parquet",
-                position,
-            )
-        )
+                f"its kept copy {store.uri(meta)} is missing, so what Lotame holds cannot be replayed; "
+                f"restore state/lotame from backup"
+            ) from None
+        out.append(Delivered(partition, mode, bundle, position))
     return out
 
 
@@ -114,16 +115,12 @@ def plan_mode(
 
 
 def keep(partition: str, bundle: str, mode: str, held: Path, records: Path, base: str | None) -> None:
-    """Keep what a file set contains and what it leaves at Lotame, before it is uploaded."""
-    folder = state_dir() / partition
-    folder.mkdir(parents=True, exist_ok=True)
+    """Keep what a file set contains and what it leaves at Lotame, before it is uploaded (the
+    .json last: a set is known only once its two tables are stored)."""
+    store = state_store()
     for source, suffix in ((held, "held.parquet"), (records, "records.parquet")):
-        partial = folder / f".{bundle}.{suffix}.{os.getpid()}"
-        shutil.copyfile(source, partial)
-        os.replace(partial, folder / f"{bundle}.{suffix}")
-    partial = folder / f".{bundle}.json.{os.getpid()}"
-    partial.write_text(json.dumps({"mode": mode, "base": base}))
-    os.replace(partial, folder / f"{bundle}.json")
+        store.put(state_key(partition, f"{bundle}.{suffix}"), source)
+    store.put_bytes(state_key(partition, f"{bundle}.json"), json.dumps({"mode": mode, "base": base}))
 
 
 # --- Lotame's semantics, in SQL --------------------------------------------------------------
