@@ -1,12 +1,13 @@
 """Two nodes, one ledger (issue 21): two worker processes, each with its own data folder, Dagster
-home and node name, share a real PostgreSQL ledger and real S3 (moto) destinations, each node
-through its own HTTP proxy so the test sees every request a node makes.
+instance and node name, share a real PostgreSQL ledger, delivered state in S3 (DELIVERY_STATE_URL)
+and S3 destinations (moto), each node reaching the destinations through its own HTTP proxy so the
+test sees every request a node makes.
 
 1. a backfill of every vendor over the test calendar, split across both nodes;
 2. the same partition launched on both nodes at once: one delivers, the other skips or is refused
    while the first holds the claim; nothing is sent twice;
 3. a node killed (SIGKILL) mid-delivery: the other node takes its claim over once the lease
-   (DELIVERY_LEASE_SECONDS=5) has lapsed, not before, and sends only the missing files.
+   (DELIVERY_LEASE_SECONDS=5) has lapsed, not before, and sends only the missing files (Lotame).
 Then: every file the ledger calls delivered is in its bucket, each final name was written once,
 and Lotame received its days in partition order, each file computed against the one before.
 """
@@ -35,13 +36,10 @@ VENDORS = ("lotame", "ispot", "optimove", "digital_audience", "idomoo")
 DAYS = [(END_DATE - dt.timedelta(days=n)).isoformat() for n in range(4, -1, -1)]  # five days, oldest first
 BACKFILL, BOTH_AT_ONCE, KILLED = DAYS[:-2], DAYS[-2], DAYS[-1]
 LEASE_S = 5.0
-# Lotame and digitalAudience compute each day against what the vendor already holds, kept in the
-# node's data folder until the state store (DELIVERY_STATE_URL) is merged: until then each of them
-# runs on one node; every other vendor's days alternate between the nodes. With the state store,
-# STATE_SHARED = True puts state in S3, alternates those vendors' days too, launches a Lotame day on
-# both nodes at once and kills a node mid-way through a Lotame delivery.
-STATE_SHARED = False
-ONE_NODE = {"lotame": "a", "digital_audience": "b"}
+# Lotame and digitalAudience compute each day against what the vendor already holds: their days form
+# a chain, run in partition order, alternating nodes; each node finds that state in S3
+# (DELIVERY_STATE_URL), not on its own disk. Every other vendor's days run side by side.
+CHAINS = ("lotame", "digital_audience")
 # Lotame in delta mode: each day's file is computed against the file set delivered before it
 RUN_CONFIG = {"lotame": {"resources": {"lotame_settings": {"config": {"mode": "delta"}}}}}
 
@@ -125,9 +123,7 @@ def run_lanes(nodes: dict[str, Node], lanes: list[list[tuple[str, str, str]]]) -
 def backfill_lanes() -> list[list[tuple[str, str, str]]]:
     lanes = []
     for vendor in VENDORS:
-        if vendor in ONE_NODE and not STATE_SHARED:
-            lanes.append([(vendor, day, ONE_NODE[vendor]) for day in BACKFILL])
-        elif vendor in ONE_NODE:  # a chain: in partition order, alternating nodes
+        if vendor in CHAINS:  # in partition order, alternating nodes
             lanes.append([(vendor, day, "ab"[i % 2]) for i, day in enumerate(BACKFILL)])
         else:  # independent days: side by side on both nodes
             lanes += [[(vendor, day, "ab"[(i + len(lanes)) % 2])] for i, day in enumerate(BACKFILL)]
@@ -162,9 +158,9 @@ def test_two_nodes_share_the_ledger(data_dir, small_warehouse, s3_server, postgr
         "DELIVERY_NOW", "DELIVERY_FIRST_DAY", "DELIVERY_RETRY_DELAY_SECONDS")}
     env.update({"DELIVERY_LEDGER_URL": url, "DELIVERY_LEASE_SECONDS": str(LEASE_S),
                 "DELIVERY_WAREHOUSE_PATH": str(small_warehouse), "PYTHONUNBUFFERED": "1"})
-    if STATE_SHARED:  # delivered state and returns in S3, straight to the server (not counted as deliveries)
-        state = s3_server.env("state")
-        env.update(state, DELIVERY_STATE_URL=f"s3://{state['DELIVERY_STATE_S3_BUCKET']}/platform")
+    # delivered state and returns in S3, reached directly (the proxies count deliveries only)
+    state = s3_server.env("state")
+    env.update(state, DELIVERY_STATE_URL=f"s3://{state['DELIVERY_STATE_S3_BUCKET']}/platform")
     buckets = {}
     for vendor in VENDORS:
         vendor_env = s3_server.env(vendor)
@@ -191,7 +187,7 @@ def test_two_nodes_share_the_ledger(data_dir, small_warehouse, s3_server, postgr
                 assert not by_day or all(by_day.get(day) == "complete" for day in BACKFILL), (vendor, by_day)
 
         # 2. the same partition on both nodes at once
-        at_once = ["lotame", "ispot"] if STATE_SHARED else ["ispot", "idomoo"]
+        at_once = ["lotame", "ispot", "digital_audience"]
         for vendor in at_once:
             for node in nodes.values():
                 node.submit(vendor, BOTH_AT_ONCE)
@@ -200,19 +196,17 @@ def test_two_nodes_share_the_ledger(data_dir, small_warehouse, s3_server, postgr
             assert len(delivered) == 1, answers
             other = next(a for a in answers if a is not delivered[0])
             # the other run found it delivered (skip), was refused while the first held the claim, or
-            # built other bytes (Idomoo's file depends on node-local upload state) and was refused them
+            # had built other bytes for it and was refused them: a delivered partition is never sent again
             assert (other["ok"] and all(a.startswith("skip") for a in other["actions"].values())) or (
                 "is being delivered by run" in other["error"] or "was already delivered" in other["error"]), other
-        if not STATE_SHARED:  # the day before the killed one, for the chain
-            nodes[ONE_NODE["lotame"]].submit("lotame", BOTH_AT_ONCE)
-            assert nodes[ONE_NODE["lotame"]].answer()["ok"]
 
         # 3. node a killed mid-delivery: node b takes its claim over after the lease, not before
-        victim = "lotame" if STATE_SHARED else "ispot"
-        proxies["a"].hang_paths.append(f"/{buckets[victim]}/")  # its uploads never get an answer
+        victim = "lotame"
+        proxies["a"].hang_paths.append(".json.gz.md5")  # the bundle's second file never gets an answer
         nodes["a"].submit(victim, KILLED)
-        hung = wait_for(lambda: [d for d in ledger.history(victim, status="publishing") if d.partition_key == KILLED],
-                        timeout=120, what=f"node a publishing {victim} {KILLED}")
+        hung = wait_for(lambda: [d for d in ledger.history(victim, status="publishing")
+                                 if d.partition_key == KILLED and d.file_name.endswith(".md5")],
+                        timeout=120, what=f"node a publishing the .md5 of {victim} {KILLED}")
         deliverable = hung[0].deliverable
         nodes["a"].process.send_signal(signal.SIGKILL)
         nodes["a"].process.wait(30)
@@ -231,6 +225,12 @@ def test_two_nodes_share_the_ledger(data_dir, small_warehouse, s3_server, postgr
         assert abandoned[0].status == "failed" and "its claim expired" in abandoned[0].error
         assert "node-a:" in abandoned[0].error
         assert ledger.partition_state(victim, deliverable, KILLED) == "complete"
+        # node b sent only what node a had not: the data file went once, from node a
+        statuses = {}
+        for d in attempts:
+            statuses.setdefault(d.file_name.rsplit("/", 1)[1], []).append(d.status)
+        assert statuses == {"segmentmembership.json.gz": ["delivered"], "segmentmembership.json.gz.md5":
+                            ["failed", "delivered"], f"{KILLED.replace('-', '')}.done": ["delivered"]}, statuses
     finally:
         for node in nodes.values():
             node.stop()
