@@ -3,6 +3,9 @@ instance and node name, share a real PostgreSQL ledger, delivered state in S3 (D
 and S3 destinations (moto), each node reaching the destinations through its own HTTP proxy so the
 test sees every request a node makes.
 
+Each vendor delivers where its document allows: Lotame, Optimove and digitalAudience to S3, iSpot
+through its upload API (the local double), Idomoo to its SFTP account.
+
 1. a backfill of every vendor over the test calendar, split across both nodes;
 2. the same partition launched on both nodes at once: one delivers, the other skips or is refused
    while the first holds the claim; nothing is sent twice;
@@ -31,8 +34,10 @@ import pytest
 from delivery_platform.ledger import Ledger
 from delivery_platform_tests.fault_proxy import FaultProxy
 from delivery_platform_tests.fixtures import END_DATE
+from delivery_platform_tests.ispot_api_double import ISpotApiServer
 
 VENDORS = ("lotame", "ispot", "optimove", "digital_audience", "idomoo")
+ON_S3 = ("lotame", "optimove", "digital_audience")
 DAYS = [(END_DATE - dt.timedelta(days=n)).isoformat() for n in range(4, -1, -1)]  # five days, oldest first
 BACKFILL, BOTH_AT_ONCE, KILLED = DAYS[:-2], DAYS[-2], DAYS[-1]
 LEASE_S = 5.0
@@ -89,6 +94,12 @@ class Node:
             self.process.kill()
         self.process.wait(30)
         self.stderr.close()
+
+
+@pytest.fixture
+def ispot_api():
+    with ISpotApiServer() as server:
+        yield server
 
 
 def run_lanes(nodes: dict[str, Node], lanes: list[list[tuple[str, str, str]]]) -> dict[str, dict]:
@@ -150,7 +161,8 @@ def wait_for(predicate, timeout: float, what: str):
                    "both, a node killed (SIGKILL) mid-delivery",
                    "nothing sent twice, nothing lost; the other node takes the dead node's claim over after "
                    "its lease lapses; Lotame's days arrive in order, each on the one before")
-def test_two_nodes_share_the_ledger(data_dir, small_warehouse, s3_server, postgres_server, tmp_path, monkeypatch):
+def test_two_nodes_share_the_ledger(data_dir, small_warehouse, s3_server, sftp_server, ispot_api, postgres_server,
+                                    tmp_path, monkeypatch):
     url = postgres_server.new_database("two_nodes")
     monkeypatch.setenv("DELIVERY_LEDGER_URL", url)
     ledger = Ledger()
@@ -162,15 +174,19 @@ def test_two_nodes_share_the_ledger(data_dir, small_warehouse, s3_server, postgr
     state = s3_server.env("state")
     env.update(state, DELIVERY_STATE_URL=f"s3://{state['DELIVERY_STATE_S3_BUCKET']}/platform")
     buckets = {}
-    for vendor in VENDORS:
+    for vendor in ON_S3:
         vendor_env = s3_server.env(vendor)
         buckets[vendor] = vendor_env[f"DELIVERY_{vendor.upper()}_S3_BUCKET"]
         env.update(vendor_env)
+    idomoo = sftp_server.env("idomoo")
+    env.update(idomoo, ISPOT_API_BASE_URL=ispot_api.url, ISPOT_CLIENT_ID=ispot_api.state.client_id,
+               ISPOT_CLIENT_SECRET=ispot_api.state.client_secret, ISPOT_API_BACKOFF_SECONDS="0",
+               ISPOT_MIN_UPLOAD_BYTES="1")
     proxies = {name: FaultProxy(s3_server.endpoint) for name in "ab"}
     nodes = {}
     try:
         for name in "ab":
-            endpoints = {f"DELIVERY_{v.upper()}_S3_ENDPOINT_URL": proxies[name].url for v in VENDORS}
+            endpoints = {f"DELIVERY_{v.upper()}_S3_ENDPOINT_URL": proxies[name].url for v in ON_S3}
             nodes[name] = Node(name, tmp_path, {**env, **endpoints}, proxies[name])
         for node in nodes.values():
             node.ready()
@@ -187,7 +203,7 @@ def test_two_nodes_share_the_ledger(data_dir, small_warehouse, s3_server, postgr
                 assert not by_day or all(by_day.get(day) == "complete" for day in BACKFILL), (vendor, by_day)
 
         # 2. the same partition on both nodes at once
-        at_once = ["lotame", "ispot", "digital_audience"]
+        at_once = ["lotame", "ispot", "digital_audience", "idomoo"]
         for vendor in at_once:
             for node in nodes.values():
                 node.submit(vendor, BOTH_AT_ONCE)
@@ -246,14 +262,20 @@ def test_two_nodes_share_the_ledger(data_dir, small_warehouse, s3_server, postgr
     puts = final_puts(proxies["a"]) + final_puts(proxies["b"])
     twice = {path: n for path, n in puts.items() if n > 1}
     assert not twice, twice
+    received = {vendor: {o["Key"] for o in client.list_objects_v2(Bucket=buckets[vendor]).get("Contents", [])}
+                for vendor in ON_S3}
+    received["ispot"] = set(ispot_api.state.received)
+    assert ispot_api.state.upload_requests == len(received["ispot"])  # no upload of a name twice
+    folder = Path(sftp_server.root) / idomoo["DELIVERY_IDOMOO_PREFIX"]
+    received["idomoo"] = {str(f.relative_to(folder)) for f in folder.rglob("*") if f.is_file()}
     for vendor in VENDORS:
-        keys = {o["Key"] for o in client.list_objects_v2(Bucket=buckets[vendor]).get("Contents", [])}
         delivered = ledger.history(vendor, status="delivered")
         assert delivered, vendor
-        for d in delivered:
-            assert d.remote_uri and d.remote_uri.split(f"{buckets[vendor]}/", 1)[1] in keys, (vendor, d.file_name)
         names = Counter((d.partition_key, d.file_name) for d in delivered)
         assert max(names.values()) == 1, names.most_common(3)
+        # every file delivered is at the vendor, and nothing else is (no temporary name left over)
+        assert received[vendor] == {d.file_name.rsplit("/", 1)[-1] if vendor == "ispot" else d.file_name
+                                    for d in delivered}, vendor
     # Lotame: every day once, in partition order, each delta computed against the day delivered before
     lotame = ledger.history("lotame", "segmentmembership", status="delivered")
     order = list(dict.fromkeys(d.partition_key for d in lotame))

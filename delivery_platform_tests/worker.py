@@ -56,6 +56,8 @@ def main() -> None:
         # a step's failures, including those its retry policy retried ("Exceeded max_retries" says little)
         errors = [_messages(e.event_specific_data.error) for e in result.all_events
                   if (e.is_step_failure or e.is_step_up_for_retry) and e.event_specific_data.error is not None]
+        if not result.success and not errors:  # failed before any step: resources, configuration
+            errors = [e.message or e.event_type_value for e in result.all_events if "FAILURE" in e.event_type_value]
         answers.write(json.dumps({"id": request["id"], "ok": result.success, "error": " | ".join(errors)[:2000],
                                   "actions": actions, "facts": facts,
                                   "seconds": round(time.monotonic() - started, 2)}) + "\n")
