@@ -1,7 +1,7 @@
 """Two nodes, one ledger (issue 21): two worker processes, each with its own data folder, Dagster
 instance and node name, share a real PostgreSQL ledger, delivered state in S3 (DELIVERY_STATE_URL)
-and S3 destinations (moto), each node reaching the destinations through its own HTTP proxy so the
-test sees every request a node makes.
+and the vendors' destinations, each node reaching the S3 ones through its own HTTP proxy so the test
+sees every request a node makes.
 
 Each vendor delivers where its document allows: Lotame, Optimove and digitalAudience to S3, iSpot
 through its upload API (the local double), Idomoo to its SFTP account.
