@@ -78,8 +78,9 @@ def upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
 
 
 class Store:
+    """What the ledger and the alert stores need from an engine (SQLiteStore, PostgresStore)."""
+
     kind = ""
-    local = True  # True: every writer runs on this machine, so a holder's pid can be checked
 
     def connect(self):  # -> context manager yielding a connection with `execute(sql, params)`
         raise NotImplementedError
@@ -118,7 +119,7 @@ class Store:
 
 
 class SQLiteStore(Store):
-    kind, local = "sqlite", True
+    kind = "sqlite"
 
     def __init__(self, path: Path, timeout_s: float = 60.0, synchronous: str = "NORMAL"):
         self.path, self.timeout_s, self.synchronous = Path(path), timeout_s, synchronous
@@ -182,7 +183,7 @@ def lock_id(name: str) -> int:
 
 
 class PostgresStore(Store):
-    kind, local = "postgresql", False
+    kind = "postgresql"
     _connections: dict = {}  # (url, pid, thread) -> psycopg connection: one per thread, reused
     _done: set = set()  # (url, component, version) migrated in this process
     _guard = threading.Lock()
