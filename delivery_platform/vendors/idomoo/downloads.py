@@ -275,9 +275,12 @@ def every_row_came_back(context, rows: Path, resources: dict) -> dg.AssetCheckRe
                                   s.purl_suffix)
     sent = [d for d in ledger.get().find_name(VENDOR, f"{s.uploads_folder}/{original}") if d.status == "delivered"]
     uploaded = uploaded_keys(f"{s.uploads_folder}/{original}") if original and sent else None
+    if uploaded is None and sent:  # uploaded before the keys were kept: the run-local staged rows, if still there
+        staged = resources["warehouse"].staged_table(VENDOR, "data_file", sent[0].partition_key)
+        uploaded = staged if staged.exists() else None
     if uploaded is None:
         return dg.AssetCheckResult(passed=False, description=with_next_step(
-            f"{key}: no uploaded data file named {original!r} in the ledger",
+            f"{key}: no uploaded data file named {original!r} in the ledger (or its keys are not kept)",
             "Next step: ask Idomoo which upload this PURL file answers (its name should be our data file's "
             "name with their prefix); if it is not ours, nothing needs doing"))
     k = s.key_header
@@ -326,7 +329,7 @@ IDOMOO_PURLS = ReturnFeed(
         FeedCheck("links_are_https", "Every PURL row has https `thumbnail_1` and `landingPage` links and a unique "
                                      "recipient key.", links_are_https),
         FeedCheck("every_row_came_back", "Every row of the uploaded data file came back in the PURL file, and "
-                                         "nothing else.", every_row_came_back, resources=("ledger",)),
+                                         "nothing else.", every_row_came_back, resources=("ledger", "warehouse")),
     ),
     on_tick=_on_tick,
     on_missing_folder=_missing_folder,
