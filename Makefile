@@ -24,7 +24,7 @@ $(DAGSTER_HOME)/dagster.yaml:
 
 # What the tests need beyond pip: Azurite (npm); Chromium, PostgreSQL, OpenSSH's sshd and faketime (Debian);
 # pigz (bench).
-test-deps: install
+test-deps: install $(VENV)/.bench-installed
 	@if [ ! -x node_modules/.bin/azurite-blob ]; then npm install --no-audit --no-fund --silent; fi
 	@missing=""; \
 	 command -v chromium >/dev/null || missing="$$missing chromium"; \
@@ -53,8 +53,14 @@ test: test-deps
 dev: install
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-bench: install
-	$(PY) -m bench.run
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
+# the benchmark's own dependencies (dlt, isal, zlib-ng: the `bench` extra) and pigz
+bench: install $(VENV)/.bench-installed
+	@command -v pigz >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pigz >/dev/null)
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 # README sections generated from the code: spec tables from the pandera models, the fault table from the last test run
 readme: install

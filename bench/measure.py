@@ -54,11 +54,89 @@ def bare_copy(partition: str, out: str) -> dict:
     started = time.perf_counter()
     con.execute(f"""COPY (SELECT {ISPOT_LINE} AS "ip,datetime,siteid,app,type,customdata,useragent"
                  FROM wh.ispot_conversion_events WHERE event_ts >= {start} AND event_ts < {start} + INTERVAL 1 DAY
-                 AND NOT contains(client_ip, ':')) TO '{out}' (FORMAT csv, HEADER true, QUOTE '', ESCAPE '',
+                 AND NOT contains(client_ip, ':') AND loaded_at <= {loaded_by()}) TO '{out}' (FORMAT csv, HEADER true, QUOTE '', ESCAPE '',
                  FILE_SIZE_BYTES '190MB')""")
     seconds = time.perf_counter() - started
     size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file()) if Path(out).is_dir() else Path(out).stat().st_size
     return {"seconds": seconds, "bytes": size}
+
+
+NAIVE_SELECT = """SELECT client_ip AS ip, strftime(event_ts, '%Y-%m-%d %H:%M:%S') AS datetime, trim(site_id) AS siteid,
+    lower(trim(platform)) AS app, lower(trim(event_type)) AS type, custom_data AS customdata, user_agent AS useragent
+    FROM wh.ispot_conversion_events
+    WHERE event_ts >= {start} AND event_ts < {start} + INTERVAL 1 DAY AND NOT contains(client_ip, ':')
+    AND loaded_at <= {loaded_by}
+    ORDER BY loaded_at, event_id"""
+
+
+def loaded_by() -> str:
+    """The pipeline sends what was loaded by its clock time (vendors/ispot/topups.py): so do the peers."""
+    import datetime as dt
+
+    return f"TIMESTAMP '{dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=' ')}'"
+
+
+def launched(vendor: str, partition: str) -> dict:
+    """The vendor's daily job as users launch it: `dagster job execute` (a process of its own that
+    loads the code location and runs the job with its executor), against the persistent instance of
+    DAGSTER_HOME. `seconds` is the command's wall time; `run_seconds` what the instance records
+    from the run's start to its end (what the UI shows as the run's duration)."""
+    import dagster as dg
+
+    command = [str(Path(sys.executable).with_name("dagster")), "job", "execute", "-m",
+               "delivery_platform.definitions", "-a", "defs", "-j", f"{vendor}_daily_delivery",
+               "--tags", json.dumps({"dagster/partition": partition})]
+    started = time.perf_counter()
+    done = subprocess.run(command, env=dict(os.environ), capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out = {"seconds": seconds, "run_peak_mb": round(peak, 1), "success": done.returncode == 0, "rows": 0, "bytes": 0,
+           "run_seconds": None, "error": "" if done.returncode == 0 else (done.stdout + done.stderr)[-1500:]}
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs(limit=1)
+        if runs:
+            run = runs[0]
+            stats = instance.get_run_stats(run.run_id)
+            if stats.start_time and stats.end_time:
+                out["run_seconds"] = stats.end_time - stats.start_time
+            for record in instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=dg.AssetKey([vendor, "conversions_delivery"])), limit=5).records:
+                if record.run_id == run.run_id:
+                    meta = record.asset_materialization.metadata
+                    out["rows"] += getattr(meta.get("rows"), "value", 0) or 0
+                    out["bytes"] += getattr(meta.get("bytes"), "value", 0) or 0
+    return out
+
+
+def dlt_export(partition: str, out: str) -> dict:
+    """A peer: dlt's filesystem destination writing the day as CSV from DuckDB Arrow batches (the
+    route a Dagster user takes with dagster-dlt): no spec checks, no size split, no delivery."""
+    import duckdb
+    import dlt
+    from dlt.destinations import filesystem
+
+    os.environ.update({"DATA_WRITER__DISABLE_COMPRESSION": "true", "NORMALIZE__DATA_WRITER__QUOTING": "quote_all",
+                       "DLT_DATA_DIR": str(Path(out) / "dlt-data"), "RUNTIME__LOG_LEVEL": "WARNING"})
+    start = f"TIMESTAMP '{partition}'"
+    con = duckdb.connect(config={"memory_limit": "1GB"})
+    con.execute(f"ATTACH '{os.environ['DELIVERY_WAREHOUSE_PATH']}' AS wh (READ_ONLY)")
+    started = time.perf_counter()
+
+    @dlt.resource(name="conversions", write_disposition="append")
+    def conversions():
+        yield from con.sql(NAIVE_SELECT.format(start=start, loaded_by=loaded_by())).to_arrow_reader(200_000)
+
+    pipeline = dlt.pipeline(pipeline_name="ispot_bench", destination=filesystem(bucket_url=str(Path(out) / "files")),
+                            dataset_name="ispot", pipelines_dir=str(Path(out) / "pipelines"))
+    pipeline.run(conversions(), loader_file_format="csv")
+    seconds = time.perf_counter() - started
+    files = [p for p in (Path(out) / "files").rglob("*.csv") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    rows = 0
+    for p in files:
+        with open(p, "rb") as handle:
+            rows += sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 24), b"")) - 1
+    return {"seconds": seconds, "bytes": size, "rows": rows, "files": len(files)}
 
 
 def naive(partition: str, out: str) -> dict:
@@ -71,27 +149,34 @@ def naive(partition: str, out: str) -> dict:
     con = duckdb.connect()
     con.execute(f"ATTACH '{os.environ['DELIVERY_WAREHOUSE_PATH']}' AS wh (READ_ONLY)")
     started = time.perf_counter()
-    df = con.sql(f"""SELECT client_ip AS ip, strftime(event_ts, '%Y-%m-%d %H:%M:%S') AS datetime, trim(site_id) AS siteid,
-                     lower(trim(platform)) AS app, lower(trim(event_type)) AS type, custom_data AS customdata,
-                     user_agent AS useragent FROM wh.ispot_conversion_events
-                     WHERE event_ts >= {start} AND event_ts < {start} + INTERVAL 1 DAY AND NOT contains(client_ip, ':')
-                     ORDER BY event_ts, event_id""").df()
+    df = con.sql(NAIVE_SELECT.format(start=start, loaded_by=loaded_by())).df()
     conversions_schema(partition, ["TC-1234-1", "TC-1234-2"], onboarding=False).validate(df, lazy=True)
     df.to_csv(out, index=False, quoting=csv.QUOTE_ALL)
     return {"seconds": time.perf_counter() - started, "rows": len(df), "bytes": Path(out).stat().st_size}
 
 
-def compress(source: str, level: int) -> dict:
-    """The platform's parallel gzip of a file (to /dev/null-like temp), for comparison with pigz."""
+def compress(source: str, level: int, backend: str = "zlib") -> dict:
+    """The platform's parallel gzip of a file with one deflate library, for comparison with pigz;
+    the output is decompressed again and compared with the source (`valid`)."""
+    import gzip
+    import hashlib
+
     from delivery_platform.formats.compress import gzip_file
 
-    target = source + ".gz"
+    target = f"{source}.{backend}.gz"
     started = time.perf_counter()
-    gzip_file(Path(source), Path(target), level=level)
+    gzip_file(Path(source), Path(target), level=level, backend=backend)
     seconds = time.perf_counter() - started
     size = Path(target).stat().st_size
+    digests = []
+    for path, opener in ((source, open), (target, gzip.open)):
+        md5 = hashlib.md5()
+        with opener(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 24), b""):
+                md5.update(chunk)
+        digests.append(md5.hexdigest())
     os.unlink(target)
-    return {"seconds": seconds, "bytes": size}
+    return {"seconds": seconds, "bytes": size, "valid": digests[0] == digests[1]}
 
 
 def definitions_load() -> dict:
@@ -106,7 +191,7 @@ def sensor_tick(folder: str, files: int) -> dict:
     that takes them all in, then the steady tick that must ignore them."""
     import dagster as dg
 
-    from delivery_platform.destinations.resource import DestinationResource
+    from delivery_platform.destinations import DestinationResource, LocalDestinationConfig
     from delivery_platform.vendors.idomoo import downloads_sensor
     from delivery_platform.vendors.idomoo.assets import IdomooSettings
 
@@ -117,7 +202,7 @@ def sensor_tick(folder: str, files: int) -> dict:
         for i in range(files):
             (downloads / f"PURL_acme_welcome_20261101_000000_{i:05d}.csv").write_text("RecipientID\n")
             (downloads / f"PURL_acme_welcome_20261101_000000_{i:05d}.csv.flg").write_text("")
-    destination = DestinationResource(vendor="idomoo", kind="local", local_root=str(root))
+    destination = DestinationResource(vendor="idomoo", store=LocalDestinationConfig(root=str(root)))
     settings = IdomooSettings()
     instance = dg.DagsterInstance.ephemeral()
     started = time.perf_counter()
@@ -133,7 +218,7 @@ def purl_ingest(rows: int, folder: str) -> dict:
     """Ingesting a PURL file of `rows` rows through `idomoo/purl_results`."""
     import dagster as dg
 
-    from delivery_platform.destinations.resource import DestinationResource
+    from delivery_platform.destinations import DestinationResource, LocalDestinationConfig
     from delivery_platform.vendors.idomoo import purl_files, purl_results
     from delivery_platform.vendors.idomoo.assets import IdomooSettings
 
@@ -149,8 +234,8 @@ def purl_ingest(rows: int, folder: str) -> dict:
     instance.add_dynamic_partitions(purl_files.name, [name])
     started = time.perf_counter()
     result = dg.materialize([purl_results], partition_key=name, instance=instance,
-                            resources={"idomoo_destination": DestinationResource(vendor="idomoo", kind="local",
-                                                                                 local_root=str(root)),
+                            resources={"idomoo_destination": DestinationResource(
+                                           vendor="idomoo", store=LocalDestinationConfig(root=str(root))),
                                        "idomoo_settings": IdomooSettings()})
     return {"seconds": time.perf_counter() - started, "success": result.success, "rows": rows}
 
@@ -204,7 +289,8 @@ def backfill(jobs: str) -> dict:
 
 if __name__ == "__main__":
     what, args = sys.argv[1], sys.argv[2:]
-    fn = {"e2e": e2e, "bare_copy": bare_copy, "naive": naive, "compress": lambda s, level: compress(s, int(level)),
+    fn = {"e2e": e2e, "bare_copy": bare_copy, "naive": naive, "compress": lambda s, level, backend="zlib": compress(s, int(level), backend),
+          "launched": launched, "dlt": dlt_export,
           "definitions_load": definitions_load, "sensor_tick": lambda f, n: sensor_tick(f, int(n)),
           "purl_ingest": lambda n, f: purl_ingest(int(n), f), "backfill": backfill, "lotame": lotame}[what]
     out = fn(*args)

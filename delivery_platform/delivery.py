@@ -25,7 +25,7 @@ import dagster as dg
 from . import receipts
 from .core import clock
 from .core.files import file_md5
-from .destinations import AlreadyExists, Destination, DestinationError
+from .destinations import AlreadyExists, DestinationError, Publisher
 from .ledger import AlreadyDeliveredDifferently, Ledger, PlannedFile
 from .registry import Deliverable
 
@@ -98,7 +98,7 @@ def _refuse_future_day(vendor: str, deliverable: str, partition_key: str) -> Non
                          f"(today is {clock.today()} UTC)", allow_retries=False)
 
 
-def _remove_abandoned_partials(destination: Destination, abandoned, logger) -> list[str]:
+def _remove_abandoned_partials(destination: Publisher, abandoned, logger) -> list[str]:
     """A run killed mid-upload may have left its temporary file in the vendor's folder (named
     after its ledger attempt): remove it before delivering again; name what cannot be removed."""
     left = []
@@ -118,7 +118,7 @@ def _remove_abandoned_partials(destination: Destination, abandoned, logger) -> l
 
 
 def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: Sequence[OutgoingFile],
-                  destination: Destination, ledger: Ledger, run_id: str, redeliver: bool = False,
+                  destination: Publisher, ledger: Ledger, run_id: str, redeliver: bool = False,
                   logger: logging.Logger | None = None, append: bool = False,
                   described: Deliverable | None = None) -> DeliveryOutcome:
     """`append=True`: `files` are added to whatever the partition already holds (iSpot's top-ups);
@@ -162,7 +162,7 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
             attempt = ledger.begin(vendor, deliverable, partition_key, p.name, bytes=p.bytes, md5=p.md5, rows=p.rows,
                                    remote_uri=destination.uri(p.name), run_id=run_id)
             try:
-                if plan.action == "redeliver" and destination.exists(p.name):
+                if plan.action == "redeliver" and destination.can_read_back and destination.exists(p.name):
                     raise AlreadyExists(
                         f"[{vendor}] {destination.uri(p.name)} exists; re-delivery of different bytes needs a new "
                         "file name or the old file removed at the vendor first")
@@ -171,10 +171,12 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
                 published = destination.publish(f.path, p.name, md5=p.md5, **tagged)
             except AlreadyExists as exc:
                 # The same bytes may already be there from an attempt whose ledger write was lost.
-                try:
-                    same = destination.verify(p.name, size=p.bytes, md5=p.md5)
-                except DestinationError:
-                    same = None
+                same = None
+                if destination.can_read_back:
+                    try:
+                        same = destination.verify(p.name, size=p.bytes, md5=p.md5)
+                    except DestinationError:
+                        pass
                 # A store that cannot be read back (iSpot's API): the name is ours when an earlier attempt
                 # of ours published these very bytes and its answer was lost.
                 earlier = None

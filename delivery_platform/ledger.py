@@ -1,14 +1,19 @@
 """The delivery ledger: a durable record of every file published, and the claim on a partition.
 
-Storage is SQLite in WAL mode, on purpose:
+Storage (core/db.py) is SQLite in WAL mode by default, or PostgreSQL when `DELIVERY_LEDGER_URL`
+is set (several nodes deliver; see docs/operating.md "Several nodes"). The decisions below are
+written once, for both:
 - every Dagster step runs in its own process, and a backfill runs many at once; DuckDB allows
   one writing process per file, so a DuckDB ledger would fail those runs on its lock;
-- SQLite lets any number of processes write, one short transaction at a time, waiting
-  (`busy_timeout`) rather than failing; ledger writes are a few rows per file, so waits are
-  milliseconds;
-- `BEGIN IMMEDIATE` makes each read-decide-write (next attempt number, partition claim) atomic
-  across processes.
-In production the file lives on the volume of the run worker; see README "Delivery ledger".
+- SQLite lets any number of processes of one machine write, one short transaction at a time,
+  waiting (`busy_timeout`) rather than failing; PostgreSQL lets any number of nodes do the same;
+- each read-decide-write (next attempt number, partition claim, chain entry) is one transaction
+  holding the deliverable's lock (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: an advisory lock).
+
+Claims are leases (`DELIVERY_LEASE_SECONDS`, default 120): the holding process renews its lease
+while it delivers, so a claim whose holder died anywhere lapses after one lease; a holder on this
+node whose process is gone is taken over at once. A holder that lost its lease (its node stalled
+past the lease and another run took over) is stopped before it starts its next file.
 
 Idempotency rules (used by every vendor's delivery asset through `plan_delivery`):
 - a partition already delivered with the same files (names and MD5s) is not sent again;
@@ -19,28 +24,32 @@ Idempotency rules (used by every vendor's delivery asset through `plan_delivery`
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import socket
-import sqlite3
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from . import settings
-from .core import sqlite as sqlite_store
+from .core import db
 
+log = logging.getLogger(__name__)
+
+# schema versions, in order (core/db.py `migrate`); {id} and {real} are each engine's types
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
-    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            {id},
     vendor        TEXT NOT NULL,
     deliverable   TEXT NOT NULL,
     partition_key TEXT NOT NULL,
     file_name     TEXT NOT NULL,
     remote_uri    TEXT,
-    bytes         INTEGER,
+    bytes         BIGINT,
     md5           TEXT,
-    rows          INTEGER,
+    rows          BIGINT,
     attempt       INTEGER NOT NULL,
     status        TEXT NOT NULL CHECK (status IN ('publishing', 'delivered', 'failed', 'skipped')),
     run_id        TEXT,
@@ -66,7 +75,7 @@ CREATE TABLE IF NOT EXISTS partitions (
     deliverable   TEXT NOT NULL,
     partition_key TEXT NOT NULL,
     state         TEXT NOT NULL,
-    files         INTEGER NOT NULL,
+    files         BIGINT NOT NULL,
     run_id        TEXT,
     updated_at    TEXT NOT NULL,
     PRIMARY KEY (vendor, deliverable, partition_key)
@@ -80,7 +89,7 @@ CREATE TABLE IF NOT EXISTS file_contents (
     file_name     TEXT NOT NULL,
     after_key     TEXT,
     through_key   TEXT NOT NULL,
-    rows          INTEGER NOT NULL,
+    rows          BIGINT NOT NULL,
     recorded_at   TEXT NOT NULL,
     PRIMARY KEY (vendor, deliverable, file_name)
 );
@@ -96,7 +105,7 @@ CREATE TABLE IF NOT EXISTS empty_partitions (
 );
 -- a note on one delivery attempt, e.g. "accepted earlier" for a 409 on a retry of our own upload
 CREATE TABLE IF NOT EXISTS delivery_notes (
-    delivery_id   INTEGER PRIMARY KEY,
+    delivery_id   BIGINT PRIMARY KEY,
     note          TEXT NOT NULL
 );
 -- chained deliverables (each file builds on the one before, e.g. Lotame deltas): which partitions
@@ -113,6 +122,10 @@ CREATE TABLE IF NOT EXISTS chain_claims (
 """
 
 
+PARTITION = ("vendor", "deliverable", "partition_key")
+CLAIM_COLUMNS = (*PARTITION, "run_id", "holder", "expires_at")
+
+
 class LedgerError(Exception):
     pass
 
@@ -125,11 +138,27 @@ class PartitionBusy(LedgerError):
     """Another run holds the claim on this partition's delivery."""
 
 
+def node_name() -> str:
+    """This machine's name in claim holders ("node:pid"): `DELIVERY_NODE_NAME`, else the host name
+    (on Kubernetes the pod's name). It must differ between machines sharing a ledger."""
+    return os.environ.get("DELIVERY_NODE_NAME") or socket.gethostname()
+
+
+def lease_duration() -> dt.timedelta:
+    """`DELIVERY_LEASE_SECONDS` (default 120): how long a claim outlives its last renewal."""
+    return dt.timedelta(seconds=float(os.environ.get("DELIVERY_LEASE_SECONDS", "120")))
+
+
+def _holder() -> str:
+    return f"{node_name()}:{os.getpid()}"
+
+
 def _holder_gone(holder: str) -> bool:
-    """True when the claim's holder ("host:pid") was a process on this host that no longer exists
-    (a run process killed mid-delivery). Holders on other hosts wait for the lease to expire."""
+    """True when the claim's holder ("node:pid") was a process on this node that no longer exists
+    (a run process killed mid-delivery). Holders on other nodes wait for the lease to expire: a pid
+    means nothing across machines."""
     host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != node_name() or not pid.isdigit():
         return False
     try:
         os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
@@ -142,6 +171,39 @@ def _holder_gone(holder: str) -> bool:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _lock(vendor: str, deliverable: str) -> str:
+    """The lock a deliverable's decisions take (PostgreSQL; SQLite serialises all writers anyway)."""
+    return f"ledger:{vendor}/{deliverable}"
+
+
+class _Renewal(threading.Thread):
+    """Renews one claim's lease every third of the lease while its run holds it."""
+
+    def __init__(self, ledger: "Ledger", key: tuple[str, str, str], run_id: str, holder: str,
+                 lease: dt.timedelta):
+        super().__init__(daemon=True, name=f"lease {'/'.join(key)}")
+        self.ledger, self.key, self.run_id, self.holder, self.lease = ledger, key, run_id, holder, lease
+        self.stopped = threading.Event()
+        self.lost = False
+
+    def run(self) -> None:
+        while not self.stopped.wait(max(self.lease.total_seconds() / 3, 0.2)):
+            try:
+                with self.ledger._write(_lock(*self.key[:2])) as con:
+                    renewed = con.execute(
+                        "UPDATE claims SET expires_at=? WHERE vendor=? AND deliverable=? AND partition_key=? "
+                        "AND run_id=? AND holder=?",
+                        ((dt.datetime.now(dt.timezone.utc) + self.lease).isoformat(), *self.key, self.run_id,
+                         self.holder)).rowcount
+            except Exception as exc:  # the store is unreachable for now: try again at the next beat
+                log.warning(f"could not renew the claim on {'/'.join(self.key)}: {exc}")
+                continue
+            if not renewed:
+                self.lost = True
+                log.error(f"run {self.run_id} lost its claim on {'/'.join(self.key)}: another run took it over")
+                return
 
 
 @dataclass(frozen=True)
@@ -193,37 +255,46 @@ class FileContents:
 
 
 class Ledger:
+    """`path`: a SQLite file, or a `postgresql://` URL; by default `DELIVERY_LEDGER_URL` when set,
+    else `DELIVERY_LEDGER_PATH` (data/ledger.sqlite)."""
+
     def __init__(self, path: Path | str | None = None, timeout_s: float = 60.0):
-        self.path = Path(path) if path else settings.ledger_path()
+        # synchronous=FULL: a delivered file's record survives a power cut
+        self.store = db.open_store(path, settings.ledger_path(), timeout_s=timeout_s, synchronous="FULL")
+        # receipts and drift profiles are kept beside a SQLite ledger, in the data folder otherwise
+        self.path = self.store.path if isinstance(self.store, db.SQLiteStore) else settings.ledger_path()
         self.timeout_s = timeout_s
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.executescript(SCHEMA)
+        self._renewals: dict[tuple[str, str, str], _Renewal] = {}
+        self.store.migrate("ledger", [SCHEMA])
+
+    def describe(self) -> str:
+        """Where the ledger is, safe to show (a URL's password is masked)."""
+        return self.store.describe()
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # synchronous=FULL: a delivered file's record survives a power cut
-        with sqlite_store.connect(self.path, self.timeout_s, synchronous="FULL") as con:
+    def _connect(self) -> Iterator:
+        with self.store.connect() as con:
             yield con
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as con, sqlite_store.transaction(con):
+    def _write(self, lock: str | None = None) -> Iterator:
+        with self.store.transaction(lock) as con:
             yield con
 
     # --- claims: one delivering run per partition -------------------------------------------
     def claim(self, vendor: str, deliverable: str, partition_key: str, run_id: str,
-              lease: dt.timedelta = dt.timedelta(hours=2)) -> list[Delivery]:
+              lease: dt.timedelta | None = None) -> list[Delivery]:
         """Take the partition's delivery claim, or raise PartitionBusy naming the holder.
 
-        A claim left by a run killed mid-delivery is taken over at once when its process is gone
-        (same host), else when its lease expires; the files that run was still publishing are
-        then recorded as failed, so the ledger never shows a transfer as in flight forever.
-        Returns those abandoned attempts: their temporary files may still sit at the vendor.
+        The claim is a lease (`lease`, default `DELIVERY_LEASE_SECONDS`) renewed by this process
+        until `release`. A claim left by a run killed mid-delivery is taken over at once when its
+        process is gone (same node), else when its lease expires; the files that run was still
+        publishing are then recorded as failed, so the ledger never shows a transfer as in flight
+        forever. Returns those abandoned attempts: their temporary files may still sit at the vendor.
         """
-        holder = f"{socket.gethostname()}:{os.getpid()}"
+        holder, lease = _holder(), lease or lease_duration()
         now = dt.datetime.now(dt.timezone.utc)
-        with self._write() as con:
+        with self._write(_lock(vendor, deliverable)) as con:
             row = con.execute(
                 "SELECT run_id, holder, expires_at FROM claims WHERE vendor=? AND deliverable=? AND partition_key=?",
                 (vendor, deliverable, partition_key),
@@ -247,13 +318,23 @@ class Ledger:
                      vendor, deliverable, partition_key, row["run_id"]),
                 )
             con.execute(
-                "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?)",
+                db.upsert("claims", CLAIM_COLUMNS, PARTITION),
                 (vendor, deliverable, partition_key, run_id, holder, (now + lease).isoformat()),
             )
+        key = (vendor, deliverable, partition_key)
+        self._stop_renewal(key)
+        self._renewals[key] = renewal = _Renewal(self, key, run_id, holder, lease)
+        renewal.start()
         return abandoned
 
+    def _stop_renewal(self, key: tuple[str, str, str]) -> None:
+        renewal = self._renewals.pop(key, None)
+        if renewal is not None:
+            renewal.stopped.set()
+
     def release(self, vendor: str, deliverable: str, partition_key: str, run_id: str) -> None:
-        with self._write() as con:
+        self._stop_renewal((vendor, deliverable, partition_key))
+        with self._write(_lock(vendor, deliverable)) as con:
             con.execute(
                 "DELETE FROM claims WHERE vendor=? AND deliverable=? AND partition_key=? AND run_id=?",
                 (vendor, deliverable, partition_key, run_id),
@@ -273,8 +354,9 @@ class Ledger:
         the vendor ('complete')."""
         if state not in ("delivering", "complete"):
             raise ValueError(state)
-        with self._write() as con:
-            con.execute("INSERT OR REPLACE INTO partitions VALUES (?, ?, ?, ?, ?, ?, ?)",
+        with self._write(_lock(vendor, deliverable)) as con:
+            con.execute(db.upsert("partitions", ("vendor", "deliverable", "partition_key", "state", "files", "run_id",
+                                                 "updated_at"), PARTITION),
                         (vendor, deliverable, partition_key, state, files, run_id, _now()))
 
     def partition_state(self, vendor: str, deliverable: str, partition_key: str) -> str | None:
@@ -288,8 +370,17 @@ class Ledger:
     def begin(self, vendor: str, deliverable: str, partition_key: str, file_name: str, *,
               bytes: int | None = None, md5: str | None = None, rows: int | None = None,
               remote_uri: str | None = None, run_id: str | None = None) -> int:
-        """Record that publishing a file starts; returns the attempt's id."""
-        with self._write() as con:
+        """Record that publishing a file starts; returns the attempt's id. Refused (PartitionBusy) when
+        this ledger held the partition's claim for the run and another run has taken it over."""
+        with self._write(_lock(vendor, deliverable)) as con:
+            renewal = self._renewals.get((vendor, deliverable, partition_key))
+            if renewal is not None and run_id == renewal.run_id:
+                row = con.execute("SELECT run_id, holder FROM claims WHERE vendor=? AND deliverable=? "
+                                  "AND partition_key=?", (vendor, deliverable, partition_key)).fetchone()
+                if row is None or (row["run_id"], row["holder"]) != (run_id, renewal.holder):
+                    taker = f"run {row['run_id']} ({row['holder']})" if row else "nobody"
+                    raise PartitionBusy(f"{vendor}/{deliverable} partition {partition_key}: run {run_id} lost its "
+                                        f"claim (its lease lapsed; now held by {taker}); not sending {file_name}")
             attempt = con.execute(
                 "SELECT coalesce(max(attempt), 0) + 1 FROM deliveries WHERE vendor=? AND deliverable=? "
                 "AND partition_key=? AND file_name=?",
@@ -297,10 +388,11 @@ class Ledger:
             ).fetchone()[0]
             cur = con.execute(
                 "INSERT INTO deliveries (vendor, deliverable, partition_key, file_name, remote_uri, bytes, md5, rows,"
-                " attempt, status, run_id, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'publishing', ?, ?)",
+                " attempt, status, run_id, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'publishing', ?, ?) "
+                "RETURNING id",
                 (vendor, deliverable, partition_key, file_name, remote_uri, bytes, md5, rows, attempt, run_id, _now()),
             )
-            return int(cur.lastrowid)
+            return int(cur.fetchone()[0])
 
     def finish(self, attempt_id: int, status: str, *, error: str | None = None, remote_uri: str | None = None) -> None:
         if status not in ("delivered", "failed", "skipped"):
@@ -370,13 +462,14 @@ class Ledger:
     def record_contents(self, vendor: str, deliverable: str, contents: FileContents) -> None:
         """Record which rows a file carries before its first upload. A name keeps its contents
         forever: recording other contents for a known name raises LedgerError."""
-        with self._write() as con:
+        with self._write(_lock(vendor, deliverable)) as con:
             row = con.execute("SELECT partition_key, after_key, through_key, rows FROM file_contents "
                               "WHERE vendor=? AND deliverable=? AND file_name=?",
                               (vendor, deliverable, contents.file_name)).fetchone()
             known = (contents.partition_key, contents.after_key, contents.through_key, contents.rows)
             if row is None:
-                con.execute("INSERT INTO file_contents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                con.execute("INSERT INTO file_contents (vendor, deliverable, partition_key, file_name, after_key, "
+                            "through_key, rows, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (vendor, deliverable, contents.partition_key, contents.file_name,
                              contents.after_key, contents.through_key, contents.rows, _now()))
             elif tuple(row) != known:
@@ -398,8 +491,9 @@ class Ledger:
     def record_empty(self, vendor: str, deliverable: str, partition_key: str, *, reason: str,
                      run_id: str | None = None) -> None:
         """A partition with nothing to send is delivered-empty: its state is 'complete' with 0 files."""
-        with self._write() as con:
-            con.execute("INSERT OR REPLACE INTO empty_partitions VALUES (?, ?, ?, ?, ?, ?)",
+        with self._write(_lock(vendor, deliverable)) as con:
+            con.execute(db.upsert("empty_partitions", ("vendor", "deliverable", "partition_key", "reason", "run_id",
+                                                       "recorded_at"), PARTITION),
                         (vendor, deliverable, partition_key, reason, run_id, _now()))
         self.mark_partition(vendor, deliverable, partition_key, "complete", files=0, run_id=run_id)
 
@@ -412,13 +506,14 @@ class Ledger:
 
     def clear_empty(self, vendor: str, deliverable: str, partition_key: str) -> None:
         """The partition had something to send after all (late events): it is no longer delivered-empty."""
-        with self._write() as con:
+        with self._write(_lock(vendor, deliverable)) as con:
             con.execute("DELETE FROM empty_partitions WHERE vendor=? AND deliverable=? AND partition_key=?",
                         (vendor, deliverable, partition_key))
 
     def note(self, delivery_id: int, text: str) -> None:
         with self._write() as con:
-            con.execute("INSERT OR REPLACE INTO delivery_notes VALUES (?, ?)", (delivery_id, text[:2000]))
+            con.execute(db.upsert("delivery_notes", ("delivery_id", "note"), ("delivery_id",)),
+                        (delivery_id, text[:2000]))
 
     def notes(self, vendor: str) -> dict[int, str]:
         """Notes on the vendor's delivery attempts, by attempt id."""
@@ -457,9 +552,10 @@ class Ledger:
         """Enter the partition in its chain and return, in the same transaction, the earlier
         partitions (after `after`, the last delivered one) still in the chain and not delivered:
         the ones this partition must wait for. Each is {partition_key, run_id, holder, claimed_at}."""
-        holder = f"{socket.gethostname()}:{os.getpid()}"
-        with self._write() as con:
-            con.execute("INSERT OR REPLACE INTO chain_claims VALUES (?, ?, ?, ?, ?, ?)",
+        holder = _holder()
+        with self._write(_lock(vendor, deliverable)) as con:
+            con.execute(db.upsert("chain_claims", ("vendor", "deliverable", "partition_key", "run_id", "holder",
+                                                   "claimed_at"), PARTITION),
                         (vendor, deliverable, partition_key, run_id, holder, _now()))
             return self._chain_waiting(con, vendor, deliverable, partition_key, after)
 
@@ -482,7 +578,7 @@ class Ledger:
     def chain_drop(self, vendor: str, deliverable: str, partition_key: str) -> bool:
         """Take a partition out of its chain (an operator decides it will never be delivered: the
         next partition's file then covers its changes). True when it was in the chain."""
-        with self._write() as con:
+        with self._write(_lock(vendor, deliverable)) as con:
             return con.execute(
                 "DELETE FROM chain_claims WHERE vendor=? AND deliverable=? AND partition_key=?",
                 (vendor, deliverable, partition_key)).rowcount == 1

@@ -23,6 +23,7 @@ class FaultProxy:
         self.hang_paths: list[str] = []  # requests whose path contains one of these never get an answer
         self.released = threading.Event()
         self.seen = 0
+        self.requests: list[tuple[str, str, int]] = []  # (method, path, status) of each forwarded request
         self.lock = threading.Lock()
         proxy = self
 
@@ -65,6 +66,8 @@ class FaultProxy:
                 conn.request(self.command, self.path, body=body, headers=headers)
                 answer = conn.getresponse()
                 data = answer.read()
+                with proxy.lock:
+                    proxy.requests.append((self.command, self.path, answer.status))
                 self.send_response(answer.status, answer.reason)
                 for k, v in answer.getheaders():
                     if k.lower() not in HOP and (k.lower() != "content-length" or self.command == "HEAD"):

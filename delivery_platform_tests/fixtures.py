@@ -30,7 +30,8 @@ def data_dir(tmp_path, monkeypatch, small_warehouse) -> Path:
     data.mkdir()
     monkeypatch.setenv("DELIVERY_DATA_DIR", str(data))
     monkeypatch.setenv("DELIVERY_WAREHOUSE_PATH", str(small_warehouse))
-    for name in ("DELIVERY_LEDGER_PATH", "DELIVERY_STAGING_DIR", "DELIVERY_OUTBOX_DIR", "DELIVERY_RETURNS_DIR"):
+    for name in ("DELIVERY_LEDGER_PATH", "DELIVERY_LEDGER_URL", "DELIVERY_STAGING_DIR", "DELIVERY_OUTBOX_DIR",
+                 "DELIVERY_RETURNS_DIR"):
         monkeypatch.delenv(name, raising=False)
     for key in list(os.environ):
         if key.startswith("DELIVERY_") and key.endswith("_DESTINATION"):

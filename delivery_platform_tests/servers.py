@@ -1,5 +1,6 @@
 """Real storage servers on 127.0.0.1 for the tests: S3 (moto), GCS (fake-gcs-server),
-Azure Blob (Azurite) and SFTP (asyncssh), each started once per session.
+Azure Blob (Azurite), SFTP (asyncssh) and PostgreSQL (a throwaway cluster), each started once per
+session.
 
 Every server object has `env(vendor)`: the `DELIVERY_<VENDOR>_*` variables that point that vendor
 at a fresh bucket, container or folder on it, to be set with `monkeypatch.setenv`.
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -276,3 +279,82 @@ def openssh_server(tmp_path_factory):
                             host_key=f"{public[0]} {public[1]}", process=process)
     finally:
         _stop(process)
+
+
+def pg_bin(name: str) -> str | None:
+    """A PostgreSQL program: on PATH, else Debian's /usr/lib/postgresql/<version>/bin (newest)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    return None
+
+
+@dataclass
+class PostgresServer:
+    host: str
+    port: int
+    user: str
+    password: str
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
+
+    def new_database(self, prefix: str = "t") -> str:
+        """A fresh, empty database; its URL (with the password, as production's would carry one)."""
+        import psycopg
+
+        name = _fresh(prefix).replace("-", "_")
+        with psycopg.connect(self.url(), autocommit=True) as con:
+            con.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A throwaway PostgreSQL cluster on 127.0.0.1 with password (scram) logins. initdb refuses
+    root: as root the cluster is created and run as the `postgres` user (Debian's package makes it)."""
+    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
+    as_root = os.geteuid() == 0
+    try:
+        owner = pwd.getpwnam("postgres") if as_root else None
+    except KeyError:
+        owner = None
+    require_or_fail(bool(initdb and pg_ctl and (owner or not as_root)),
+                    "PostgreSQL (initdb, pg_ctl; as root also the postgres user)")
+    base = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))  # short: the socket path has a length limit
+    password = "pg-test-" + uuid.uuid4().hex[:12]
+    (base / "pw").write_text(password + "\n")
+    if owner:
+        os.chown(base, owner.pw_uid, owner.pw_gid)
+        os.chown(base / "pw", owner.pw_uid, owner.pw_gid)
+    prefix = ["runuser", "-u", "postgres", "--"] if owner else []
+    data, port = base / "data", _free_port()
+
+    def run(*args):
+        return subprocess.run([*prefix, *args], check=True, capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+
+    run(initdb, "-D", str(data), "-U", "postgres", f"--pwfile={base / 'pw'}", "--auth-local=trust",
+        "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
+    # durability is not under test here: no fsync keeps CREATE DATABASE and commits fast
+    run(pg_ctl, "-D", str(data), "-l", str(base / "log"), "-o",
+        f"-h 127.0.0.1 -p {port} -k {base} -c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+        "-c max_connections=200", "-w", "start")
+    try:
+        _wait_port(port)
+        yield PostgresServer(host="127.0.0.1", port=port, user="postgres", password=password)
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True,
+                       timeout=60, stdin=subprocess.DEVNULL)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_backend(request, monkeypatch, data_dir) -> str:
+    """Runs a test once per ledger engine: with PostgreSQL, DELIVERY_LEDGER_URL names a fresh database
+    (the ledger, the alert log and the outbox go there)."""
+    if request.param == "postgresql":
+        monkeypatch.setenv("DELIVERY_LEDGER_URL", request.getfixturevalue("postgres_server").new_database())
+    return request.param

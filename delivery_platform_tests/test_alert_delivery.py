@@ -22,7 +22,7 @@ ALERT = Alert("check_failed", "ispot", "[ERROR] check spec failed on ispot/conve
 
 @pytest.mark.fault("alerts", "Slack answers 429 (Retry-After) then 200", "slack_sdk waits and retries; the message "
                    "arrives exactly once")
-def test_slack_throttling_then_ok_delivers_once(data_dir):
+def test_slack_throttling_then_ok_delivers_once(data_dir, ledger_backend):
     with Recorder(script=[(429, {"Retry-After": "1"})]) as slack:
         sinks = AlertSinks(slack_token="xoxb-test", slack_channel="#deliveries", slack_base_url=slack.url + "/api/")
         started = time.monotonic()
@@ -36,7 +36,7 @@ def test_slack_throttling_then_ok_delivers_once(data_dir):
 
 @pytest.mark.fault("alerts", "SMTP server down, then up", "the alert waits in the outbox and arrives exactly once "
                    "when the server is back")
-def test_smtp_down_then_up_delivers_once(data_dir):
+def test_smtp_down_then_up_delivers_once(data_dir, ledger_backend):
     port = _free_port()
     sinks = AlertSinks(smtp_host="127.0.0.1", smtp_port=port, email_to="oncall@example.com", timeout_s=2)
     assert sinks.send(ALERT) == []  # nothing listens: queued
@@ -55,7 +55,7 @@ def test_smtp_down_then_up_delivers_once(data_dir):
     assert len(inbox.messages) == 1 and ALERT.title in inbox.messages[0]
 
 
-def test_one_sink_down_does_not_hold_back_the_others_and_each_gets_it_once(data_dir):
+def test_one_sink_down_does_not_hold_back_the_others_and_each_gets_it_once(data_dir, ledger_backend):
     port = _free_port()
     with Recorder() as hook:
         sinks = AlertSinks(webhook_url=hook.url, smtp_host="127.0.0.1", smtp_port=port, email_to="o@example.com",
@@ -73,7 +73,7 @@ def test_one_sink_down_does_not_hold_back_the_others_and_each_gets_it_once(data_
 
 @pytest.mark.fault("alerts", "a sink that stays down", "the alerts_retry sensor's tick fails naming the sink "
                    "(visible in the UI and the daemon log); nothing is dropped")
-def test_a_sink_that_stays_down_fails_the_retry_sensor(data_dir, monkeypatch):
+def test_a_sink_that_stays_down_fails_the_retry_sensor(data_dir, monkeypatch, ledger_backend):
     monkeypatch.setenv("ALERT_STUCK_MINUTES", "0")
     sinks = AlertSinks(smtp_host="127.0.0.1", smtp_port=_free_port(), email_to="o@example.com", timeout_s=2)
     sinks.send(ALERT)
@@ -83,7 +83,7 @@ def test_a_sink_that_stays_down_fails_the_retry_sensor(data_dir, monkeypatch):
     assert [r["status"] for r in AlertOutbox().rows()] == ["pending"]
 
 
-def test_an_idomoo_batch_is_due_on_its_send_date(data_dir):
+def test_an_idomoo_batch_is_due_on_its_send_date(data_dir, ledger_backend):
     import datetime as dt
 
     from delivery_platform.alerts import deadline_alerts

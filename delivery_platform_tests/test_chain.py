@@ -22,7 +22,7 @@ def context(day: str, run_id: str) -> SimpleNamespace:
     return SimpleNamespace(partition_key=day, run_id=run_id, instance=None, log=logging.getLogger("chain"))
 
 
-def test_a_day_waits_for_an_earlier_day_being_delivered_then_goes(data_dir):
+def test_a_day_waits_for_an_earlier_day_being_delivered_then_goes(data_dir, ledger_backend):
     ledger = Ledger()
     assert ledger.chain_claim(V, D, "2026-11-02", "run-2", after="2026-11-01") == []  # this process: alive
     done = threading.Timer(1.0, ledger.mark_partition, (V, D, "2026-11-02", "complete"), {"files": 3})
@@ -38,7 +38,7 @@ def test_a_day_waits_for_an_earlier_day_being_delivered_then_goes(data_dir):
     ]
 
 
-def test_a_day_fails_waiting_for_an_earlier_day_whose_run_ended(data_dir):
+def test_a_day_fails_waiting_for_an_earlier_day_whose_run_ended(data_dir, ledger_backend):
     ledger = Ledger()
     ledger.chain_claim(V, D, "2026-11-02", "run-2", after=None)
     with ledger._write() as con:  # the run that entered it is gone (a failed or killed run)
@@ -52,7 +52,7 @@ def test_a_day_fails_waiting_for_an_earlier_day_whose_run_ended(data_dir):
     chain.check_order(ledger, V, D, "2026-11-03", None)
 
 
-def test_the_wait_is_bounded_and_days_before_the_last_delivered_never_block(data_dir):
+def test_the_wait_is_bounded_and_days_before_the_last_delivered_never_block(data_dir, ledger_backend):
     ledger = Ledger()
     ledger.chain_claim(V, D, "2026-11-02", "run-2", after=None)
     with pytest.raises(dg.Failure, match="waiting for 2026-11-02: run run-2 is still delivering it"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from delivery_platform.destinations.base import AlreadyExists
-from delivery_platform.destinations.ispot_api import ISpotApiError, ISpotClient, ISpotRejected
+from delivery_platform.vendors.ispot.uploader import ISpotApiError, ISpotClient, ISpotRejected
 from delivery_platform_tests.ispot_api_double import ISpotApiServer
 
 HEADER = b"ip,datetime,siteid,app,type,customdata,useragent\n"

@@ -45,7 +45,8 @@ def wait_for(predicate, timeout=90.0, what="condition"):
 @pytest.mark.fault("ledger", "run process killed (SIGKILL) mid-delivery of the Lotame bundle on S3",
                    "no .md5 or .done at the vendor; ledger shows the transfer in flight; a deadline alert; the retry "
                    "takes over the dead run's claim and sends only the missing files")
-def test_a_run_killed_mid_delivery_is_visible_alerted_and_completed_by_the_retry(data_dir, s3_server, monkeypatch):
+def test_a_run_killed_mid_delivery_is_visible_alerted_and_completed_by_the_retry(data_dir, s3_server, monkeypatch,
+                                                                                  ledger_backend):
     proxy = FaultProxy(s3_server.endpoint)
     env = s3_server.env("lotame", DELIVERY_LOTAME_S3_ENDPOINT_URL=proxy.url)
     bucket = env["DELIVERY_LOTAME_S3_BUCKET"]

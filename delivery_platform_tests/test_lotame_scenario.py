@@ -133,7 +133,7 @@ def _run_in_process(home: str, partition: str, at: str, queue) -> None:
     "delivered in partition order: the later day waits, or fails with 'waiting for <day>' and is "
     "re-run; what Lotame holds equals the warehouse",
 )
-def test_two_delta_days_run_at_once_deliver_in_partition_order(world, tmp_path):
+def test_two_delta_days_run_at_once_deliver_in_partition_order(world, tmp_path, ledger_backend):
     """Issue 22 item 5: the production queue allows two runs per vendor, and a backfill does it."""
     import multiprocessing
 

@@ -18,7 +18,7 @@ from delivery_platform.alerts import AlertSinks, process_run
 from delivery_platform.alerts.sensors import AlertLog
 from delivery_platform.definitions import build_defs
 from delivery_platform.destinations import destination_from_env
-from delivery_platform.destinations.ispot_api import ispot_api_from_env
+from delivery_platform.vendors.ispot.uploader import ispot_api_from_env
 from delivery_platform.operations import delivery_keys, preflight, probes
 from delivery_platform.vendors import deliverable, deliverables, vendor
 from delivery_platform.warehouse.resource import WarehouseResource

@@ -3,62 +3,27 @@ against it, and the run read back."""
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from delivery_platform.definitions import build_defs
-from delivery_platform_tests.fixtures import require_or_fail
-from delivery_platform_tests.servers import _free_port, _wait_port
+from delivery_platform.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
-        return str(candidate)
-    return None
-
-
 @pytest.fixture(scope="module")
-def postgres():
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    try:
-        user = pwd.getpwnam("postgres")
-    except KeyError:
-        user = None
-    require_or_fail(bool(initdb and pg_ctl and user), "PostgreSQL (initdb, pg_ctl and the postgres user)")
-    base = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))
-    os.chown(base, user.pw_uid, user.pw_gid)
-    data, port = base / "data", _free_port()
-
-    def as_postgres(*args):
-        return subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, text=True,
-                              timeout=120)
-
-    as_postgres(initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    as_postgres(pg_ctl, "-D", str(data), "-l", str(base / "log"), "-o",
-                f"-h 127.0.0.1 -p {port} -k {base}", "-w", "start")
-    try:
-        _wait_port(port)
-        psql = _pg_bin("psql") or "psql"
-        subprocess.run(["runuser", "-u", "postgres", "--", psql, "-h", "127.0.0.1", "-p", str(port), "-c",
-                        "CREATE DATABASE dagster"], check=True, capture_output=True, timeout=60)
-        yield {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(port), "DAGSTER_PG_USERNAME": "postgres",
-               "DAGSTER_PG_PASSWORD": "unused-with-trust-auth", "DAGSTER_PG_DB": "dagster"}
-    finally:
-        subprocess.run(["runuser", "-u", "postgres", "--", pg_ctl, "-D", str(data), "-m", "fast", "stop"],
-                       capture_output=True, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
+def postgres(postgres_server):
+    """The instance's database on the suite's throwaway PostgreSQL (servers.py), as DAGSTER_PG_* variables."""
+    url = postgres_server.new_database("dagster")
+    yield {"DAGSTER_PG_HOST": postgres_server.host, "DAGSTER_PG_PORT": str(postgres_server.port),
+           "DAGSTER_PG_USERNAME": postgres_server.user, "DAGSTER_PG_PASSWORD": postgres_server.password,
+           "DAGSTER_PG_DB": url.rsplit("/", 1)[1],
+           # the ledger and alert log in the instance's database, in their own schema (core/db.py)
+           "DELIVERY_LEDGER_URL": url}
 
 
 def test_a_partition_runs_against_the_postgres_instance_and_is_read_back(postgres, data_dir, tmp_path, monkeypatch):
@@ -88,5 +53,8 @@ def test_a_partition_runs_against_the_postgres_instance_and_is_read_back(postgre
         materialized = again.get_latest_materialization_event(dg.AssetKey(["ispot", "conversions_delivery"]))
         assert materialized is not None and materialized.run_id == result.run_id
         again.dispose()
+        ledger = Ledger()
+        assert ledger.store.kind == "postgresql"
+        assert [d.status for d in ledger.history("ispot", "conversions")] == ["delivered"]
     finally:
         instance.dispose()

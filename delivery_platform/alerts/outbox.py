@@ -7,21 +7,21 @@ due, and a row still pending after `ALERT_STUCK_MINUTES` makes that sensor's tic
 the sink, so a sink that stays down shows in the UI's sensor page and the daemon's log.
 A row being sent is leased for two minutes: a process killed mid-send is retried after the
 lease, which may send that one alert twice (at-least-once), never zero times.
+
+It lives with the alert log: alerts.sqlite, or the ledger's PostgreSQL database when
+`DELIVERY_LEDGER_URL` is set (core/db.py), so any node's retry sensor sends what another queued.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 import time
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
 
 from .. import settings
-from ..core import sqlite as sqlite_store
+from ..core import db
 from .model import Alert
 
 SCHEMA = """
@@ -32,9 +32,9 @@ CREATE TABLE IF NOT EXISTS alert_outbox (
     status      TEXT NOT NULL CHECK (status IN ('pending', 'sending', 'sent')),
     attempts    INTEGER NOT NULL DEFAULT 0,
     last_error  TEXT,
-    created_at  REAL NOT NULL,
-    next_try_at REAL NOT NULL,
-    sent_at     REAL,
+    created_at  {real} NOT NULL,
+    next_try_at {real} NOT NULL,
+    sent_at     {real},
     PRIMARY KEY (key, sink)
 );
 """
@@ -48,24 +48,22 @@ def backoff(attempts: int) -> float:
 
 
 class AlertOutbox:
-    def __init__(self, path: Path | None = None):
-        self.path = path or settings.data_dir() / "alerts.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._write() as con:
-            con.execute(SCHEMA.strip().rstrip(";"))
+    def __init__(self, path: Path | str | None = None):
+        self.store = db.open_store(path, settings.data_dir() / "alerts.sqlite")
+        self.path = self.store.path if isinstance(self.store, db.SQLiteStore) else None
+        self.store.migrate("alert_outbox", [SCHEMA])
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with sqlite_store.connect(self.path) as con, sqlite_store.transaction(con):
-            yield con
+    def _write(self):
+        # one lock for the outbox: a row is leased by one sender at a time
+        return self.store.transaction(lock="alert_outbox")
 
     def enqueue(self, key: str, sinks: list[str], alert: Alert, now: float | None = None) -> int:
         """Queue the alert for each sink once; returns how many rows are new."""
         now = time.time() if now is None else now
         payload = json.dumps(asdict(alert), default=str)
         with self._write() as con:
-            return sum(con.execute("INSERT OR IGNORE INTO alert_outbox (key, sink, alert, status, created_at, "
-                                   "next_try_at) VALUES (?, ?, ?, 'pending', ?, ?)",
+            return sum(con.execute("INSERT INTO alert_outbox (key, sink, alert, status, created_at, "
+                                   "next_try_at) VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
                                    (key, sink, payload, now, now)).rowcount for sink in sinks)
 
     def take_due(self, sinks: list[str], now: float | None = None, key: str | None = None) -> list[tuple]:

@@ -1,4 +1,4 @@
-"""The alert sensors. Each alert has a key; the alert log (SQLite, beside the ledger) records the
+"""The alert sensors. Each alert has a key; the alert log (beside the ledger: SQLite or PostgreSQL) records the
 keys already sent and the last state of each check, so a restarted daemon or a re-evaluated run
 never alerts twice, and a recovery is announced exactly once."""
 
@@ -7,13 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import sqlite3
 from pathlib import Path
 
 import dagster as dg
 
 from .. import settings
-from ..core import clock
+from ..core import clock, db
 from ..delivery import LEFTOVERS
 from ..ledger import Ledger
 from ..resources import LedgerResource
@@ -29,38 +28,40 @@ CREATE TABLE IF NOT EXISTS check_state (subject TEXT PRIMARY KEY, failing INTEGE
 
 
 class AlertLog:
-    def __init__(self, path: Path | None = None):
-        self.path = path or settings.data_dir() / "alerts.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._con() as con:
-            con.executescript(SCHEMA)
+    """Beside the ledger: alerts.sqlite in the data folder, or the ledger's PostgreSQL database when
+    `DELIVERY_LEDGER_URL` is set (core/db.py), so every node sees the keys already sent."""
 
-    def _con(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        return con
+    def __init__(self, path: Path | str | None = None):
+        self.store = db.open_store(path, settings.data_dir() / "alerts.sqlite")
+        self.path = self.store.path if isinstance(self.store, db.SQLiteStore) else None
+        self.store.migrate("alert_log", [SCHEMA])
 
     def claim(self, key: str) -> bool:
         """True the first time a key is seen (then the alert is ours to send)."""
-        con = self._con()
-        try:
-            cur = con.execute("INSERT OR IGNORE INTO alerts_sent VALUES (?, ?)",
-                              (key, dt.datetime.now(dt.timezone.utc).isoformat()))
-            return cur.rowcount == 1
-        finally:
-            con.close()
+        with self.store.transaction() as con:
+            return con.execute("INSERT INTO alerts_sent (key, sent_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                               (key, dt.datetime.now(dt.timezone.utc).isoformat())).rowcount == 1
 
     def set_failing(self, subject: str, failing: bool, run_id: str) -> bool:
         """Record a check's state; True when it changed."""
-        con = self._con()
-        try:
-            con.execute("BEGIN IMMEDIATE")
+        with self.store.transaction(lock=f"check_state:{subject}") as con:
             row = con.execute("SELECT failing FROM check_state WHERE subject = ?", (subject,)).fetchone()
-            con.execute("INSERT OR REPLACE INTO check_state VALUES (?, ?, ?)", (subject, int(failing), run_id))
-            con.execute("COMMIT")
-            return row is None and failing or (row is not None and bool(row[0]) != failing)
-        finally:
-            con.close()
+            con.execute(db.upsert("check_state", ("subject", "failing", "run_id"), ("subject",)),
+                        (subject, int(failing), run_id))
+        return row is None and failing or (row is not None and bool(row[0]) != failing)
+
+    def failing(self, *patterns: str) -> list[str]:
+        """Subjects failing now whose name matches one of the LIKE patterns."""
+        where = " OR ".join("subject LIKE ?" for _ in patterns) or "1=1"
+        with self.store.connect() as con:
+            return [r[0] for r in con.execute(f"SELECT subject FROM check_state WHERE failing = 1 AND ({where}) "
+                                              "ORDER BY subject", patterns)]
+
+    def sent_keys(self, pattern: str) -> list[str]:
+        """Keys of alerts sent whose key matches the LIKE pattern."""
+        with self.store.connect() as con:
+            return [r[0] for r in con.execute("SELECT key FROM alerts_sent WHERE key LIKE ? ORDER BY key",
+                                              (pattern,))]
 
 
 def _vendor(key: dg.AssetKey) -> str:

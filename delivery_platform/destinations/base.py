@@ -18,8 +18,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
+
 from ..core.files import CHUNK, file_md5, stream_md5
 
+
+def env_name(vendor: str, setting: str) -> str:
+    """The environment variable of one destination setting: `DELIVERY_<VENDOR>_<SETTING>`. Here, at
+    the bottom of the package, because every store's error messages name the variable to fix."""
+    return f"DELIVERY_{vendor.upper()}_{setting}"
 
 
 class DestinationError(Exception):
@@ -55,10 +61,6 @@ class Published:
     note: str | None = None  # recorded in the ledger beside the delivery (e.g. "accepted earlier")
 
 
-
-
-
-
 def clean_name(name: str) -> str:
     """Reject names that could escape the destination root (absolute, `..`, empty parts)."""
     if not name or name.startswith("/") or "\\" in name:
@@ -69,22 +71,60 @@ def clean_name(name: str) -> str:
     return name
 
 
-class Destination(ABC):
-    """Publish, list, read and stat files below one root."""
+class Publisher(ABC):
+    """Somewhere a delivery publishes files to: what `delivery.deliver_files` needs.
 
-    #: short kind name shown in metadata: local, s3, gcs, azure, sftp
+    A `Destination` is a Publisher that can also be listed and read back (every store). A
+    write-only upload API (iSpot's: a token and an upload endpoint, nothing to list or read) is a
+    Publisher only, with `can_read_back = False`: the ledger, not the vendor, then says what was
+    sent. Nothing here pretends to list or read what it cannot.
+    """
+
+    #: short kind name shown in metadata and receipts: local, s3, gcs, azure, sftp, ispot-api
     kind: str = "abstract"
     #: whether an interrupted upload can leave a temporary file behind (stores with rename);
     #: object stores make an upload visible only when complete, so nothing is left to clean
     leaves_partials: bool = False
-    #: False for a store whose files cannot be read back (iSpot's upload API): the ledger then
-    #: decides whether a name that already exists there holds our bytes
-    can_read_back: bool = True
+    #: whether `verify`/`exists` can read what the vendor holds (False: only the ledger knows)
+    can_read_back: bool = False
 
     def __init__(self, vendor: str):
         self.vendor = vendor
         # where reconnects and retries are reported; a delivery sets the run's logger (event log)
         self.logger: logging.Logger = logging.getLogger(type(self).__module__)
+
+    @abstractmethod
+    def publish(self, local_path: Path, name: str, *, verify: bool = True, md5: str | None = None,
+                tag: str | None = None) -> Published:
+        """Make `local_path` visible to the vendor as `name`; AlreadyExists when the name is taken."""
+
+    @abstractmethod
+    def uri(self, name: str) -> str:
+        """A URI for humans and metadata (never carries a credential)."""
+
+    def partial_path(self, name: str, tag: str) -> str | None:
+        """Where an upload of `name` with `tag` keeps its temporary file (None: no such file)."""
+        return None
+
+    def remove_partial(self, name: str, tag: str) -> bool:
+        """Remove the temporary file an interrupted upload of `name` (with `tag`) left; True when
+        nothing of it is left. Publishers without temporary files have nothing to remove."""
+        return True
+
+    def close(self) -> None:  # pragma: no cover - overridden where connections are held
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Destination(Publisher):
+    """Publish, list, read and stat files below one root."""
+
+    can_read_back = True
 
     # --- writing -------------------------------------------------------------------------
     @abstractmethod
@@ -141,15 +181,6 @@ class Destination(ABC):
     def open(self, name: str) -> BinaryIO:
         """A binary stream of the file's bytes (a context manager)."""
 
-    def partial_path(self, name: str, tag: str) -> str | None:
-        """Where an upload of `name` with `tag` keeps its temporary file (None: no such file)."""
-        return None
-
-    def remove_partial(self, name: str, tag: str) -> bool:
-        """Remove the temporary file an interrupted upload of `name` (with `tag`) left; True when
-        nothing of it is left. Stores without temporary files have nothing to remove."""
-        return True
-
     def exists(self, name: str) -> bool:
         try:
             self.stat(clean_name(name))
@@ -168,19 +199,6 @@ class Destination(ABC):
         partial.replace(target)
         return target
 
-    @abstractmethod
-    def uri(self, name: str) -> str:
-        """A URI for humans and metadata (never carries a credential)."""
-
     def iter_names(self, prefix: str = "") -> Iterator[str]:
         for info in self.list(prefix):
             yield info.name
-
-    def close(self) -> None:  # pragma: no cover - overridden where connections are held
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -1,14 +1,16 @@
-"""Choosing a vendor's destination from environment variables.
+"""A vendor's destination as a Dagster resource, and building it from environment variables.
 
-Each vendor has one `DestinationResource` (resource key `<vendor>_destination`). Which kind it
-is and its settings come from variables named `DELIVERY_<VENDOR>_<SETTING>`; secrets are
-passed as Dagster `EnvVar`s so the UI shows the variable's name, never its value. With
+Each vendor has one `DestinationResource` (resource key `<vendor>_destination`) holding the
+configuration of exactly one store (`store`, config.py: one class per kind, chosen by `kind`).
+`destination_from_env(vendor)` builds it from variables named `DELIVERY_<VENDOR>_<SETTING>`;
+secrets are passed as Dagster `EnvVar`s so the UI shows the variable's name, never its value. With
 nothing set, a vendor publishes to the local folder `data/outbox/<vendor>/`.
 
 | setting            | variable suffix         | kinds         |
 |--------------------|-------------------------|---------------|
 | kind               | `DESTINATION`           | local (default), s3, gcs, azure, sftp |
 | path prefix        | `PREFIX`                | all           |
+| local folder       | `LOCAL_ROOT`            | local         |
 | bucket             | `S3_BUCKET` / `GCS_BUCKET` | s3 / gcs   |
 | S3 endpoint/region | `S3_ENDPOINT_URL`, `S3_REGION` | s3     |
 | AWS keys (secret)  | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` | s3 (else the default AWS chain) |
@@ -17,32 +19,29 @@ nothing set, a vendor publishes to the local folder `data/outbox/<vendor>/`.
 | SFTP               | `SFTP_HOST`, `SFTP_PORT`, `SFTP_USERNAME`, `SFTP_PASSWORD` (secret), `SFTP_PRIVATE_KEY_FILE`, `SFTP_HOST_KEY` (pinned `type base64` key) or `SFTP_KNOWN_HOSTS_FILE` (required in production) | sftp |
 | request timeout    | `TIMEOUT` (seconds, default 60) | s3, gcs, azure, sftp |
 | transient retries  | `RETRIES` (default 5; 5xx, throttling, drops, timeouts) | s3, gcs, azure, sftp |
+
+A variable of another kind than the chosen one (say `SFTP_HOST` with `DESTINATION=s3`) is refused
+when the definitions load, as an unknown kind is: the operator meant something else.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import dagster as dg
+from pydantic import Field
 
-from .. import settings
-from .base import Destination, DestinationConfigError
+from .base import Destination, DestinationConfigError, env_name
+from .config import (BY_KIND, KINDS, AzureBlobDestinationConfig, GCSDestinationConfig, LocalDestinationConfig,
+                     S3DestinationConfig, SFTPDestinationConfig, StoreConfigs, validate_kind)
 
-KINDS = ("local", "s3", "gcs", "azure", "sftp")
-SECRET_SETTINGS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AZURE_SAS_TOKEN", "AZURE_ACCOUNT_KEY", "SFTP_PASSWORD")
-PLAIN_SETTINGS = (
-    "DESTINATION", "PREFIX", "LOCAL_ROOT", "S3_BUCKET", "S3_ENDPOINT_URL", "S3_REGION", "GCS_BUCKET",
-    "GCS_PROJECT", "AZURE_ACCOUNT_URL", "AZURE_CONTAINER", "SFTP_HOST", "SFTP_PORT", "SFTP_USERNAME",
-    "SFTP_PRIVATE_KEY_FILE", "SFTP_HOST_KEY", "SFTP_KNOWN_HOSTS_FILE", "TIMEOUT", "RETRIES",
-)
-NUMERIC_SETTINGS = {"SFTP_PORT": int, "TIMEOUT": float, "RETRIES": int}
-
-
-def env_name(vendor: str, setting: str) -> str:
-    return f"DELIVERY_{vendor.upper()}_{setting}"
+__all__ = [
+    "AzureBlobDestinationConfig", "ConfigurationFailure", "DestinationResource", "GCSDestinationConfig", "KINDS",
+    "LocalDestinationConfig", "S3DestinationConfig", "SFTPDestinationConfig", "destination_from_env", "env_name",
+    "validate_kind",
+]
 
 
 class ConfigurationFailure(dg.Failure, DestinationConfigError):
@@ -53,85 +52,24 @@ class ConfigurationFailure(dg.Failure, DestinationConfigError):
 
 
 class DestinationResource(dg.ConfigurableResource):
-    """Where one vendor's files go. Build it with `destination_from_env(vendor)`."""
+    """Where one vendor's files go: one store's configuration, chosen by its `kind`.
+    Build it with `destination_from_env(vendor)`."""
 
     vendor: str
-    kind: str = "local"
-    prefix: str = ""
-    local_root: Optional[str] = None
-    s3_bucket: Optional[str] = None
-    s3_endpoint_url: Optional[str] = None
-    s3_region: Optional[str] = None
-    aws_access_key_id: Optional[str] = None
-    aws_secret_access_key: Optional[str] = None
-    gcs_bucket: Optional[str] = None
-    gcs_project: Optional[str] = None
-    azure_account_url: Optional[str] = None
-    azure_container: Optional[str] = None
-    azure_sas_token: Optional[str] = None
-    azure_account_key: Optional[str] = None
-    sftp_host: Optional[str] = None
-    sftp_port: Optional[int] = None
-    sftp_username: Optional[str] = None
-    sftp_password: Optional[str] = None
-    sftp_private_key_file: Optional[str] = None
-    sftp_host_key: Optional[str] = None
-    sftp_known_hosts_file: Optional[str] = None
-    timeout: float = 60.0  # seconds one request may wait for the server
-    retries: int = 5  # retries of a transient fault (5xx, throttling, drop, timeout), with backoff
-    # SFTP servers without a pinned key: "strict" (production) refuses them, "accept-new" (local)
-    # remembers the first key seen in data/known_hosts and refuses a changed one afterwards
-    host_key_policy: str = "accept-new"
+    store: StoreConfigs = Field(default_factory=LocalDestinationConfig, discriminator="kind",
+                                description="The store and its settings, one kind: local, s3, gcs, azure or sftp.")
+    # the kinds the vendor's document accepts (the vendor registry's); None: any kind
+    allowed_kinds: Optional[List[str]] = None
 
-    def _require(self, **fields) -> None:
-        missing = [name for name, value in fields.items() if not value]
-        if missing:
-            names = ", ".join(env_name(self.vendor, m.upper()) for m in missing)
-            raise DestinationConfigError(
-                f"vendor {self.vendor!r}: destination kind {self.kind!r} needs {names} to be set"
-            )
-
-    def _require_file(self, setting: str, path: Optional[str]) -> None:
-        if path and not Path(path).is_file():
-            raise DestinationConfigError(f"vendor {self.vendor!r}: {env_name(self.vendor, setting)} names {path}, "
-                                         "which does not exist or is not a file")
+    @property
+    def kind(self) -> str:
+        return self.store.kind
 
     def validate(self) -> None:
         """Check the configuration without connecting: every missing or contradictory setting is a
         DestinationConfigError naming the exact variable (and path)."""
-        kind = (self.kind or "local").lower()
-        if kind not in KINDS:
-            raise DestinationConfigError(
-                f"vendor {self.vendor!r}: unknown destination kind {self.kind!r} in "
-                f"{env_name(self.vendor, 'DESTINATION')}; expected one of {', '.join(KINDS)}"
-            )
-        if self.timeout <= 0 or self.retries < 0:
-            raise DestinationConfigError(f"vendor {self.vendor!r}: {env_name(self.vendor, 'TIMEOUT')} must be > 0 "
-                                         f"and {env_name(self.vendor, 'RETRIES')} >= 0")
-        if kind == "s3":
-            self._require(s3_bucket=self.s3_bucket)
-            if bool(self.aws_access_key_id) != bool(self.aws_secret_access_key):
-                raise DestinationConfigError(
-                    f"vendor {self.vendor!r}: set both {env_name(self.vendor, 'AWS_ACCESS_KEY_ID')} and "
-                    f"{env_name(self.vendor, 'AWS_SECRET_ACCESS_KEY')}, or neither (to use the default AWS chain)")
-        elif kind == "gcs":
-            self._require(gcs_bucket=self.gcs_bucket)
-        elif kind == "azure":
-            self._require(azure_account_url=self.azure_account_url, azure_container=self.azure_container)
-            if not (self.azure_sas_token or self.azure_account_key):
-                raise DestinationConfigError(
-                    f"vendor {self.vendor!r}: destination kind 'azure' needs "
-                    f"{env_name(self.vendor, 'AZURE_SAS_TOKEN')} or {env_name(self.vendor, 'AZURE_ACCOUNT_KEY')}"
-                )
-        elif kind == "sftp":
-            self._require(sftp_host=self.sftp_host, sftp_username=self.sftp_username)
-            if not (self.sftp_password or self.sftp_private_key_file):
-                raise DestinationConfigError(
-                    f"vendor {self.vendor!r}: destination kind 'sftp' needs "
-                    f"{env_name(self.vendor, 'SFTP_PASSWORD')} or {env_name(self.vendor, 'SFTP_PRIVATE_KEY_FILE')}"
-                )
-            self._require_file("SFTP_PRIVATE_KEY_FILE", self.sftp_private_key_file)
-            self._require_file("SFTP_KNOWN_HOSTS_FILE", self.sftp_known_hosts_file)
+        validate_kind(self.kind, self.allowed_kinds, self.vendor)
+        self.store.check(self.vendor)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # a run whose destination is misconfigured fails when the step starts, at once and without
@@ -145,98 +83,50 @@ class DestinationResource(dg.ConfigurableResource):
         """Open the configured destination (call `close()` or use it as a context manager);
         `logger` (a run's `context.log`) receives reconnect and retry messages."""
         self.validate()
-        kind = (self.kind or "local").lower()
-        if kind == "local":
-            from .local import LocalDestination
-
-            root = Path(self.local_root) if self.local_root else settings.outbox_dir() / self.vendor
-            return LocalDestination(self.vendor, root / self.prefix if self.prefix else root)
-        if kind == "s3":
-            from dagster_aws.s3 import S3Resource
-
-            from .s3 import S3Destination
-
-            s3 = S3Resource(endpoint_url=self.s3_endpoint_url, region_name=self.s3_region or "us-east-1",
-                            aws_access_key_id=self.aws_access_key_id,
-                            aws_secret_access_key=self.aws_secret_access_key, max_attempts=self.retries + 1)
-            return S3Destination(self.vendor, bucket=self.s3_bucket, s3=s3, prefix=self.prefix,
-                                 timeout=self.timeout)
-        if kind == "gcs":
-            from .gcs import GCSDestination
-
-            return GCSDestination(self.vendor, bucket=self.gcs_bucket, prefix=self.prefix, project=self.gcs_project,
-                                  timeout=self.timeout, retries=self.retries)
-        if kind == "azure":
-            from dagster_azure.blob import (AzureBlobStorageKeyCredential, AzureBlobStorageResource,
-                                            AzureBlobStorageSASTokenCredential)
-
-            from .azure_blob import AzureBlobDestination
-
-            if self.azure_sas_token:
-                credential = AzureBlobStorageSASTokenCredential(token=self.azure_sas_token)
-            else:
-                credential = AzureBlobStorageKeyCredential(key=self.azure_account_key)
-            azure = AzureBlobStorageResource(account_url=self.azure_account_url, credential=credential)
-            return AzureBlobDestination(self.vendor, container=self.azure_container, azure=azure,
-                                        prefix=self.prefix, timeout=self.timeout, retries=self.retries)
-        from .sftp import SFTPDestination
-
-        return SFTPDestination(
-            self.vendor,
-            host=self.sftp_host,
-            port=self.sftp_port or 22,
-            username=self.sftp_username,
-            password=self.sftp_password,
-            private_key_file=self.sftp_private_key_file,
-            host_key=self.sftp_host_key,
-            known_hosts_file=self.sftp_known_hosts_file,
-            root=self.prefix,
-            timeout=self.timeout,
-            retries=self.retries,
-            host_key_policy=self.host_key_policy,
-            logger=logger,
-        )
+        return self.store.open(self.vendor, logger)
 
     def describe(self) -> str:
         """Human summary for metadata: kind and place, never a credential."""
-        place = {
-            "local": self.local_root or str(settings.outbox_dir() / self.vendor),
-            "s3": f"s3://{self.s3_bucket}",
-            "gcs": f"gs://{self.gcs_bucket}",
-            "azure": f"{self.azure_account_url}/{self.azure_container}",
-            "sftp": f"sftp://{self.sftp_username}@{self.sftp_host}:{self.sftp_port or 22}",
-        }.get(self.kind, "?")
-        return f"{self.kind} {place}/{self.prefix}".rstrip("/")
+        return f"{self.kind} {self.store.place(self.vendor)}/{self.store.prefix}".rstrip("/")
 
 
-def destination_from_env(vendor: str, environ: Optional[dict] = None,
-                         env: Optional[str] = None) -> DestinationResource:
+def destination_from_env(vendor: str, environ: Optional[dict] = None, env: Optional[str] = None,
+                         allowed=None) -> DestinationResource:
     """The vendor's destination as the environment configures it (local when unset).
 
     Secrets become `EnvVar`s, so their values are read when a run starts and never stored in
     the definitions; plain settings are read now. `env` (default `DELIVERY_ENV`) decides the
-    SFTP host-key policy: production never trusts an unpinned server.
+    SFTP host-key policy: production never trusts an unpinned server. `allowed` (the kinds the
+    vendor's document accepts) is checked when a run starts, so one vendor's mistake does not stop
+    the others from loading.
     """
     environ = os.environ if environ is None else environ
     env = env or environ.get("DELIVERY_ENV", "local")
-    kwargs: dict = {"vendor": vendor, "host_key_policy": "strict" if env == "production" else "accept-new"}
-    for setting in PLAIN_SETTINGS:
-        value = environ.get(env_name(vendor, setting))
-        if value:
-            field = "kind" if setting == "DESTINATION" else setting.lower()
-            try:
-                kwargs[field] = NUMERIC_SETTINGS.get(setting, str)(value)
-            except ValueError:
-                raise DestinationConfigError(f"vendor {vendor!r}: {env_name(vendor, setting)}={value!r} is not a "
-                                             f"{NUMERIC_SETTINGS[setting].__name__}") from None
-    for setting in SECRET_SETTINGS:
-        if environ.get(env_name(vendor, setting)):
-            kwargs[setting.lower()] = dg.EnvVar(env_name(vendor, setting))
-    kind = kwargs.get("kind", "local").lower()
-    if kind not in KINDS:
+    kind = validate_kind((environ.get(env_name(vendor, "DESTINATION")) or "local").lower(), None, vendor)
+    cls = BY_KIND[kind]
+    kwargs: dict = {}
+    stray = sorted({env_name(vendor, setting) for other in BY_KIND.values() for setting in other.ENV
+                    if setting not in cls.ENV and environ.get(env_name(vendor, setting))})
+    if stray:
+        owners = sorted({k for k, c in BY_KIND.items() if any(env_name(vendor, s) in stray for s in c.ENV)})
         raise DestinationConfigError(
-            f"vendor {vendor!r}: unknown destination kind {kind!r} in {env_name(vendor, 'DESTINATION')}; "
-            f"expected one of {', '.join(KINDS)}"
-        )
-    kwargs["kind"] = kind
-    return DestinationResource(**kwargs)
+            f"vendor {vendor!r}: {', '.join(stray)} {'is not a setting' if len(stray) == 1 else 'are not settings'} of a "
+            f"{kind!r} destination ({env_name(vendor, 'DESTINATION')}={kind}) but of {', '.join(owners)}; "
+            "unset them, or set the destination kind they belong to")
+    for setting, field in cls.ENV.items():
+        name = env_name(vendor, setting)
+        value = environ.get(name)
+        if not value:
+            continue
+        if field in cls.SECRETS:
+            kwargs[field] = dg.EnvVar(name)
+            continue
+        convert = {int: int, float: float}.get(cls.model_fields[field].annotation, str)
+        try:
+            kwargs[field] = convert(value)
+        except ValueError:
+            raise DestinationConfigError(f"vendor {vendor!r}: {name}={value!r} is not a {convert.__name__}") from None
+    if kind == "sftp":
+        kwargs["host_key_policy"] = "strict" if env == "production" else "accept-new"
+    return DestinationResource(vendor=vendor, store=cls(**kwargs),
+                               allowed_kinds=list(allowed) if allowed is not None else None)

@@ -35,8 +35,7 @@ from typing import BinaryIO
 import paramiko
 
 from .. import settings
-from .base import AlreadyExists, Destination, DestinationConfigError, DestinationError, FileInfo
-from .resource import env_name
+from .base import AlreadyExists, Destination, DestinationConfigError, DestinationError, FileInfo, env_name
 
 log = logging.getLogger(__name__)
 

@@ -16,19 +16,39 @@ from pathlib import Path
 from typing import BinaryIO
 
 DEFAULT_BLOCK = 8 << 20
+BACKENDS = ("zlib", "zlib-ng", "isal")  # deflate libraries; the last two are optional (the `bench` extra)
 
 
-def _gzip_member(data: bytes, level: int) -> bytes:
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip header and trailer
+def _compressobj(level: int, backend: str):
+    """A gzip compressor (wbits 31: gzip header and trailer) from the chosen deflate library.
+    ISA-L has levels 0-3 only: zlib levels 1-3 map to 1, 4-6 to 2, 7-9 to 3."""
+    if backend == "zlib":
+        return zlib.compressobj(level, zlib.DEFLATED, 31)
+    if backend == "zlib-ng":
+        from zlib_ng import zlib_ng
+
+        return zlib_ng.compressobj(level, zlib_ng.DEFLATED, 31)
+    if backend == "isal":
+        from isal import isal_zlib
+
+        isal_level = 0 if level == 0 else 1 if level <= 3 else 2 if level <= 6 else 3
+        return isal_zlib.compressobj(isal_level, isal_zlib.DEFLATED, 31)
+    raise ValueError(f"unknown gzip backend {backend!r}; one of {', '.join(BACKENDS)}")
+
+
+def _gzip_member(data: bytes, level: int, backend: str = "zlib") -> bytes:
+    compressor = _compressobj(level, backend)
     return compressor.compress(data) + compressor.flush()
 
 
 class ParallelGzip:
     """A write-only binary stream that gzips blocks in parallel into `sink`."""
 
-    def __init__(self, sink: BinaryIO, *, level: int = 6, threads: int | None = None, block_size: int = DEFAULT_BLOCK):
+    def __init__(self, sink: BinaryIO, *, level: int = 6, threads: int | None = None, block_size: int = DEFAULT_BLOCK,
+                 backend: str = "zlib"):
         self.sink = sink
         self.level = level
+        self.backend = backend
         self.block_size = block_size
         self.threads = threads or os.cpu_count() or 2
         self._pool = ThreadPoolExecutor(max_workers=self.threads)
@@ -47,7 +67,7 @@ class ParallelGzip:
         return len(data)
 
     def _submit(self, block: bytes) -> None:
-        future = self._pool.submit(_gzip_member, block, self.level)
+        future = self._pool.submit(_gzip_member, block, self.level, self.backend)
         future.raw = len(block)  # type: ignore[attr-defined]
         self._pending.append(future)
         self.pending_raw += len(block)
@@ -88,9 +108,10 @@ class ParallelGzip:
         self._pool.shutdown(wait=True)
 
 
-def gzip_file(source: Path, target: Path, *, level: int = 6, threads: int | None = None) -> Path:
+def gzip_file(source: Path, target: Path, *, level: int = 6, threads: int | None = None,
+              backend: str = "zlib") -> Path:
     with open(source, "rb") as src, open(target, "wb") as dst:
-        gz = ParallelGzip(dst, level=level, threads=threads)
+        gz = ParallelGzip(dst, level=level, threads=threads, backend=backend)
         for chunk in iter(lambda: src.read(DEFAULT_BLOCK), b""):
             gz.write(chunk)
         gz.close()

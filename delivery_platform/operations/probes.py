@@ -22,7 +22,7 @@ import paramiko
 from ..core import clock
 from ..destinations import Destination, DestinationError, DestinationResource
 from ..destinations.base import clean_name
-from ..destinations.resource import env_name
+from ..destinations.base import env_name
 from ..warehouse.resource import WarehouseResource
 from ..readiness import table_status
 from ..registry import Deliverable, probe_token
@@ -181,13 +181,14 @@ def _fingerprint(key: paramiko.PKey) -> str:
 
 def sftp_host_key(resource: DestinationResource, timeout: float = 20.0) -> ProbeResult:
     """The key the server shows now is the pinned one (SFTP_HOST_KEY or the known_hosts file)."""
-    vendor, host, port = resource.vendor, resource.sftp_host, resource.sftp_port or 22
+    store = resource.store  # an SFTPDestinationConfig: callers ask only when the kind is sftp
+    vendor, host, port = resource.vendor, store.host, store.port
     pinned: list[paramiko.PKey] = []
-    if resource.sftp_host_key:
-        key_type, key_b64 = resource.sftp_host_key.split()[:2]
+    if store.host_key:
+        key_type, key_b64 = store.host_key.split()[:2]
         pinned.append(paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64)))
-    elif resource.sftp_known_hosts_file:
-        known = paramiko.HostKeys(resource.sftp_known_hosts_file)
+    elif store.known_hosts_file:
+        known = paramiko.HostKeys(store.known_hosts_file)
         entry = known.lookup(host if port == 22 else f"[{host}]:{port}") or {}
         pinned.extend(entry.values())
     transport = paramiko.Transport((host, port))

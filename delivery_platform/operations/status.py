@@ -13,7 +13,6 @@ States of a (deliverable, day):
 
 import datetime as dt
 import json
-import sqlite3
 from collections import Counter
 
 import dagster as dg
@@ -94,21 +93,8 @@ def returns_cell(d: Deliverable, day: dt.date, ledger: Ledger, state: str) -> st
 def open_alerts(vendor: str, ledger: Ledger, days: list[dt.date]) -> list[str]:
     """Checks and preflights still failing, and missed deadlines of the window not made good since."""
     log = AlertLog()
-    con = sqlite3.connect(log.path)
-    try:
-        failing = [
-            r[0]
-            for r in con.execute(
-                "SELECT subject FROM check_state WHERE failing = 1 AND (subject LIKE ? OR subject LIKE ?)",
-                (f"{vendor}/%", f"preflight/{vendor}/%"),
-            )
-        ]
-        sent = [
-            r[0]
-            for r in con.execute("SELECT key FROM alerts_sent WHERE key LIKE ?", (f"deadline:{vendor}:%",))
-        ]
-    finally:
-        con.close()
+    failing = log.failing(f"{vendor}/%", f"preflight/{vendor}/%")
+    sent = log.sent_keys(f"deadline:{vendor}:%")
     window = {d.isoformat() for d in days} | {(days[0] + dt.timedelta(days=1)).isoformat()}
     out = [("preflight failing: " if s.startswith("preflight/") else "check failing: ") + s for s in failing]
     for key in sent:

@@ -22,7 +22,6 @@ def _spec(table: SourceTable) -> dg.AssetSpec:
             "dagster/column_schema": dg.TableSchema(
                 columns=[dg.TableColumn(c.name, c.type, description=ui_text(c.description)) for c in table.columns]),
             "dagster/table_name": f"warehouse.main.{table.name}",
-            "feeds_vendor": table.vendor,
         },
     )
 

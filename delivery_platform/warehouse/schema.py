@@ -20,8 +20,7 @@ class Column:
 
 @dataclass(frozen=True)
 class SourceTable:
-    name: str
-    vendor: str  # the vendor whose deliverable reads it first
+    name: str  # which vendors read it, the asset graph shows (its downstream assets)
     description: str
     columns: tuple[Column, ...]
 
@@ -35,7 +34,6 @@ C = Column
 TABLES: tuple[SourceTable, ...] = (
     SourceTable(
         "ispot_conversion_events",
-        "ispot",
         "Web and app conversion events as the tracking pipeline lands them: IPv4 and IPv6 client "
         "addresses, raw user agents, mixed-case platform and event names, late arrivals.",
         (
@@ -54,7 +52,6 @@ TABLES: tuple[SourceTable, ...] = (
     ),
     SourceTable(
         "lotame_users",
-        "lotame",
         "Audience profiles: one row per user id with its id type as the collector wrote it "
         "(mixed case, a few unsupported types), consent, last seen IP (IPv4 or IPv6) and country.",
         (
@@ -69,7 +66,6 @@ TABLES: tuple[SourceTable, ...] = (
     ),
     SourceTable(
         "lotame_segment_memberships",
-        "lotame",
         "Which user is in which audience segment, as validity intervals: a membership is live "
         "on day D when valid_from <= D and (valid_to is NULL or D < valid_to).",
         (
@@ -82,7 +78,6 @@ TABLES: tuple[SourceTable, ...] = (
     ),
     SourceTable(
         "optimove_customers",
-        "optimove",
         "Customer master data with a LastUpdated-style change timestamp; birth dates use the "
         "1900-01-01 sentinel for unknown, as legacy CRMs do.",
         (
@@ -99,7 +94,6 @@ TABLES: tuple[SourceTable, ...] = (
     ),
     SourceTable(
         "optimove_transactions",
-        "optimove",
         "Orders with amounts, currency and a change timestamp; about 3% are updated again "
         "days later (refunds), which incremental extraction must pick up.",
         (
@@ -115,7 +109,6 @@ TABLES: tuple[SourceTable, ...] = (
     ),
     SourceTable(
         "crm_contacts",
-        "digital_audience",
         "CRM contacts as typed by people: emails with capitals and spaces, phones with +, "
         "spaces, dashes, brackets and national trunk zeros, raw postal addresses, advertising ids, "
         "and opt-in / opt-out times.",
@@ -136,7 +129,6 @@ TABLES: tuple[SourceTable, ...] = (
     ),
     SourceTable(
         "idomoo_recipients",
-        "idomoo",
         "Who gets a personalised video on which day, with the storyboard's personalisation "
         "fields; names include characters outside Windows-1252.",
         (

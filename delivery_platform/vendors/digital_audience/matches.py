@@ -52,7 +52,7 @@ def inbox_resource() -> DestinationResource:
 
 
 def open_inbox(resource: DestinationResource):
-    if resource.kind == "local" and not resource.local_root:
+    if resource.kind == "local" and not resource.store.root:
         return LocalDestination(RETURNS, settings.data_dir() / "inbox" / VENDOR)
     return resource.get()
 

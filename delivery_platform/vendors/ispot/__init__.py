@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ...destinations.ispot_api import ispot_api_from_env
+from .uploader import ispot_api_from_env
 from ...factory import build_deliverables, build_jobs
 from ...registry import Vendor
 from .assets import CHAIN, CONVERSIONS, settings_from_env

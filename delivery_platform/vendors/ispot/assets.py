@@ -2,7 +2,7 @@
 
 Read beside `ispot-tv-conversions-api.txt`: "CSV File Format" (quoting, header, size, names),
 "Available Dimensions" (columns), "Upload Requirements" (previous day only, the cutoff),
-"Matching Methodology" (IPv4), and the API sections (destinations/ispot_api.py).
+"Matching Methodology" (IPv4), and the API sections (uploader.py).
 """
 
 
@@ -21,7 +21,7 @@ from ...core.files import file_md5
 from ...core.sql import sql_literal
 from ...delivery import OutgoingFile, deliver_files
 from ...destinations.base import AlreadyExists
-from ...destinations.ispot_api import ISpotApiDestination, ISpotApiResource, ISpotRejected
+from .uploader import ISpotApiResource, ISpotRejected, ISpotUploader
 from ...formats.compress import zip_file
 from ...formats.lines import csv_header, csv_line_sql
 from ...formats.parts import PartWriter, balanced_cuts, write_lines
@@ -400,7 +400,7 @@ def deliver(step: Step, files: list, info: dict, redeliver: bool) -> tuple:
     for entry in info["contents"]:
         book.record_contents(VENDOR, DELIVERABLE, FileContents(key, entry["file_name"], entry["after_key"],
                                                                entry["through_key"], entry["rows"]))
-    destination = ISpotApiDestination(ispot_api.client()) if ispot_api.configured else ispot_destination.get()
+    destination = ISpotUploader(ispot_api.client()) if ispot_api.configured else ispot_destination.get()
     try:
         outcome = deliver_files(vendor=VENDOR, deliverable=DELIVERABLE, partition_key=key, files=files,
                                 destination=destination, ledger=book, run_id=context.run_id,

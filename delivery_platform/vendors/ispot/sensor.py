@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from ...core import clock
-from ...destinations.ispot_api import ISpotApiResource
+from .uploader import ISpotApiResource
 from ...formats.lines import csv_header, csv_line_sql
 from ...ledger import Ledger
 from ...resources import LedgerResource

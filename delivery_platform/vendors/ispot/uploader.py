@@ -1,4 +1,10 @@
-"""The iSpot.tv conversions upload API (OAuth2 client credentials), as a destination.
+"""iSpot's own uploader: the iSpot.tv conversions upload API (OAuth2 client credentials).
+
+Why here and not a destination: the documented protocol has two endpoints, a token and an upload.
+Nothing lists what was uploaded or reads a file back, so a `Destination` (publish, list, stat, open,
+verify) could only fake half its contract. The uploader is a `Publisher` (destinations/base.py):
+it publishes and names what it published, says `can_read_back = False`, and the delivery ledger is
+the record of what iSpot received (a 409 is accepted only for bytes an earlier attempt of ours sent).
 
 Protocol, from the document's "Authentication", "Making an API call" and status table:
 - token: POST {base}/v4/oauth2/token, form body client_id, client_secret,
@@ -24,14 +30,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Optional
+from typing import Callable, Optional
 
 import dagster as dg
 import requests
 
-from .. import settings
-from ..core.files import file_md5
-from .base import AlreadyExists, Destination, DestinationConfigError, DestinationError, FileInfo, Published
+from ... import settings
+from ...core.files import file_md5
+from ...destinations.base import AlreadyExists, DestinationConfigError, DestinationError, Published, Publisher
 
 log = logging.getLogger(__name__)
 
@@ -194,39 +200,22 @@ class ISpotClient:
             raise ISpotApiError(f"[ispot] upload of {name} failed ({status}: {_problem(response)})", status)
 
 
-class ISpotApiDestination(Destination):
-    """Publishing through the upload API. The API cannot be listed or read back: the ledger is
-    the record of what was sent, and a 409 for a name the ledger does not know is an error."""
+class ISpotUploader(Publisher):
+    """Publishing through the upload API: write-only (see the module's docstring). A 409 for a name
+    the ledger does not know is an error; `publish` never reads back, whatever `verify` says."""
 
-    kind = "ispot-api"
+    kind = "ispot-api"  # recorded in ledgers and receipts: keep it
     can_read_back = False
 
     def __init__(self, client: ISpotClient):
         super().__init__("ispot")
         self.client = client
 
-    def _publish(self, local_path: Path, name: str) -> None:
-        self.client.upload(local_path, name)
-
-    def publish(self, local_path: Path, name: str, *, verify: bool = True, md5: str | None = None) -> Published:
+    def publish(self, local_path: Path, name: str, *, verify: bool = True, md5: str | None = None,
+                tag: str | None = None) -> Published:
         note = self.client.upload(Path(local_path), name)
         return Published(name=name, uri=self.uri(name), size=Path(local_path).stat().st_size,
                          md5=md5 or file_md5(local_path), note=note)
-
-    def verify(self, name: str, *, size: int, md5: str) -> FileInfo:
-        raise DestinationError(f"[ispot] the iSpot API cannot read back {name}")
-
-    def list(self, prefix: str = "") -> list[FileInfo]:
-        return []
-
-    def stat(self, name: str) -> FileInfo:
-        raise FileNotFoundError(self.uri(name))
-
-    def open(self, name: str) -> BinaryIO:
-        raise DestinationError("[ispot] the iSpot API cannot be read")
-
-    def exists(self, name: str) -> bool:
-        return False
 
     def uri(self, name: str) -> str:
         return f"{self.client.base_url}{UPLOAD_PATH}#{name}"
@@ -250,6 +239,9 @@ class ISpotApiResource(dg.ConfigurableResource):
     def client(self) -> ISpotClient:
         return ISpotClient(self.base_url, self.client_id or "", self.client_secret or "", timeout_s=self.timeout_s,
                            max_attempts=self.max_attempts, backoff_s=self.backoff_s)
+
+    def uploader(self) -> ISpotUploader:
+        return ISpotUploader(self.client())
 
 
 def ispot_api_from_env(environ: dict | None = None) -> ISpotApiResource:
