@@ -13,7 +13,7 @@ them as `required_resource_keys` and read them from the context.
 
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -21,7 +21,7 @@ import dagster as dg
 
 from .delivery import DeliveryConfig, DeliveryOutcome, OutgoingFile, deliver_partition
 from .ledger import Ledger
-from .manifest import files_metadata, read_manifest, reset_folder, write_manifest
+from .manifest import files_metadata, read_manifest, write_manifest
 from .partitions import daily
 from .registry import Deliverable, Schedule, daily_schedule
 from .validation import check_result, validate_parquet, validate_relation
@@ -149,7 +149,7 @@ def build_chain(chain: Chain) -> tuple[list[dg.AssetsDefinition], list[dg.AssetC
     """The rows, files and delivery assets of one deliverable, with their blocking checks."""
     vendor, d = chain.vendor, chain.deliverable
     settings_key = chain.settings_key if chain.settings_key is not None else f"{vendor}_settings"
-    chain = _with(chain, settings_key=settings_key)
+    chain = replace(chain, settings_key=settings_key)
     rows_key, files_key, delivery_key = chain.keys()
     text = chain.descriptions.get
     with_settings = {settings_key} if settings_key else set()
@@ -245,12 +245,6 @@ def build_chain(chain: Chain) -> tuple[list[dg.AssetsDefinition], list[dg.AssetC
     return [rows, files, delivery], checks
 
 
-def _with(chain: Chain, **changes) -> Chain:
-    from dataclasses import replace
-
-    return replace(chain, **changes)
-
-
 def build_jobs(vendor: str, chains: Sequence[Chain], env: str, *, description: str = "",
                exclude: dg.AssetSelection | None = None) -> tuple[list, list]:
     """One daily job per `Deliverable.job` with its schedule (the first of its deliverables' that has one).
@@ -301,4 +295,4 @@ def reuse_or_reset(step: Step, content_md5: str) -> tuple[list[OutgoingFile], di
 
 
 __all__ = ["Chain", "Files", "Step", "build_chain", "build_deliverables", "build_jobs", "delivery_retry_policy",
-           "reset_folder", "reuse_or_reset"]
+           "reuse_or_reset"]

@@ -7,12 +7,12 @@ check or a person can see exactly what will be sent, in the order it must be sen
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterable
 
 import dagster as dg
 
+from .core.files import write_atomic
 from .delivery import OutgoingFile
 
 MANIFEST = "files.json"
@@ -45,11 +45,7 @@ def write_manifest(folder: Path, files: Iterable[OutgoingFile], **extra) -> Path
     folder = Path(folder)
     entries = [{"name": f.name, "path": str(Path(f.path).relative_to(folder)), "rows": f.rows, "bytes": f.bytes,
                 "md5": f.md5} for f in files]
-    target = folder / MANIFEST
-    partial = folder / f".{MANIFEST}.{os.getpid()}"
-    partial.write_text(json.dumps({"files": entries, **extra}, indent=1))
-    os.replace(partial, target)
-    return target
+    return write_atomic(folder / MANIFEST, json.dumps({"files": entries, **extra}, indent=1))
 
 
 def read_manifest(folder: Path) -> tuple[list[OutgoingFile], dict]:

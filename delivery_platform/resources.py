@@ -46,5 +46,7 @@ def resources_for(env: str, vendors) -> dict:
         "ledger": LedgerResource(),
     }
     for vendor in vendors:
-        resources[vendor.destination_key] = destination_from_env(vendor.name, env=env)
+        # the kinds the vendor's document allows: a run with another kind fails at once, naming them
+        resources[vendor.destination_key] = destination_from_env(vendor.name, env=env,
+                                                                 allowed=vendor.destination_kinds)
     return resources

@@ -290,3 +290,20 @@ def test_every_vendor_allows_only_known_kinds():
         assert vendor.destination_kinds, vendor.name
         for kind in vendor.destination_kinds:
             assert validate_kind(kind, vendor.destination_kinds, vendor.name) == kind
+
+
+def test_each_vendor_destination_carries_its_allowed_kinds(monkeypatch, data_dir):
+    """resources_for passes the registry's kinds: a kind the document does not allow loads, and its runs
+    fail at once naming the variable and the allowed kinds."""
+    from delivery_platform.vendors import VENDORS
+
+    narrow = next(v for v in VENDORS if "s3" not in v.destination_kinds)
+    monkeypatch.setenv(f"DELIVERY_{narrow.name.upper()}_DESTINATION", "s3")
+    monkeypatch.setenv(f"DELIVERY_{narrow.name.upper()}_S3_BUCKET", "b")
+    defs = build_defs("local")
+    for vendor in VENDORS:
+        assert defs.resources[vendor.destination_key].allowed_kinds == list(vendor.destination_kinds)
+    with pytest.raises(DestinationConfigError) as err:
+        defs.resources[narrow.destination_key].validate()
+    assert f"DELIVERY_{narrow.name.upper()}_DESTINATION='s3'" in str(err.value)
+    assert ", ".join(narrow.destination_kinds) in str(err.value)

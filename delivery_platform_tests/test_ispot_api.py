@@ -123,3 +123,32 @@ def test_a_slow_server_times_out_and_is_retried(api, tmp_path, csv):
     api.state.fail_next(("slow", 1.5))
     c.upload(csv, csv.name)
     assert list(api.state.received) == [csv.name] and len(c.sleeps) == 1
+
+
+def test_the_uploader_publishes_write_only_and_the_ledger_accepts_only_its_own_409(api, tmp_path, csv):
+    """iSpot's API is a write-only Publisher, not a Destination: `deliver_files` never asks it to read
+    back; a 409 for bytes an earlier attempt of ours sent is recorded as delivered, any other refused."""
+    import hashlib
+
+    from delivery_platform.delivery import OutgoingFile, deliver_files
+    from delivery_platform.destinations import Destination
+    from delivery_platform.ledger import Ledger
+    from delivery_platform.vendors.ispot.uploader import ISpotUploader
+
+    uploader = ISpotUploader(client(api, tmp_path))
+    assert not isinstance(uploader, Destination) and uploader.can_read_back is False
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    outgoing = [OutgoingFile(csv, csv.name)]
+    sent = deliver_files(vendor="ispot", deliverable="conversions", partition_key="2026-11-19", files=outgoing,
+                         destination=uploader, ledger=ledger, run_id="run-1", append=True)
+    assert [f["md5"] for f in sent.files] == [hashlib.md5(csv.read_bytes()).hexdigest()]
+    assert sent.destination == "ispot-api" and api.state.received[csv.name].body == csv.read_bytes()
+    assert sent.files[0]["uri"] == f"{api.url}/v4/metrics/conversions#{csv.name}"
+    # a name iSpot holds that no attempt of ours sent: refused, never recorded as delivered
+    other = tmp_path / "conversions_20261119_002.csv"
+    other.write_bytes(csv.read_bytes() + b'"5.6.7.8","2026-11-19 11:00:00","TC-1234-1","web","purchase","","UA"\n')
+    api.state.received[other.name] = api.state.received[csv.name]
+    with pytest.raises(AlreadyExists, match="409"):
+        deliver_files(vendor="ispot", deliverable="conversions", partition_key="2026-11-19",
+                      files=[OutgoingFile(other, other.name)], destination=uploader, ledger=ledger, run_id="run-2",
+                      append=True)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 from typing import Callable
 
 import duckdb
 
-from ..core.files import file_md5
+from ..core.files import atomic_path, file_md5
 from .parts import Part
 from ..core.sql import sql_literal
 
@@ -32,10 +30,9 @@ def write_parquet_parts(con: duckdb.DuckDBPyConnection, source_sql: str, folder:
     offset, per_part, number = 0, max(1, min(total, first_rows or 200_000, 200_000)), 1
     while offset < total or not parts:
         path = folder / name_for(number)
-        partial = folder / f".{path.name}.{uuid.uuid4().hex[:8]}"
-        con.execute(f"COPY (SELECT * FROM _parquet_source LIMIT {per_part} OFFSET {offset}) TO {sql_literal(str(partial))} "
-                    f"(FORMAT parquet, COMPRESSION {compression})")
-        os.replace(partial, path)
+        with atomic_path(path) as partial:
+            con.execute(f"COPY (SELECT * FROM _parquet_source LIMIT {per_part} OFFSET {offset}) TO "
+                        f"{sql_literal(str(partial))} (FORMAT parquet, COMPRESSION {compression})")
         rows = min(per_part, max(total - offset, 0))
         size = path.stat().st_size
         parts.append(Part(path=path, name=path.name, rows=rows, bytes=size, md5=file_md5(path), raw_bytes=size))

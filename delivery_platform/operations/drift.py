@@ -24,6 +24,7 @@ import duckdb
 from ..ledger import Ledger
 from ..partitions import daily
 from ..resources import LedgerResource
+from ..core.files import write_atomic
 from ..core.sql import sql_literal
 from ..warehouse.resource import WarehouseResource
 from ..warehouse.schema import BY_NAME
@@ -101,11 +102,7 @@ def keep_profile(ledger: Ledger, d: Deliverable, partition_key: str, staged: Pat
     if not staged.exists():
         return None
     doc = profile(staged)
-    path = profiles_dir(ledger, d) / f"{partition_key}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(doc))
-    os.replace(partial, path)
+    write_atomic(profiles_dir(ledger, d) / f"{partition_key}.json", json.dumps(doc))
     kept = durable()  # with state in object storage, there too: history outlives the worker
     if kept is not None:
         kept.put_bytes(_profile_key(d, partition_key), json.dumps(doc))

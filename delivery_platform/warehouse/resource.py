@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -21,6 +20,7 @@ import dagster as dg
 import duckdb
 
 from .. import settings
+from ..core.files import atomic_path
 from ..core.sql import sql_literal
 
 
@@ -99,13 +99,7 @@ def duckdb_memory_limit(configured: Optional[str] = None) -> str:
 def copy_to_parquet(con: duckdb.DuckDBPyConnection, select_sql: str, target: Path, *,
                     row_group_size: int = 122_880) -> int:
     """Write a query's rows to `target` atomically (temp name, then rename). Returns the row count."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
+    with atomic_path(target) as partial:
         con.execute(f"COPY ({select_sql}) TO {sql_literal(str(partial))} (FORMAT parquet, COMPRESSION zstd, "
                     f"ROW_GROUP_SIZE {row_group_size})")
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
     return con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(target))})").fetchone()[0]
