@@ -29,6 +29,7 @@ from .core import clock
 from .core.files import write_atomic
 from .core.sql import sql_literal
 from .ledger import Ledger
+from .state_store import durable
 from .registry import Deliverable
 
 SCHEMA_VERSION = 1
@@ -157,9 +158,19 @@ def build(ledger: Ledger, d: Deliverable, partition_key: str, *, destination: st
     }
 
 
+def _key(vendor: str, deliverable: str, partition_key: str) -> str:
+    return f"receipts/{vendor}/{deliverable}/{partition_key}.json"
+
+
 def store(ledger: Ledger, doc: dict) -> Path:
+    """Beside the ledger; and, with state in object storage (state_store.py), there too, so a receipt
+    outlives the worker that wrote it."""
+    text = json.dumps(doc, indent=1, default=str)
+    kept = durable()
+    if kept is not None:
+        kept.put_bytes(_key(doc["vendor"], doc["deliverable"], doc["partition"]), text)
     path = receipt_path(ledger, doc["vendor"], doc["deliverable"], doc["partition"])
-    return write_atomic(path, json.dumps(doc, indent=1, default=str))
+    return write_atomic(path, text)
 
 
 def record(ledger: Ledger, d: Deliverable, partition_key: str, *, destination: str, action: str) -> tuple[Path, dict]:
@@ -172,10 +183,13 @@ def load(ledger: Ledger, deliverables: Deliverable | list[Deliverable], partitio
     """The stored receipts of these deliverables' partition, answers brought up to date."""
     docs = []
     for d in [deliverables] if isinstance(deliverables, Deliverable) else deliverables:
-        path = receipt_path(ledger, d.vendor, d.name, partition_key)
-        if not path.exists():
+        path, kept = receipt_path(ledger, d.vendor, d.name, partition_key), durable()
+        if kept is not None and kept.exists(_key(d.vendor, d.name, partition_key)):
+            doc = json.loads(kept.read_bytes(_key(d.vendor, d.name, partition_key)))
+        elif path.exists():
+            doc = json.loads(path.read_text())
+        else:
             continue
-        doc = json.loads(path.read_text())
         answer = vendor_answer(d, partition_key, doc["destination"], doc["files"])
         if answer != doc.get("vendor_answer"):
             doc["vendor_answer"] = answer

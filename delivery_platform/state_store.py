@@ -279,6 +279,14 @@ def _open(url: str, environ: dict) -> StateStore:
                                                  timeout=timeout, retries=retries))
 
 
+def durable(environ: dict | None = None) -> StateStore | None:
+    """The object store when `DELIVERY_STATE_URL` names one, else None: for files the embedded
+    default keeps elsewhere (receipts and drift profiles beside the ledger) that must also outlive a
+    worker when state is in object storage."""
+    store = state_store(environ)
+    return None if store.kind == "local" else store
+
+
 def describe(environ: dict | None = None) -> str:
     """Where state lives, for logs and docs (never a credential)."""
     environ = os.environ if environ is None else environ

@@ -677,3 +677,18 @@ def test_a_refused_newer_version_never_replaces_or_mixes_with_the_stored_rows(da
     count = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{stored}')").fetchone()[0]
     assert count == len(_good_purl(upload)) - 1  # the accepted version's rows, whole
     assert (data_dir / "quarantine" / "idomoo" / name).read_bytes() == cut
+
+
+def test_each_storyboards_purl_file_is_read_with_its_own_columns(data_dir):
+    """Two storyboards share the Downloads folder: a PURL file is read, checked and reconciled with
+    the columns of the storyboard whose data file it answers (its name carries the project)."""
+    from delivery_platform import simulators
+    from delivery_platform.demo import run_daily
+
+    defs, instance = build_defs("local"), dg.DagsterInstance.ephemeral()
+    outcome = run_daily(defs, instance, "idomoo", DAY)
+    assert outcome["success"]
+    lines = simulators.answer("idomoo", defs, instance, outcome, DAY)
+    purls = [line for line in lines if line.startswith("PURL ")]
+    assert len(purls) == 2 and any("renewal" in line for line in purls), lines
+    assert all("ingested" in line and "FAILED" not in line for line in purls), lines

@@ -12,6 +12,7 @@ import dagster as dg
 import duckdb
 
 from delivery_platform.core.sql import sql_literal
+from delivery_platform.destinations.config import LocalDestinationConfig
 from delivery_platform.destinations.resource import DestinationResource
 from delivery_platform.returns.pipeline import FeedCheck, Parsed, Refused, Rejected, ReturnFeed, build_return_defs, \
     evaluate
@@ -73,7 +74,7 @@ def test_a_new_feed_is_only_a_description(data_dir, tmp_path):
     (drop / "b1.csv").write_text(good)
     (drop / "notes.txt").write_text("hello")
     (drop / "b2.csv.tmp").write_text("half")
-    resources = {"acme_returns": DestinationResource(vendor="acme_returns", local_root=str(drop))}
+    resources = {"acme_returns": DestinationResource(vendor="acme_returns", store=LocalDestinationConfig(root=str(drop)))}
     defs = build_return_defs(BOUNCES, resources=resources)
     [sensor] = defs.sensors
     assert sensor.name == "acme_bounces_sensor" and sensor.required_resource_keys == {"acme_returns"}

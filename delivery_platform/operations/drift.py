@@ -29,6 +29,7 @@ from ..core.sql import sql_literal
 from ..warehouse.resource import WarehouseResource
 from ..warehouse.schema import BY_NAME
 from ..registry import Deliverable
+from ..state_store import durable
 
 HISTORY = 14
 BARS = "▁▂▃▄▅▆▇█"
@@ -102,10 +103,20 @@ def keep_profile(ledger: Ledger, d: Deliverable, partition_key: str, staged: Pat
         return None
     doc = profile(staged)
     write_atomic(profiles_dir(ledger, d) / f"{partition_key}.json", json.dumps(doc))
+    kept = durable()  # with state in object storage, there too: history outlives the worker
+    if kept is not None:
+        kept.put_bytes(_profile_key(d, partition_key), json.dumps(doc))
     return doc
 
 
+def _profile_key(d: Deliverable, partition_key: str) -> str:
+    return f"profiles/{d.vendor}/{d.name}/{partition_key}.json"
+
+
 def stored_profile(ledger: Ledger, d: Deliverable, partition_key: str) -> dict | None:
+    kept = durable()
+    if kept is not None and kept.exists(_profile_key(d, partition_key)):
+        return json.loads(kept.read_bytes(_profile_key(d, partition_key)))
     path = profiles_dir(ledger, d) / f"{partition_key}.json"
     return json.loads(path.read_text()) if path.exists() else None
 

@@ -152,6 +152,18 @@ def judge_row_count(step: Step, report, result: dg.AssetCheckResult) -> dg.Asset
                                    "Idomoo for the storyboard), then launch the partition again."))
 
 
+def _delivered_plain_name(step: Step, content: str) -> str | None:
+    """The name already uploaded for this partition when the same plain bytes went up: on a worker
+    without the previous manifest (staging is run-local) a re-run then rebuilds the same file under
+    the same name and sends nothing new. Zipped or encrypted files differ byte for byte each build."""
+    s = step.settings
+    if s.zip or s.pgp_public_key_file:
+        return None
+    sent = [d for d in step.ledger.history(VENDOR, step.chain.name, status="delivered")
+            if d.partition_key == step.partition_key]
+    return sent[-1].file_name.rsplit("/", 1)[-1] if sent and sent[-1].md5 == content else None
+
+
 def write_data_file(step: Step, staged: Path) -> Files:
     key, s, deliverable = step.partition_key, step.settings, step.chain.name
     if s.extension not in spec.EXTENSIONS:
@@ -183,7 +195,8 @@ def write_data_file(step: Step, staged: Path) -> Files:
         if old != plain and old.is_file():
             old.unlink()
     sequence = 1 + len({d.file_name for d in step.ledger.history(VENDOR, deliverable) if d.partition_key == key})
-    name = spec.data_file_name(s.client, s.project, clock.now(), sequence, s.extension)
+    name = _delivered_plain_name(step, content) or spec.data_file_name(s.client, s.project, clock.now(), sequence,
+                                                                       s.extension)
     path = folder / name
     os.replace(plain, path)
     if s.zip:

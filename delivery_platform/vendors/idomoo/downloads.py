@@ -41,7 +41,7 @@ from ...validation import check_result, validate_parquet
 from ...validation.report import md_table, with_next_step
 from ...warehouse.resource import copy_to_parquet
 from . import spec
-from .assets import IdomooSettings
+from .assets import STORYBOARDS, IdomooSettings, Storyboard
 from .returns import overdue_returns, uploaded_keys
 
 VENDOR, TABLE = "idomoo", "idomoo_purls"
@@ -163,11 +163,24 @@ def safe_member(zf: zipfile.ZipFile, name: str) -> str:
 
 
 
+def storyboard_of(remote: str, s: IdomooSettings) -> tuple[Storyboard, IdomooSettings]:
+    """The storyboard whose data file a PURL file answers, and its settings: the PURL file carries the
+    data file's name (`<client>_<project>_…`), so its columns are that project's. The first storyboard
+    (`s`, the resource) when no other matches."""
+    original = spec.original_name(remote.rsplit("/", 1)[-1], s.purl_prefix, s.purl_suffix) or ""
+    for board in STORYBOARDS[1:]:
+        settings = board.settings()
+        if original.startswith(f"{settings.client}_{settings.project}_"):
+            return board, settings
+    return STORYBOARDS[0], s
+
+
 def parse_purl(intake: Intake) -> Parsed:
     """Decrypt, unzip, decode and read one PURL file to `intake.staged`; then its error file."""
     from ...formats.delimited import DELIMITERS, ENCODINGS
 
-    key, s, kept = intake.key, intake.settings, intake.kept
+    key, kept = intake.key, intake.kept
+    s = storyboard_of(intake.remote, intake.settings)[1]
     data = kept.read_bytes()
     if key.endswith((".gpg", ".pgp")):
         if not s.pgp_private_key_file:
@@ -230,7 +243,8 @@ def _ingest_error_file(intake: Intake) -> int:
     (returns/idomoo_errors/) and counted; its rows are surfaced by `every_row_came_back`."""
     from ...formats.delimited import DELIMITERS, ENCODINGS
 
-    s, remote, purl_key_ = intake.settings, intake.remote, intake.key
+    remote, purl_key_ = intake.remote, intake.key
+    s = storyboard_of(remote, intake.settings)[1]
     name = _error_name(remote, s)
     if not name:
         return 0
@@ -258,7 +272,7 @@ def _ingest_error_file(intake: Intake) -> int:
 
 
 def links_are_https(context, rows: Path, resources: dict) -> dg.AssetCheckResult:
-    s = resources["idomoo_settings"]
+    s = storyboard_of(source_file(IDOMOO_PURLS, context, resources["idomoo_settings"]), resources["idomoo_settings"])[1]
     report = validate_parquet(rows, spec.purl_schema(s.headers, s.key_header), redact=False,
                               name=f"PURL {context.partition_key}")
     return check_result(report, next_step=(
@@ -269,15 +283,19 @@ def links_are_https(context, rows: Path, resources: dict) -> dg.AssetCheckResult
 def every_row_came_back(context, rows: Path, resources: dict) -> dg.AssetCheckResult:
     """The keys of the uploaded data file (kept in the state store when it went up, returns.py)
     against the PURL file's, plus the rows of Idomoo's error file."""
-    s, ledger = resources["idomoo_settings"], resources["ledger"]
+    ledger = resources["ledger"]
+    board, s = storyboard_of(source_file(IDOMOO_PURLS, context, resources["idomoo_settings"]), resources["idomoo_settings"])
     key = context.partition_key
     original = spec.original_name(source_file(IDOMOO_PURLS, context, s).rsplit("/", 1)[-1], s.purl_prefix,
                                   s.purl_suffix)
     sent = [d for d in ledger.get().find_name(VENDOR, f"{s.uploads_folder}/{original}") if d.status == "delivered"]
     uploaded = uploaded_keys(f"{s.uploads_folder}/{original}") if original and sent else None
+    if uploaded is None and sent:  # uploaded before the keys were kept: the run-local staged rows, if still there
+        staged = resources["warehouse"].staged_table(VENDOR, board.name, sent[0].partition_key)
+        uploaded = staged if staged.exists() else None
     if uploaded is None:
         return dg.AssetCheckResult(passed=False, description=with_next_step(
-            f"{key}: no uploaded data file named {original!r} in the ledger",
+            f"{key}: no uploaded data file named {original!r} in the ledger (or its keys are not kept)",
             "Next step: ask Idomoo which upload this PURL file answers (its name should be our data file's "
             "name with their prefix); if it is not ours, nothing needs doing"))
     k = s.key_header
@@ -326,7 +344,7 @@ IDOMOO_PURLS = ReturnFeed(
         FeedCheck("links_are_https", "Every PURL row has https `thumbnail_1` and `landingPage` links and a unique "
                                      "recipient key.", links_are_https),
         FeedCheck("every_row_came_back", "Every row of the uploaded data file came back in the PURL file, and "
-                                         "nothing else.", every_row_came_back, resources=("ledger",)),
+                                         "nothing else.", every_row_came_back, resources=("ledger", "warehouse")),
     ),
     on_tick=_on_tick,
     on_missing_folder=_missing_folder,
