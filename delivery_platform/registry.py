@@ -83,7 +83,6 @@ class Vendor:
     build_defs: Callable[[str], dg.Definitions]  # env -> assets, checks, jobs, schedules, sensors, resources
     settings: Optional[Callable[[], dg.ConfigurableResource]] = None  # resource `<name>_settings`
     returns: tuple = ()  # the feeds the vendor sends back (returns pipeline)
-    demo: Optional[Callable] = None  # (defs, instance, partition, run_daily) -> outcome; default: run_daily
     extras: dict = field(default_factory=dict)  # vendor hooks the operations jobs use (receipts, probes)
 
     @property
