@@ -146,6 +146,12 @@ def overhead_rounds(work: Path, wh: Path, partition: str, repeat: int, tag: str,
                                                              "rows", "bytes", "success")} for k, v in one.items()}),
               flush=True)
         rounds.append(one)
+    return summarize(rounds)
+
+
+def summarize(rounds: list[dict]) -> dict:
+    """Medians, min and max of each command's time and of the within-round ratios."""
+    copy, peers, naive = ("copy" in rounds[0]), ("dlt" in rounds[0]), ("naive" in rounds[0])
     out = {"rows": rounds[0]["inproc"]["rows"], "bytes": rounds[0]["inproc"]["bytes"], "rounds": rounds,
            "success": all(r["inproc"]["success"] and r["launched"]["success"] for r in rounds)}
     ratio = lambda a, b: [r[a]["seconds"] / r[b]["seconds"] for r in rounds]  # noqa: E731
@@ -394,17 +400,19 @@ def render(r: dict) -> str:
                      + f"; pigz {fmt(g['pigz'], ' s', 2)}",
                      "; ".join(f"{b} {ratio(g[b]['over_pigz'])} pigz" for b in libs),
                      "≤ 1.3× pigz", met(g["zlib"]["over_pigz"]["median"] <= 1.3) + f" (fastest valid: {best})"))
-    rows += [
-        ("definitions load (median of 5 processes; 2 in --quick)", "—", f"{r['definitions_load_seconds']:.2f} s", "—", "< 2 s",
-         met(r["definitions_load_seconds"] < 2)),
-        (f"Idomoo sensor tick over {r['sensor']['files']:,} old PURL files (+ flags)", "—",
-         f"{r['sensor']['seconds']:.3f} s, {r['sensor']['peak_mb']:,.0f} MB",
-         f"first tick {r['sensor']['first_tick_seconds']:.2f} s for {r['sensor']['first_tick_requests']:,} runs",
-         "< 1 s", met(r["sensor"]["seconds"] < 1)),
-        (f"ingest a {r['purl']['rows']:,}-row PURL file", f"{r['purl']['rows']:,} rows",
-         f"{r['purl']['seconds']:.1f} s, {r['purl']['peak_mb']:,.0f} MB",
-         f"{r['purl']['rows'] / r['purl']['seconds']:,.0f} rows/s", "—", "—"),
-    ]
+    if "definitions_load_seconds" in r:
+        rows.append(("definitions load (median of 5 processes; 2 in --quick)", "—",
+                     f"{r['definitions_load_seconds']:.2f} s", "—", "< 2 s", met(r["definitions_load_seconds"] < 2)))
+    if "sensor" in r:
+        rows += [
+            (f"Idomoo sensor tick over {r['sensor']['files']:,} old PURL files (+ flags)", "—",
+             f"{r['sensor']['seconds']:.3f} s, {r['sensor']['peak_mb']:,.0f} MB",
+             f"first tick {r['sensor']['first_tick_seconds']:.2f} s for {r['sensor']['first_tick_requests']:,} runs",
+             "< 1 s", met(r["sensor"]["seconds"] < 1)),
+            (f"ingest a {r['purl']['rows']:,}-row PURL file", f"{r['purl']['rows']:,} rows",
+             f"{r['purl']['seconds']:.1f} s, {r['purl']['peak_mb']:,.0f} MB",
+             f"{r['purl']['rows'] / r['purl']['seconds']:,.0f} rows/s", "—", "—"),
+        ]
     for lot in r.get("lotame", []):
         first, second = lot["days"]
         rows.append((f"Lotame daily job at {lot['users'] / 1e6:g} M users, {lot['mode']} mode "
