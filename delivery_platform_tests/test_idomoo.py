@@ -485,6 +485,21 @@ def test_a_batch_is_uploaded_on_its_send_date_and_named_by_its_upload_time(data_
     assert [r.partition_key for r in tick.run_requests] == ["2026-11-21"]
 
 
+def test_send_dates_built_in_the_same_second_never_share_a_name(data_dir):
+    """A backfill builds several send dates within one second: the name carries that second, so each
+    later one takes the next NN rather than repeat a name Idomoo already received."""
+    from delivery_platform.core import clock
+
+    instance = dg.DagsterInstance.ephemeral()
+    with clock.pinned("2026-11-20T05:00:07Z"):
+        results = [run(day, instance=instance) for day in ("2026-11-17", "2026-11-18", "2026-11-19")]
+    assert all(r.success for r in results)
+    names = [p.name for p in uploaded(data_dir)]
+    assert sorted(names) == [f"acme_welcome_20261120_050007_0{n}.csv" for n in (1, 2, 3)]
+    assert {d.partition_key for d in Ledger().history("idomoo", "data_file", status="delivered")} == {
+        "2026-11-17", "2026-11-18", "2026-11-19"}
+
+
 def test_the_data_file_is_signed_with_our_key_and_encrypted_to_idomoos(data_dir, pgp_keys, tmp_path):
     import gnupg
 

@@ -195,8 +195,7 @@ def write_data_file(step: Step, staged: Path) -> Files:
         if old != plain and old.is_file():
             old.unlink()
     sequence = 1 + len({d.file_name for d in step.ledger.history(VENDOR, deliverable) if d.partition_key == key})
-    name = _delivered_plain_name(step, content) or spec.data_file_name(s.client, s.project, clock.now(), sequence,
-                                                                       s.extension)
+    name = _delivered_plain_name(step, content) or _unused_name(step, s, sequence)
     path = folder / name
     os.replace(plain, path)
     if s.zip:
@@ -225,6 +224,18 @@ def write_data_file(step: Step, staged: Path) -> Files:
     return Files(outgoing, manifest={"content_md5": content, "headers": s.headers,
                                      "encrypted": bool(s.pgp_public_key_file), "zipped": s.zip},
                  metadata={"encoding": s.encoding, "delimiter": s.delimiter})
+
+
+def _unused_name(step: Step, s: IdomooSettings, sequence: int) -> str:
+    """A name no upload to Idomoo ever had ("The client shouldn't upload 2 files with the exact same name"):
+    send dates built in the same second (a backfill) take the next NN instead of repeating a name."""
+    used = {d.file_name.rsplit("/", 1)[-1].rsplit(".", 1)[0] for d in step.ledger.history(VENDOR)}
+    now = clock.now()
+    while True:
+        name = spec.data_file_name(s.client, s.project, now, sequence, s.extension)
+        if name.rsplit(".", 1)[0] not in used:
+            return name
+        sequence += 1
 
 
 def check_data_file(step: Step, outgoing: list, info: dict) -> list[str]:
