@@ -27,7 +27,7 @@ def test_the_benchmark_harness_runs_and_reports_every_measurement():
     launched = next(ln for ln in table.splitlines() if "1. run overhead" in ln)
     assert re.search(r"launched \d+\.\d+ s \(run itself \d+\.\d+ s\)", launched), launched
     backfill = next(ln for ln in table.splitlines() if "2. backfill launched" in ln)
-    assert "0 failed runs launched, 5/5 partitions delivered" in backfill, backfill
+    assert re.search(r"0 failed runs launched, (\d+)/\1 partitions delivered", backfill), backfill
     gzip = next(ln for ln in table.splitlines() if "7. gzip" in ln)
     assert "INVALID" not in gzip and all(lib in gzip for lib in ("zlib ", "pigz")), gzip
     lotame = next(ln for ln in table.splitlines() if "Lotame daily job" in ln)
