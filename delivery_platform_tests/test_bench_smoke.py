@@ -1,7 +1,7 @@
 """`python -m bench.run --quick` runs end to end and reports real numbers (no timing asserted):
 every measurement of issue 20 on a 10,000-row day, including a run launched with `dagster job
-execute` and a backfill launched through the webserver's GraphQL API and the daemon, with the
-queue and pools of deploy/dagster.yaml."""
+execute`; the backfill launched through the webserver's GraphQL API and the daemon is `make bench`'s
+only (test_browser_launch.py launches one through the daemon in the suite)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def test_the_benchmark_harness_runs_and_reports_every_measurement():
     launched = next(ln for ln in table.splitlines() if "1. run overhead" in ln)
     assert re.search(r"launched \d+\.\d+ s \(run itself \d+\.\d+ s\)", launched), launched
     backfill = next(ln for ln in table.splitlines() if "2. backfill launched" in ln)
-    assert re.search(r"0 failed runs launched, (\d+)/\1 partitions delivered", backfill), backfill
+    # --quick leaves the daemon out (test_browser_launch launches a backfill through it); the in-process one runs
+    assert "not measured in --quick; in process" in backfill and "with 0 failed" in backfill, backfill
     gzip = next(ln for ln in table.splitlines() if "7. gzip" in ln)
     assert "INVALID" not in gzip and all(lib in gzip for lib in ("zlib ", "pigz")), gzip
     lotame = next(ln for ln in table.splitlines() if "Lotame daily job" in ln)
