@@ -215,7 +215,7 @@ def build_chain(chain: Chain) -> tuple[list[dg.AssetsDefinition], list[dg.AssetC
             passed=not problems,
             description=with_next_step("; ".join(problems), FILES_REMEDY) if problems else
             f"{len(outgoing)} file(s) match the spec",
-            metadata={"files_checked": len(outgoing), **info.get("check_metadata", {})})
+            metadata={"files_checked": len(outgoing)})
 
     @dg.asset(key=delivery_key, group_name=vendor, partitions_def=part, deps=[files], pool=vendor,
               retry_policy=delivery_retry_policy(), kinds=set(chain.delivery_kinds) or None,
@@ -282,17 +282,4 @@ def build_deliverables(chains: Sequence[Chain]) -> tuple[list, list]:
     return assets, checks
 
 
-def reuse_or_reset(step: Step, content_md5: str) -> tuple[list[OutgoingFile], dict] | None:
-    """The files already built for this partition when their content is the same, else None (the
-    folder is emptied for new files)."""
-    try:
-        previous, info = read_manifest(step.files_dir)
-        if info.get("content_md5") == content_md5 and all(f.path.exists() for f in previous):
-            return previous, info
-    except FileNotFoundError:
-        pass
-    return None
-
-
-__all__ = ["Chain", "Files", "Step", "build_chain", "build_deliverables", "build_jobs", "delivery_retry_policy",
-           "reuse_or_reset"]
+__all__ = ["Chain", "Files", "Step", "build_chain", "build_deliverables", "build_jobs", "delivery_retry_policy"]

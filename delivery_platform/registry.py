@@ -8,13 +8,11 @@ the demo and the operations jobs all read the registry).
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import dagster as dg
 
-from .core import clock
 
 
 @dataclass(frozen=True)
@@ -92,11 +90,6 @@ class Vendor:
     @property
     def destination_key(self) -> str:
         return f"{self.name}_destination"
-
-
-def probe_token() -> str:
-    """Unique per preflight probe: the clock's time (readable in a listing) and a random part."""
-    return f"{clock.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def daily_schedule(job: dg.UnresolvedAssetJobDefinition, name: str, when: Schedule, env: str) -> dg.ScheduleDefinition:

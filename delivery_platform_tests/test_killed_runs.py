@@ -20,6 +20,7 @@ from delivery_platform.alerts.sensors import AlertLog
 from delivery_platform.vendors import DEADLINES
 from delivery_platform.definitions import build_defs
 from delivery_platform.ledger import Ledger
+from delivery_platform_tests.fixtures import wait_for
 from delivery_platform_tests.fault_proxy import FaultProxy
 from delivery_platform_tests.http_doubles import Recorder
 
@@ -30,16 +31,6 @@ RUN_LOTAME = textwrap.dedent(f"""
     job = build_defs("local").resolve_job_def("lotame_daily_delivery")
     job.execute_in_process(partition_key={DAY!r}, instance=dg.DagsterInstance.ephemeral())
 """)
-
-
-def wait_for(predicate, timeout=90.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.fault("ledger", "run process killed (SIGKILL) mid-delivery of the Lotame bundle on S3",

@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from delivery_platform.ledger import Ledger
+from delivery_platform_tests.fixtures import wait_for
 from delivery_platform_tests.fault_proxy import FaultProxy
 from delivery_platform_tests.fixtures import END_DATE
 from delivery_platform_tests.ispot_api_double import ISpotApiServer
@@ -145,16 +146,6 @@ def final_puts(proxy: FaultProxy) -> Counter:
     """Final names written through a node's proxy (a 2xx PUT; not multipart parts or temporary names)."""
     return Counter(path.split("?")[0] for method, path, status in proxy.requests
                    if method == "PUT" and 200 <= status < 300 and "uploadId=" not in path)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.fault("ledger", "two nodes share a PostgreSQL ledger: a split backfill, one partition launched on "

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from ..destinations.base import clean_name
 from ..destinations.base import env_name
 from ..warehouse.resource import WarehouseResource
 from ..readiness import table_status
-from ..registry import Deliverable, probe_token
+from ..registry import Deliverable
 from ..warehouse.schema import LOAD_MARKS
 
 MISSING_VAR = re.compile(r'environment variable "([A-Za-z0-9_]+)"')
@@ -392,6 +393,11 @@ def pgp_keys(
             ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False
         )
         shutil.rmtree(home, ignore_errors=True)
+
+
+def probe_token() -> str:
+    """Unique per write probe: the clock's time (readable in a listing) and a random part."""
+    return f"{clock.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 # --- the warehouse has the day's data ---------------------------------------------------------

@@ -22,10 +22,11 @@ from ...core import clock
 from ...core.files import file_md5
 from ...core.sql import sql_literal
 from ...delivery import OutgoingFile
-from ...factory import Chain, Files, Step, reuse_or_reset
+from ...factory import Chain, Files, Step
 from ...formats.compress import zip_file
 from ...formats.delimited import DELIMITERS, ENCODINGS, EncodingProblem, write_delimited
 from ...formats.pgp import PGPError, encrypt_file, is_pgp_message
+from ...manifest import read_manifest
 from ...partitions import FIRST_DAY
 from ...registry import Deliverable, Schedule
 from ...state_store import state_store
@@ -186,7 +187,7 @@ def write_data_file(step: Step, staged: Path) -> Files:
     except (EncodingProblem, ValueError) as exc:
         raise dg.Failure(str(exc), allow_retries=False) from None
     content = file_md5(plain)
-    kept = reuse_or_reset(step, content)  # the same content as the file built before: keep it and its name
+    kept = _built_before(step, content)  # the same content as the file built before: keep it and its name
     if kept is not None:
         plain.unlink()
         step.log.info(f"{key}: content unchanged, keeping {kept[0][0].name}")
@@ -224,6 +225,17 @@ def write_data_file(step: Step, staged: Path) -> Files:
     return Files(outgoing, manifest={"content_md5": content, "headers": s.headers,
                                      "encrypted": bool(s.pgp_public_key_file), "zipped": s.zip},
                  metadata={"encoding": s.encoding, "delimiter": s.delimiter})
+
+
+def _built_before(step: Step, content_md5: str) -> tuple[list[OutgoingFile], dict] | None:
+    """The files already built for this partition from the same plain content, else None."""
+    try:
+        previous, info = read_manifest(step.files_dir)
+    except FileNotFoundError:
+        return None
+    if info.get("content_md5") == content_md5 and all(f.path.exists() for f in previous):
+        return previous, info
+    return None
 
 
 def _unused_name(step: Step, s: IdomooSettings, sequence: int) -> str:
