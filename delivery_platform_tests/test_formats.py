@@ -10,6 +10,7 @@ import json
 import duckdb
 
 from delivery_platform.formats import PartWriter, csv_header, csv_line_sql, json_line_sql, write_lines
+from delivery_platform.formats.lines import csv_line_bytes_sql
 
 ROWS = "SELECT i AS id, 'v\"' || i AS q, CASE WHEN i % 3 = 0 THEN NULL ELSE 'a,b' END AS c, " \
        "CASE WHEN i % 5 = 0 THEN 'line' || chr(10) || 'break' ELSE 'plain' END AS n FROM range(1000) t(i)"
@@ -75,3 +76,18 @@ def test_an_empty_day_still_gives_one_header_only_part(tmp_path):
     writer = PartWriter(tmp_path, lambda n: "empty.csv", header=b"a,b\n")
     parts = write_lines(con, f"SELECT {csv_line_sql(['a', 'b'])} FROM (SELECT 1 AS a, 2 AS b) WHERE false", writer)
     assert len(parts) == 1 and parts[0].rows == 0 and parts[0].path.read_bytes() == b"a,b\n"
+
+
+def test_line_bytes_are_counted_without_building_the_line():
+    """The size plan of a split counts each line's bytes from its values: it must agree with the line."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (a VARCHAR, b VARCHAR, n DECIMAL(12,2), d TIMESTAMP)")
+    con.execute("""INSERT INTO t VALUES ('plain', 'say "hi", twice ""', 12.30, '2026-11-19 08:00:00'),
+                   (NULL, 'line\nbreak\rcr', NULL, NULL), ('café ☕', '', -1, '2026-01-01'),
+                   ('"', ',', 0, NULL), ('', NULL, 99999.99, '2026-12-31 23:59:59')""")
+    for quoting in ("all", "minimal", "none"):
+        for delimiter, line_end in ((",", "\n"), ("|", "\r\n"), ("\t", "\n")):
+            args = dict(quoting=quoting, delimiter=delimiter, line_end=line_end)
+            rows = con.execute(f"SELECT strlen({csv_line_sql(['a', 'b', 'n', 'd'], **args)}), "
+                               f"{csv_line_bytes_sql(['a', 'b', 'n', 'd'], **args)} FROM t").fetchall()
+            assert all(built == counted for built, counted in rows), (args, rows)

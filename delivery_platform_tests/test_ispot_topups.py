@@ -16,7 +16,7 @@ from delivery_platform.alerts.sensors import AlertLog, process_run
 from delivery_platform.alerts.sinks import AlertSinks
 from delivery_platform.core import clock
 from delivery_platform.definitions import build_defs
-from delivery_platform.formats.parts import balanced_cuts
+from delivery_platform.formats.parts import BalancedSplit
 from delivery_platform.ledger import Ledger
 from delivery_platform.resources import LedgerResource
 from delivery_platform.vendors.ispot.assets import ISpotSettings
@@ -265,6 +265,37 @@ def test_parts_are_balanced_and_each_under_the_maximum(warehouse, api):
     assert max(sizes) <= 6000 and min(sizes) / max(sizes) > 0.95
 
 
+def balanced_cuts(line_bytes: np.ndarray, *, header_bytes: int, max_bytes: int) -> list[int]:
+    """The cuts of the release before the streaming split (whole-array), kept as the oracle: where to cut lines into the fewest parts that each stay at or under `max_bytes` (header
+    included), with sizes as even as whole lines allow: 385 MB under 200 → 2 × ~192.5, never
+    190 + 190 + 5. Returns the end index (exclusive) of each part; one part for no lines.
+
+    A line belongs to the part its first byte falls in when the data is cut into n equal
+    stretches, so every part is within one line of total/n.
+    """
+    n_lines = len(line_bytes)
+    if n_lines == 0:
+        return [0]
+    longest = int(line_bytes.max())
+    room = max_bytes - header_bytes - longest  # a part may overshoot its share by one line
+    if room <= 0:
+        raise ValueError(f"a line of {longest} bytes does not fit in a part of at most {max_bytes} bytes")
+    ends = np.cumsum(line_bytes, dtype=np.int64)
+    total = int(ends[-1])
+    parts = max(1, -(-total // room))
+    starts = ends - line_bytes
+    while parts < n_lines:
+        share = total / parts
+        # a line longer than a share leaves a stretch empty: drop the empty cut
+        cuts = sorted({int(np.searchsorted(starts, share * k, side="left")) for k in range(1, parts)} - {0})
+        cuts = [c for c in cuts if c < n_lines] + [n_lines]
+        bytes_per_part = [int(ends[c - 1] - (ends[p - 1] if p else 0)) for p, c in zip([0] + cuts[:-1], cuts)]
+        if max(bytes_per_part) + header_bytes <= max_bytes:
+            return cuts
+        parts += 1  # only with a few, very uneven lines: one more part
+    return list(range(1, n_lines + 1))
+
+
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(
     st.lists(st.integers(min_value=50, max_value=400), min_size=1, max_size=400),
@@ -282,6 +313,27 @@ def test_balanced_cuts_fewest_parts_under_the_maximum_and_even(lengths, max_byte
     # even: every part within one line of the mean
     mean = sum(lengths) / len(cuts)
     assert all(abs(s - header - mean) <= max(lengths) for s in sizes)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.lists(st.integers(min_value=1, max_value=900), min_size=1, max_size=400),
+    st.integers(min_value=0, max_value=60),
+    st.integers(min_value=1, max_value=3_000),
+    st.integers(min_value=1, max_value=70),
+)
+def test_the_streaming_split_cuts_exactly_where_balanced_cuts_does(lengths, header, slack, batch):
+    """The files step cuts in one pass over batches (no per-line array): same cuts, so same bytes."""
+    line_bytes = np.array(lengths, dtype=np.int64)
+    max_bytes = header + max(lengths) + slack
+    split = BalancedSplit(len(lengths), int(line_bytes.sum()), max(lengths), header_bytes=header, max_bytes=max_bytes)
+    cuts, seen = [], 0
+    for start in range(0, len(lengths), batch):
+        chunk = line_bytes[start:start + batch]
+        cuts += [seen + c for c in split.cuts(chunk)]
+        seen += len(chunk)
+    assert cuts + [len(lengths)] == balanced_cuts(line_bytes, header_bytes=header, max_bytes=max_bytes)
+    assert split.parts >= len(cuts) + 1 or split.every_line
 
 
 # --- 3. header profiles (golden bytes) -----------------------------------------------------------

@@ -182,32 +182,51 @@ def write_lines(con: duckdb.DuckDBPyConnection, sql: str, writer: PartWriter, ba
     return writer.finish()
 
 
-def balanced_cuts(line_bytes: np.ndarray, *, header_bytes: int, max_bytes: int) -> list[int]:
-    """Where to cut lines into the fewest parts that each stay at or under `max_bytes` (header
-    included), with sizes as even as whole lines allow: 385 MB under 200 → 2 × ~192.5, never
-    190 + 190 + 5. Returns the end index (exclusive) of each part; one part for no lines.
+class BalancedSplit:
+    """Where to cut lines that arrive in batches into the fewest parts that each stay at or under
+    `max_bytes` (header included), with sizes as even as whole lines allow: 385 MB under 200 -> 2 x
+    ~192.5, never 190 + 190 + 5. Needs only the count, total and longest line ahead (one aggregate
+    query) and keeps no per-line array, so memory stays flat whatever the day's size.
 
-    A line belongs to the part its first byte falls in when the data is cut into n equal
-    stretches, so every part is within one line of total/n.
+    A line belongs to the part its first byte falls in when the data is cut into n equal stretches
+    (n the fewest parts that fit), so every part is within one line of total/n, at most
+    total/n + longest <= max_bytes - header_bytes.
     """
-    n_lines = len(line_bytes)
-    if n_lines == 0:
-        return [0]
-    longest = int(line_bytes.max())
-    room = max_bytes - header_bytes - longest  # a part may overshoot its share by one line
-    if room <= 0:
-        raise ValueError(f"a line of {longest} bytes does not fit in a part of at most {max_bytes} bytes")
-    ends = np.cumsum(line_bytes, dtype=np.int64)
-    total = int(ends[-1])
-    parts = max(1, -(-total // room))
-    starts = ends - line_bytes
-    while parts < n_lines:
-        share = total / parts
-        # a line longer than a share leaves a stretch empty: drop the empty cut
-        cuts = sorted({int(np.searchsorted(starts, share * k, side="left")) for k in range(1, parts)} - {0})
-        cuts = [c for c in cuts if c < n_lines] + [n_lines]
-        bytes_per_part = [int(ends[c - 1] - (ends[p - 1] if p else 0)) for p, c in zip([0] + cuts[:-1], cuts)]
-        if max(bytes_per_part) + header_bytes <= max_bytes:
-            return cuts
-        parts += 1  # only with a few, very uneven lines: one more part
-    return list(range(1, n_lines + 1))
+
+    def __init__(self, lines: int, total_bytes: int, longest: int, *, header_bytes: int, max_bytes: int):
+        room = max_bytes - header_bytes - longest  # a part may overshoot its share by one line
+        if lines and room <= 0:
+            raise ValueError(f"a line of {longest} bytes does not fit in a part of at most {max_bytes} bytes")
+        self.parts = max(1, -(-total_bytes // room)) if lines else 1
+        self.every_line = self.parts >= lines  # only with a few, very long lines
+        self.share = total_bytes / self.parts
+        self._next = 1  # the next stretch boundary: share * _next
+        self._seen = 0  # lines so far
+        self._offset = 0  # bytes so far
+        self._last_cut = 0
+
+    def cuts(self, line_bytes: np.ndarray) -> list[int]:
+        """Where, in this batch, a new part starts (indexes into the batch, never the stream's first line)."""
+        n = len(line_bytes)
+        if self.every_line:
+            out = [i for i in range(n) if self._seen + i > 0]
+        else:
+            starts = self._offset + np.cumsum(line_bytes, dtype=np.int64) - line_bytes
+            out = []
+            while self._next < self.parts:
+                i = int(np.searchsorted(starts, self.share * self._next, side="left"))
+                if i >= n:
+                    break  # the boundary falls in a later batch
+                cut = self._seen + i
+                if cut > self._last_cut:  # a line longer than a share leaves a stretch empty: no cut
+                    out.append(i)
+                    self._last_cut = cut
+                self._next += 1
+            self._offset = int(starts[-1] + line_bytes[-1]) if n else self._offset
+        self._seen += n
+        return out
+
+
+def line_lengths(array: pa.Array) -> np.ndarray:
+    """The byte length of each rendered line of an Arrow string array."""
+    return np.diff(_buffers(array)[0])

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import dagster as dg
-import numpy as np
 
 from ...core import clock
 from ...core.files import file_md5
@@ -23,8 +22,8 @@ from ...delivery import OutgoingFile, deliver_files
 from ...destinations.base import AlreadyExists
 from .uploader import ISpotApiResource, ISpotRejected, ISpotUploader
 from ...formats.compress import zip_file
-from ...formats.lines import csv_header, csv_line_sql
-from ...formats.parts import PartWriter, balanced_cuts, write_lines
+from ...formats.lines import csv_header, csv_line_bytes_sql, csv_line_sql
+from ...formats.parts import BATCH_ROWS, BalancedSplit, PartWriter, line_lengths, stream_line_batches
 from ...ledger import FileContents
 from ...manifest import read_manifest, reset_folder
 from ...factory import Chain, Files, Step
@@ -111,7 +110,6 @@ def counts_sql(partition_key: str, batch: topups.Batch, up_to: str) -> str:
     start, end = (sql_literal(t.isoformat(sep=" ")) for t in day_bounds(partition_key))
     in_day = f"event_ts >= {start} AND event_ts < {end}"
     loaded = f"{in_day} AND loaded_at <= {sql_literal(up_to)}"
-    above = "" if batch.sent_through is None else f" AND _key > {sql_literal(batch.sent_through)}"
     batch_rows = f"{loaded} AND {topups.in_batch_sql(batch)}"
     loaded_today = f"loaded_at >= {start} AND loaded_at < {end}"
     return f"""
@@ -119,13 +117,15 @@ def counts_sql(partition_key: str, batch: topups.Batch, up_to: str) -> str:
                count(*) FILTER (WHERE {in_day} AND loaded_at > {sql_literal(up_to)}) AS not_loaded_yet,
                count(*) FILTER (WHERE {batch_rows} AND contains(client_ip, ':')) AS ipv6,
                count(*) FILTER (WHERE {batch_rows} AND loaded_at >= {end}) AS late,
-               max(_key) FILTER (WHERE {loaded}{above}) AS new_through,
+               max({{'loaded_at': loaded_at, 'event_id': event_id}})
+                   FILTER (WHERE {loaded} AND {topups.after_sql(batch.sent_through)}) AS new_through,
                count(*) FILTER (WHERE {loaded_today} AND event_ts < {start}) AS other_days
-        FROM (SELECT *, {topups.KEY_SQL} AS _key FROM ispot_conversion_events
-              WHERE ({in_day}) OR ({loaded_today}))"""
+        FROM ispot_conversion_events WHERE ({in_day}) OR ({loaded_today})"""
 
 
 BATCH_FILE = "batch.json"
+LOADED_AT, EVENT_ID = "_loaded_at", "_event_id"  # the staged key columns (not in the files)
+STAGED_KEY = (LOADED_AT, EVENT_ID)
 
 
 def stage(step: Step) -> tuple[int, dict]:
@@ -137,12 +137,15 @@ def stage(step: Step) -> tuple[int, dict]:
     up_to = topups.watermark(clock.now(), settings.load_settle_seconds)
     target = warehouse.staged_table(VENDOR, DELIVERABLE, key)
     ipv6 = "" if settings.include_ipv6 else " AND NOT contains(client_ip, ':')"
-    sql = (f"SELECT {topups.file_select(columns, headers)}, _key FROM ({topups.day_events_sql(key, up_to)}) "
-           f"WHERE {topups.in_batch_sql(batch)}{ipv6} ORDER BY _key")
+    # staged in key order, with the key's typed columns (no text key per row: sorting text is slow)
+    sql = (f"SELECT {topups.file_select(columns, headers)}, loaded_at AS {LOADED_AT}, event_id AS {EVENT_ID} "
+           f"FROM ({topups.day_events_sql(key, up_to)}) WHERE {topups.in_batch_sql(batch)}{ipv6} "
+           f"ORDER BY {LOADED_AT}, {EVENT_ID}")
     with warehouse.connect() as con:
-        in_day, not_loaded, ipv6_rows, late, new_through, other_days = con.execute(
+        in_day, not_loaded, ipv6_rows, late, highest, other_days = con.execute(
             counts_sql(key, batch, up_to)).fetchone()
         rows = copy_to_parquet(con, sql, target)
+    new_through = topups.key_text(highest["loaded_at"], highest["event_id"]) if highest else None
     (target.parent / BATCH_FILE).write_text(json.dumps({**batch.to_json(), "watermark": up_to,
                                                          "new_through": new_through}))
     v6 = "included" if settings.include_ipv6 else "filtered"
@@ -179,14 +182,6 @@ def file_name(partition_key: str, number: int, ext: str = "csv") -> str:
     return f"conversions_{partition_key.replace('-', '')}_{number:03d}.{ext}"
 
 
-def _count(con, source: str, where: str) -> int:
-    return con.execute(f"SELECT count(*) FROM {source} WHERE {where}").fetchall()[0][0]
-
-
-def _key_at(con, source: str, row: int) -> str:
-    return con.execute(f"SELECT _key FROM {source} WHERE file_row_number = {int(row)}").fetchall()[0][0]
-
-
 def hold_message(partition_key: str, rows: int, size: int, min_bytes: int, *, held: bool) -> str:
     """What iSpot would answer to a file under the minimum, and what the operator can do."""
     last = dt.date.fromisoformat(partition_key) + dt.timedelta(days=spec.REPROCESSING_DAYS)
@@ -213,41 +208,56 @@ def write_files(step: Step, staged: Path) -> Files:
     folder = reset_folder(step.files_dir)
     info = json.loads((staged.parent / BATCH_FILE).read_text())
     batch = topups.Batch.from_json(info)
-    source = f"read_parquet({sql_literal(str(staged))}, file_row_number = true)"
+    source = f"read_parquet({sql_literal(str(staged))})"  # staged in key order, and scans keep that order
     line = csv_line_sql(headers, quoting="all")
-    spans: list[tuple[str, int, int, str | None, str]] = []  # name, first row, end row, after, through
+    files, contents = [], []
+
+    def part(name: str) -> PartWriter:
+        csv_name = name[: -len(".zip")] + ".csv" if name.endswith(".zip") else name  # zipped below
+        return PartWriter(folder, lambda n: csv_name, header=header, single_part=True)
+
+    def close(writer: PartWriter, after: str | None, through: str) -> None:
+        done = writer.finish()[0]
+        files.append(OutgoingFile(done.path, done.name, rows=done.rows, md5=done.md5, bytes=done.bytes))
+        contents.append({"after_key": after, "through_key": through, "rows": done.rows})
+
     held = None
     with warehouse.connect(attach_warehouse=False) as con:
         # files recorded earlier whose upload never succeeded: exactly their recorded range, their name
         for p in batch.pending:
-            first = _count(con, source, f"_key <= {sql_literal(p.after_key or '')}")
-            spans.append((p.file_name, first, _count(con, source, f"_key <= {sql_literal(p.through_key)}"),
-                          p.after_key, p.through_key))
-        new_from = 0 if batch.sent_through is None else _count(
-            con, source, f"_key <= {sql_literal(batch.sent_through)}")
-        sizes = con.sql(f"SELECT strlen({line}) FROM {source} WHERE file_row_number >= {new_from} "
-                        "ORDER BY file_row_number").fetchnumpy()
-        lengths = np.asarray(sizes.popitem()[1], dtype=np.int64)
-        new_bytes = len(header) + int(lengths.sum())
-        if len(lengths) and enforce and new_bytes < settings.min_bytes:
-            held = {"rows": len(lengths), "bytes": new_bytes}
-            step.log.warning(hold_message(key, len(lengths), new_bytes, settings.min_bytes, held=True))
-        elif len(lengths):
-            cuts = balanced_cuts(lengths, header_bytes=len(header), max_bytes=settings.split_bytes)
-            after, start = batch.sent_through, new_from
-            for i, cut in enumerate(cuts):
-                end = new_from + cut
-                through = info["new_through"] if i == len(cuts) - 1 else _key_at(con, source, end - 1)
-                spans.append((file_name(key, batch.next_sequence + i), start, end, after, through))
-                after, start = through, end
-        files, contents = [], []
-        for name, first, end, after, through in spans:
-            csv_name = name[: -len(".zip")] + ".csv" if name.endswith(".zip") else name  # zipped below
-            writer = PartWriter(folder, lambda n, csv_name=csv_name: csv_name, header=header, single_part=True)
-            part = write_lines(con, f"SELECT {line} FROM {source} WHERE file_row_number >= {first} "
-                                    f"AND file_row_number < {end}", writer)[0]
-            files.append(OutgoingFile(part.path, part.name, rows=part.rows, md5=part.md5, bytes=part.bytes))
-            contents.append({"after_key": after, "through_key": through, "rows": part.rows})
+            writer = part(p.file_name)
+            for array in stream_line_batches(con, f"SELECT {line} FROM {source} WHERE "
+                                                  f"{topups.range_sql(p.after_key, p.through_key, *STAGED_KEY)}"):
+                writer.write_array(array)
+            close(writer, p.after_key, p.through_key)
+        new = topups.after_sql(batch.sent_through, *STAGED_KEY)
+        size = csv_line_bytes_sql(headers, quoting="all")
+        lines, new_bytes, longest = con.execute(f"SELECT count(*), coalesce(sum({size}), 0), coalesce(max({size}), 0) "
+                                                f"FROM {source} WHERE {new}").fetchall()[0]
+        if lines and enforce and len(header) + new_bytes < settings.min_bytes:
+            held = {"rows": lines, "bytes": len(header) + new_bytes}
+            step.log.warning(hold_message(key, lines, held["bytes"], settings.min_bytes, held=True))
+        elif lines:
+            # one pass in key order, cutting where the balanced split says (no per-line array kept)
+            split = BalancedSplit(lines, new_bytes, longest, header_bytes=len(header), max_bytes=settings.split_bytes)
+            step.log.info(f"{key}: {lines:,} new rows, {len(header) + new_bytes:,} bytes: {split.parts} file(s)")
+            number, after, last = 0, batch.sent_through, None
+            writer = part(file_name(key, batch.next_sequence))
+            reader = con.sql(f"SELECT {line}, {', '.join(STAGED_KEY)} FROM {source} WHERE {new}").to_arrow_reader(
+                BATCH_ROWS)
+            for rows in reader:
+                text, loaded_at, event_id = rows.column(0), rows.column(1), rows.column(2)
+                start = 0
+                for cut in split.cuts(line_lengths(text)):
+                    writer.write_array(text.slice(start, cut - start))
+                    through = topups.key_text(loaded_at[cut - 1].as_py(), event_id[cut - 1].as_py()) if cut else last
+                    close(writer, after, through)
+                    number, after, start = number + 1, through, cut
+                    writer = part(file_name(key, batch.next_sequence + number))
+                writer.write_array(text.slice(start))
+                if len(text):
+                    last = topups.key_text(loaded_at[-1].as_py(), event_id[-1].as_py())
+            close(writer, after, info["new_through"])  # up to the highest key loaded (filtered rows too)
     if settings.zip:
         files = _zip_parts(files, settings.zip_level)
     for f, c in zip(files, contents):
@@ -456,7 +466,7 @@ CONVERSIONS = Deliverable(
 
 def _staged_relation(path: Path) -> str:
     """The staged rows without the sort key, with the row number pandera's samples show as `index`."""
-    return (f"SELECT * EXCLUDE (file_row_number, _key), file_row_number AS __row "
+    return (f"SELECT * EXCLUDE (file_row_number, {LOADED_AT}, {EVENT_ID}), file_row_number AS __row "
             f"FROM read_parquet({sql_literal(str(path))}, file_row_number = true)")
 
 

@@ -16,7 +16,8 @@ What a file carries is a range of the sort key `(loaded_at, event_id)` of the da
   them and is picked up by the next top-up. This holds as long as `loaded_at` is stamped when the
   row becomes visible (an event stamped earlier but committed later would fall behind the
   watermark: the loader must stamp at commit, or `load_settle_seconds` must cover the lag).
-Keys are text, `YYYY-MM-DD HH:MM:SS.ffffff|<event_id, 20 digits>`, so text order is key order.
+Keys are recorded as text, `YYYY-MM-DD HH:MM:SS.ffffff|<event_id, 20 digits>`, so text order is
+key order; queries compare the typed columns (`after_sql`), so no text key is built per row.
 """
 
 from __future__ import annotations
@@ -30,7 +31,26 @@ from ...core.sql import sql_literal
 
 VENDOR, DELIVERABLE = "ispot", "conversions"
 
-KEY_SQL = "strftime(loaded_at, '%Y-%m-%d %H:%M:%S.%f') || '|' || lpad(event_id::VARCHAR, 20, '0')"
+KEY_COLUMNS = ("loaded_at", "event_id")
+
+
+def key_text(loaded_at: dt.datetime, event_id: int) -> str:
+    """The recorded form of a key (text order is key order)."""
+    return f"{loaded_at:%Y-%m-%d %H:%M:%S.%f}|{event_id:020d}"
+
+
+def after_sql(key: str | None, loaded_at: str = "loaded_at", event_id: str = "event_id") -> str:
+    """Rows whose key `(loaded_at, event_id)` is above a recorded key; every row for no key."""
+    if not key:
+        return "TRUE"
+    stamp, ident = key.split("|")
+    at = f"TIMESTAMP {sql_literal(stamp)}"
+    return f"({loaded_at} > {at} OR ({loaded_at} = {at} AND {event_id} > {int(ident)}))"
+
+
+def range_sql(after: str | None, through: str, loaded_at: str = "loaded_at", event_id: str = "event_id") -> str:
+    """Rows in the recorded range `(after, through]` of a file."""
+    return f"({after_sql(after, loaded_at, event_id)} AND NOT {after_sql(through, loaded_at, event_id)})"
 
 
 def sequence_of(file_name: str) -> int:
@@ -83,29 +103,18 @@ def plan_batch(ledger: Ledger, partition_key: str) -> Batch:
 
 
 def day_events_sql(partition_key: str, up_to: str) -> str:
-    """The day's events loaded by `up_to`, with their key."""
+    """The day's events loaded by `up_to`."""
     start, end = (sql_literal(t.isoformat(sep=" ")) for t in day_bounds(partition_key))
     return (
-        f"SELECT *, {KEY_SQL} AS _key FROM ispot_conversion_events "
+        f"SELECT * FROM ispot_conversion_events "
         f"WHERE event_ts >= {start} AND event_ts < {end} AND loaded_at <= {sql_literal(up_to)}"
     )
 
 
 def in_batch_sql(batch: Batch) -> str:
-    """A condition on `_key`: the rows of the pending files and every row above the recorded ones."""
-    above = "TRUE" if batch.sent_through is None else f"_key > {sql_literal(batch.sent_through)}"
-    ranges = [
-        f"(_key > {sql_literal(p.after_key or '')} AND _key <= {sql_literal(p.through_key)})"
-        for p in batch.pending
-    ]
-    return "(" + " OR ".join([above] + ranges) + ")"
-
-
-def unsent_sql(partition_key: str, up_to: str, sent_through: str | None, include_ipv6: bool) -> str:
-    """Count of the day's sendable events above every recorded file (the top-up candidates)."""
-    above = "" if sent_through is None else f" AND _key > {sql_literal(sent_through)}"
-    ipv6 = "" if include_ipv6 else " AND NOT contains(client_ip, ':')"
-    return f"SELECT * FROM ({day_events_sql(partition_key, up_to)}) WHERE TRUE{above}{ipv6}"
+    """The rows of the pending files and every row above the recorded ones."""
+    ranges = [range_sql(p.after_key, p.through_key) for p in batch.pending]
+    return "(" + " OR ".join([after_sql(batch.sent_through)] + ranges) + ")"
 
 
 # The warehouse expression of each file column (by the document's name). `sku` has no source in
@@ -143,7 +152,7 @@ def unsent_by_day_sql(
     conditions = []
     for key, through in days.items():
         start, end = (sql_literal(t.isoformat(sep=" ")) for t in day_bounds(key))
-        above = "" if through is None else f" AND {KEY_SQL} > {sql_literal(through)}"
+        above = "" if through is None else f" AND {after_sql(through)}"
         conditions.append(f"(event_ts >= {start} AND event_ts < {end}{above})")
     ipv6 = "" if include_ipv6 else " AND NOT contains(client_ip, ':')"
     return (
