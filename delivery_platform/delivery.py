@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from . import receipts
 from .core import clock
 from .core.files import file_md5
 from .destinations import AlreadyExists, DestinationError, Publisher
+from .formats.compress import LEGACY_BACKEND, default_backend, zlib_md5
 from .ledger import AlreadyDeliveredDifferently, Ledger, PlannedFile
 from .registry import Deliverable
 
@@ -39,6 +42,59 @@ class OutgoingFile:
     rows: int | None = None
     md5: str | None = None
     bytes: int | None = None
+    # MD5 of the bytes before compression (formats/parts.py Part.raw_md5); None when not known (zip, Parquet)
+    content_md5: str | None = None
+    # how a gzip file was compressed: `ParallelGzip` level and deflate library (None: not a ParallelGzip file)
+    gzip_level: int | None = None
+    gzip_backend: str | None = None
+    # a checksum file (Lotame's `.md5`): the name of the file whose MD5 its text carries
+    checksum_of: str | None = None
+
+    @classmethod
+    def of_part(cls, part, name: str, *, gzip_level: int | None = None) -> "OutgoingFile":
+        """A part a `PartWriter` wrote (formats/parts.py), gzipped at `gzip_level` with the platform's
+        deflate library (None: not gzipped)."""
+        return cls(part.path, name, rows=part.rows, md5=part.md5, bytes=part.bytes, content_md5=part.raw_md5,
+                   gzip_level=gzip_level, gzip_backend=default_backend() if gzip_level is not None else None)
+
+
+def _md5_text(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def _planned(files: Sequence[OutgoingFile]) -> list[tuple[OutgoingFile, PlannedFile]]:
+    """Each file with what the ledger compares: bytes (MD5), content (MD5 before compression) and,
+    for ledger rows written before content was recorded, the MD5 the same content had when it was
+    gzipped with zlib (`legacy_md5`, computed only when such a row is met)."""
+    by_name = {f.name: f for f in files}
+    out: list[tuple[OutgoingFile, PlannedFile]] = []
+    legacy: dict[str, functools.partial] = {}
+    md5s = {f.name: f.md5 or file_md5(f.path) for f in files}
+    for f in files:
+        md5, size = md5s[f.name], f.bytes if f.bytes is not None else f.path.stat().st_size
+        content, legacy_md5, how = f.content_md5, None, None
+        if f.gzip_level is not None and f.gzip_backend:
+            how = f"gzip -{f.gzip_level} ({f.gzip_backend})"
+            if f.gzip_backend == LEGACY_BACKEND:
+                legacy_md5 = functools.partial(lambda m: m, md5)  # the bytes are what zlib made of them
+            else:
+                legacy_md5 = functools.cache(functools.partial(zlib_md5, f.path, f.gzip_level))
+            legacy[f.name] = legacy_md5
+        data = by_name.get(f.checksum_of or "")
+        if data is not None and data.content_md5:
+            # a checksum file's content is the checksum of the data file's *content*: its text with the
+            # data file's MD5 in it stands for "this content, compressed some way"
+            text = f.path.read_text()
+            if md5s[data.name] in text:
+                content = _md5_text(text.replace(md5s[data.name], data.content_md5))
+                if data.name in legacy:
+                    legacy_md5 = functools.cache(functools.partial(
+                        lambda t, old, new: _md5_text(t.replace(old, new())), text, md5s[data.name],
+                        legacy[data.name]))
+                how = f"the checksum of {data.name}"
+        out.append((f, PlannedFile(name=f.name, md5=md5, bytes=size, rows=f.rows, content_md5=content,
+                                   legacy_md5=legacy_md5, compression=how)))
+    return out
 
 
 @dataclass
@@ -128,11 +184,7 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
     _refuse_future_day(vendor, deliverable, partition_key)
     started = time.monotonic()
     described = described or Deliverable(vendor=vendor, name=deliverable, source="")
-    planned = []
-    for f in files:
-        md5 = f.md5 or file_md5(f.path)
-        size = f.bytes if f.bytes is not None else f.path.stat().st_size
-        planned.append((f, PlannedFile(name=f.name, md5=md5, bytes=size, rows=f.rows)))
+    planned = _planned(files)
     destination.logger = logger  # reconnects and retries show in the run's event log
     with ledger.claimed(vendor, deliverable, partition_key, run_id) as abandoned:
         leftovers = _remove_abandoned_partials(destination, abandoned, logger)
@@ -148,7 +200,8 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
             done = [{"name": d.file_name, "uri": d.remote_uri, "bytes": d.bytes or 0, "md5": d.md5, "rows": d.rows}
                     for d in plan.already]
             ledger.mark_partition(vendor, deliverable, partition_key, "complete", files=len(planned), run_id=run_id)
-            return _with_receipt(DeliveryOutcome("skipped: already delivered with the same bytes", done,
+            what = "bytes" if plan.reason.endswith("with the same bytes") else "content"
+            return _with_receipt(DeliveryOutcome(f"skipped: already delivered with the same {what}", done,
                                                   destination.kind, time.monotonic() - started, leftovers),
                                  ledger, described, partition_key, logger)
         to_send = {p.name for p in plan.send}
@@ -160,7 +213,7 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
                 sent.append({"name": p.name, "uri": prior.remote_uri, "bytes": p.bytes, "md5": p.md5, "rows": p.rows})
                 continue
             attempt = ledger.begin(vendor, deliverable, partition_key, p.name, bytes=p.bytes, md5=p.md5, rows=p.rows,
-                                   remote_uri=destination.uri(p.name), run_id=run_id)
+                                   remote_uri=destination.uri(p.name), run_id=run_id, content_md5=p.content_md5)
             try:
                 if plan.action == "redeliver" and destination.can_read_back and destination.exists(p.name):
                     raise AlreadyExists(

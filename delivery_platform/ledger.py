@@ -17,7 +17,11 @@ past the lease and another run took over) is stopped before it starts its next f
 
 Idempotency rules (used by every vendor's delivery asset through `plan_delivery`):
 - a partition already delivered with the same files (names and MD5s) is not sent again;
-- a partition delivered with different bytes is refused unless re-delivery is asked for;
+- nor is one whose files carry the same content compressed differently (a gzip written with another
+  deflate library or level): a file's content MD5 (before compression) is recorded with its MD5;
+  for files delivered before content MD5s were recorded, the new content is compressed again the
+  way it was then (zlib, same level and blocks: formats/compress.py `zlib_md5`) and compared;
+- a partition delivered with different content is refused unless re-delivery is asked for;
 - a file name ever delivered for a vendor can be looked up (Idomoo refuses name reuse).
 """
 
@@ -29,9 +33,9 @@ import os
 import socket
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from . import settings
 from .core import db
@@ -121,6 +125,11 @@ CREATE TABLE IF NOT EXISTS chain_claims (
 );
 """
 
+# version 2: each file's content MD5 (of its bytes before compression; NULL for rows written before)
+CONTENT_MD5 = """
+ALTER TABLE deliveries ADD COLUMN content_md5 TEXT;
+"""
+
 
 PARTITION = ("vendor", "deliverable", "partition_key")
 CLAIM_COLUMNS = (*PARTITION, "run_id", "holder", "expires_at")
@@ -131,7 +140,7 @@ class LedgerError(Exception):
 
 
 class AlreadyDeliveredDifferently(LedgerError):
-    """The partition was delivered with other bytes; re-delivery must be asked for explicitly."""
+    """The partition was delivered with other content; re-delivery must be asked for explicitly."""
 
 
 class PartitionBusy(LedgerError):
@@ -229,6 +238,7 @@ class Delivery:
     error: str | None
     started_at: str
     finished_at: str | None
+    content_md5: str | None = None  # MD5 before compression; None for rows written before it was recorded
 
 
 @dataclass(frozen=True)
@@ -237,6 +247,11 @@ class PlannedFile:
     md5: str
     bytes: int
     rows: int | None = None
+    content_md5: str | None = None  # MD5 of the content before compression, when known
+    # the MD5 this content had when compressed the way files were before content MD5s were recorded
+    # (delivery.py: zlib at the same level); called only for such ledger rows
+    legacy_md5: Callable[[], str | None] | None = field(default=None, compare=False, repr=False)
+    compression: str | None = None  # how the file is compressed now, for the log ("gzip -6 (zlib-ng)")
 
 
 @dataclass(frozen=True)
@@ -271,7 +286,7 @@ class Ledger:
         self.path = self.store.path if isinstance(self.store, db.SQLiteStore) else settings.ledger_path()
         self.timeout_s = timeout_s
         self._renewals: dict[tuple[str, str, str], _Renewal] = {}
-        self.store.migrate("ledger", [SCHEMA])
+        self.store.migrate("ledger", [SCHEMA, CONTENT_MD5])
 
     def describe(self) -> str:
         """Where the ledger is, safe to show (a URL's password is masked)."""
@@ -375,7 +390,7 @@ class Ledger:
     # --- recording attempts ------------------------------------------------------------------
     def begin(self, vendor: str, deliverable: str, partition_key: str, file_name: str, *,
               bytes: int | None = None, md5: str | None = None, rows: int | None = None,
-              remote_uri: str | None = None, run_id: str | None = None) -> int:
+              remote_uri: str | None = None, run_id: str | None = None, content_md5: str | None = None) -> int:
         """Record that publishing a file starts; returns the attempt's id. Refused (PartitionBusy) when
         this ledger held the partition's claim for the run and another run has taken it over."""
         with self._write(_lock(vendor, deliverable)) as con:
@@ -394,9 +409,10 @@ class Ledger:
             ).fetchone()[0]
             cur = con.execute(
                 "INSERT INTO deliveries (vendor, deliverable, partition_key, file_name, remote_uri, bytes, md5, rows,"
-                " attempt, status, run_id, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'publishing', ?, ?) "
-                "RETURNING id",
-                (vendor, deliverable, partition_key, file_name, remote_uri, bytes, md5, rows, attempt, run_id, _now()),
+                " attempt, status, run_id, started_at, content_md5) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'publishing', ?, ?,"
+                " ?) RETURNING id",
+                (vendor, deliverable, partition_key, file_name, remote_uri, bytes, md5, rows, attempt, run_id, _now(),
+                 content_md5),
             )
             return int(cur.fetchone()[0])
 
@@ -442,20 +458,50 @@ class Ledger:
         )
 
     # --- the idempotency decision ---------------------------------------------------------
+    def _matches(self, done: Delivery, f: PlannedFile) -> str | None:
+        """'bytes' when `f` is the delivered file byte for byte, 'content' when it carries the same
+        content compressed differently, None when its content differs (or cannot be shown equal)."""
+        if done.md5 == f.md5:
+            return "bytes"
+        if done.content_md5 is not None:
+            return "content" if f.content_md5 is not None and f.content_md5 == done.content_md5 else None
+        # a row from before content MD5s: compress the new content the way it was then and compare
+        if f.legacy_md5 is not None and f.content_md5 is not None and f.legacy_md5() == done.md5:
+            with self._write(_lock(done.vendor, done.deliverable)) as con:  # known from now on
+                con.execute("UPDATE deliveries SET content_md5=? WHERE id=? AND content_md5 IS NULL",
+                            (f.content_md5, done.id))
+            return "content"
+        return None
+
+    @staticmethod
+    def _recompressed(files: Sequence[PlannedFile], done: dict[str, Delivery], how: dict[str, str | None]) -> str:
+        """What the log says when files were found delivered with the same content, other bytes."""
+        names = [f for f in files if how.get(f.name) == "content"]
+        when = sorted({(done[f.name].finished_at or done[f.name].started_at)[:19] for f in names})
+        compressed = sorted({f.compression for f in names if f.compression and not f.compression.startswith("the ")})
+        return (f"same content as delivered on {', '.join(when)}"
+                + (f", compressed with {', '.join(compressed)} now" if compressed else ", compressed differently now")
+                + f" ({len(names)} of {len(files)} files with other bytes)")
+
     def plan_delivery(self, vendor: str, deliverable: str, partition_key: str,
                       files: Sequence[PlannedFile], *, redeliver: bool = False) -> DeliveryPlan:
         done = {d.file_name: d for d in self.delivered(vendor, deliverable, partition_key)}
         if not done:
             return DeliveryPlan("send", tuple(files), (), "not delivered before")
-        same = all(f.name in done and done[f.name].md5 == f.md5 for f in files) and len(done) == len(files)
-        if same:
-            return DeliveryPlan("skip", (), tuple(done.values()), "already delivered with the same bytes")
+        how = {f.name: self._matches(done[f.name], f) for f in files if f.name in done}
+        if all(how.get(f.name) for f in files) and len(done) == len(files):
+            if all(v == "bytes" for v in how.values()):
+                return DeliveryPlan("skip", (), tuple(done.values()), "already delivered with the same bytes")
+            return DeliveryPlan("skip", (), tuple(done.values()),
+                                f"already delivered: {self._recompressed(files, done, how)}: nothing re-sent")
         missing = [f for f in files if f.name not in done]
-        changed = [f for f in files if f.name in done and done[f.name].md5 != f.md5]
+        changed = [f for f in files if f.name in done and not how[f.name]]
         if not changed and set(done) <= {f.name for f in files}:
             # an earlier attempt stopped part-way: finish it with the files not yet sent
+            again = (f"; {self._recompressed(files, done, how)}: not re-sent"
+                     if any(v == "content" for v in how.values()) else "")
             return DeliveryPlan("send", tuple(missing), tuple(done.values()),
-                                f"completing an interrupted delivery ({len(missing)} of {len(files)} files left)")
+                                f"completing an interrupted delivery ({len(missing)} of {len(files)} files left{again})")
         if not redeliver:
             raise AlreadyDeliveredDifferently(
                 f"{vendor}/{deliverable} partition {partition_key} was already delivered "
@@ -533,7 +579,7 @@ class Ledger:
         """Plan for files added to a partition that may already hold others (top-ups): send the
         given files not yet delivered; the same name delivered with other bytes is refused."""
         done = {d.file_name: d for d in self.delivered(vendor, deliverable, partition_key)}
-        changed = [f.name for f in files if f.name in done and done[f.name].md5 != f.md5]
+        changed = [f.name for f in files if f.name in done and not self._matches(done[f.name], f)]
         if changed:
             raise AlreadyDeliveredDifferently(
                 f"{vendor}/{deliverable} partition {partition_key}: {', '.join(changed)} already "

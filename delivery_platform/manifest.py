@@ -16,6 +16,9 @@ from .core.files import write_atomic
 from .delivery import OutgoingFile
 
 MANIFEST = "files.json"
+# kept only when set: how a file was compressed and what it holds (the ledger tells a re-compressed
+# file from a changed one by them); a manifest written before they existed reads as None
+OPTIONAL = ("content_md5", "gzip_level", "gzip_backend", "checksum_of")
 
 
 class ManifestMissing(dg.Failure, FileNotFoundError):
@@ -44,7 +47,7 @@ class ManifestMissing(dg.Failure, FileNotFoundError):
 def write_manifest(folder: Path, files: Iterable[OutgoingFile], **extra) -> Path:
     folder = Path(folder)
     entries = [{"name": f.name, "path": str(Path(f.path).relative_to(folder)), "rows": f.rows, "bytes": f.bytes,
-                "md5": f.md5} for f in files]
+                "md5": f.md5, **{k: getattr(f, k) for k in OPTIONAL if getattr(f, k) is not None}} for f in files]
     return write_atomic(folder / MANIFEST, json.dumps({"files": entries, **extra}, indent=1))
 
 
@@ -54,7 +57,8 @@ def read_manifest(folder: Path) -> tuple[list[OutgoingFile], dict]:
     if not path.exists():
         raise ManifestMissing(path)
     data = json.loads(path.read_text())
-    files = [OutgoingFile(folder / e["path"], e["name"], rows=e.get("rows"), md5=e.get("md5"), bytes=e.get("bytes"))
+    files = [OutgoingFile(folder / e["path"], e["name"], rows=e.get("rows"), md5=e.get("md5"), bytes=e.get("bytes"),
+                          **{k: e.get(k) for k in OPTIONAL})
              for e in data.pop("files")]
     return files, data
 

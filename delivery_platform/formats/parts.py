@@ -25,6 +25,7 @@ class Part:
     bytes: int  # bytes on disk (compressed when compressed)
     md5: str
     raw_bytes: int  # bytes before compression
+    raw_md5: str | None = None  # MD5 of the bytes before compression (the content; = md5 when not compressed)
 
 
 class _HashingSink:
@@ -96,6 +97,7 @@ class PartWriter:
                     if self.gzip_level is not None else None)
         self._rows = 0
         self._raw = 0
+        self._raw_md5 = hashlib.md5() if self._gz else None
         self._path = path
         if self.header:
             self._write(self.header)
@@ -103,6 +105,8 @@ class PartWriter:
     def _write(self, data) -> None:
         (self._gz or self._sink).write(data)
         self._raw += len(data)
+        if self._raw_md5 is not None:
+            self._raw_md5.update(data)
 
     def _size(self) -> int:
         return self._gz.estimated_size() if self._gz else self._raw
@@ -114,7 +118,8 @@ class PartWriter:
             self._gz.close()
         self._handle.close()
         self.parts.append(Part(path=self._path, name=self._path.name, rows=self._rows, bytes=self._sink.size,
-                               md5=self._sink.md5.hexdigest(), raw_bytes=self._raw))
+                               md5=self._sink.md5.hexdigest(), raw_bytes=self._raw,
+                               raw_md5=(self._raw_md5 or self._sink.md5).hexdigest()))
         self._handle = None
 
     # --- writing ------------------------------------------------------------------------------

@@ -201,7 +201,7 @@ def write_files(step: Step, staged_rows: Path) -> Files:
             sql = (f"SELECT {csv_line_sql(spec.COLUMNS, line_end=spec.LINE_END)} AS line "
                    f"FROM read_parquet({sql_literal(str(staged[part]))})")
             [written] = write_lines(con, sql, writer)
-            outgoing.append(OutgoingFile(written.path, name, rows=written.rows, md5=written.md5, bytes=written.bytes))
+            outgoing.append(OutgoingFile.of_part(written, name, gzip_level=6 if s.gzip else None))
     optout_files = _write_optouts(warehouse, s, key)
     return Files(outgoing, manifest={"mode": mode},
                  metadata={"mode": dg.MetadataValue.text(mode),
@@ -224,8 +224,7 @@ def _write_optouts(warehouse: WarehouseResource, s: DigitalAudienceSettings, key
             sql = (f"SELECT {csv_line_sql(target.columns, line_end=spec.LINE_END)} AS line "
                    f"FROM read_parquet({sql_literal(str(staged))})")
             [written] = write_lines(con, sql, writer)
-            outgoing.append(OutgoingFile(written.path, name, rows=written.rows, md5=written.md5,
-                                         bytes=written.bytes))
+            outgoing.append(OutgoingFile.of_part(written, name, gzip_level=6 if s.gzip else None))
     write_manifest(folder, outgoing, partition=key)
     return outgoing
 

@@ -6,6 +6,7 @@ Read beside `lotame-spherical-inbound-batch.txt` and DIGEST section 1 (file form
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import List
 
@@ -356,8 +357,10 @@ def write_files(step: Step, staged: Path) -> Files:
         data_path = part.path.rename(local / name)
         md5_path = local / f"{name}.md5"
         md5_path.write_text(f"{part.md5}  {name}\n")  # what `md5sum` writes (1.6 #4)
-        files += [OutgoingFile(data_path, f"{folder}/{name}", rows=part.rows, md5=part.md5, bytes=part.bytes),
-                  OutgoingFile(md5_path, f"{folder}/{name}.md5", md5=file_md5(md5_path), bytes=md5_path.stat().st_size)]
+        files += [OutgoingFile.of_part(replace(part, path=data_path), f"{folder}/{name}",
+                                       gzip_level=lotame_settings.gzip_level),
+                  OutgoingFile(md5_path, f"{folder}/{name}.md5", md5=file_md5(md5_path), bytes=md5_path.stat().st_size,
+                               checksum_of=f"{folder}/{name}")]
     done_path = local / spec.done_file(key)
     done_path.write_bytes(b"")
     files.append(OutgoingFile(done_path, f"{folder}/{spec.done_file(key)}", md5=file_md5(done_path), bytes=0))

@@ -208,7 +208,8 @@ def write_files(table: Table):
                 parts = write_lines(con, f"SELECT {line} AS line FROM read_parquet({staged})", writer)
             parts = sizing.renumber(sizing.balance(parts, low=low, high=high, fmt=fmt, con=con,
                                                    gzip_level=s.gzip_level), name_for)
-        outgoing = [OutgoingFile(p.path, f"{table.name}/{p.name}", rows=p.rows, md5=p.md5, bytes=p.bytes) for p in parts]
+        outgoing = [OutgoingFile.of_part(p, f"{table.name}/{p.name}", gzip_level=None if fmt == "parquet" else s.gzip_level)
+                    for p in parts]
         load = load_of(table, s)
         off = sizing.outside_band(parts, low, high)
         if off:

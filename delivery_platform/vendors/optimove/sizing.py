@@ -20,9 +20,9 @@ from ...formats.parts import Part
 from ...core.sql import sql_literal
 
 
-def _md5(path: Path) -> str:
+def _md5(path: Path, gz: bool = False) -> str:
     digest = hashlib.md5()
-    with open(path, "rb") as f:
+    with (gzip.open if gz else open)(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -63,13 +63,16 @@ def _merge(first: Part, second: Part, fmt: str, con: duckdb.DuckDBPyConnection, 
         appended = _append_gzip(first.path, second.path, skip_header=fmt == "csv", level=gzip_level)
         raw = first.raw_bytes + appended
     second.path.unlink()
+    md5 = _md5(first.path)
     return Part(
         path=first.path,
         name=first.name,
         rows=first.rows + second.rows,
         bytes=first.path.stat().st_size,
-        md5=_md5(first.path),
+        md5=md5,
         raw_bytes=raw,
+        # the merged content, read back once (a merge happens at most once a table: its small last part)
+        raw_md5=md5 if fmt == "parquet" else _md5(first.path, gz=True),
     )
 
 
@@ -104,7 +107,8 @@ def renumber(parts: list[Part], name_for) -> list[Part]:
             os.replace(part.path, path)
         out.append(
             Part(
-                path=path, name=name, rows=part.rows, bytes=part.bytes, md5=part.md5, raw_bytes=part.raw_bytes
+                path=path, name=name, rows=part.rows, bytes=part.bytes, md5=part.md5, raw_bytes=part.raw_bytes,
+                raw_md5=part.raw_md5,
             )
         )
     return out
