@@ -44,8 +44,9 @@ ISPOT_LINE = """'"' || client_ip || '","' || strftime(event_ts, '%Y-%m-%d %H:%M:
     '","' || replace(user_agent, '"', '""') || '"'"""
 
 
-def bare_copy(partition: str, out: str) -> dict:
-    """The limit: DuckDB COPY of the same day's bytes (lines built in SQL), size-split, no checks."""
+def bare_copy(partition: str, out: str, ordered: str = "") -> dict:
+    """The limit: DuckDB COPY of the same day's lines (built in SQL), size-split, no checks. `ordered`:
+    in the files' order (loaded_at, event_id), so the same bytes as ours; otherwise in any order."""
     import duckdb
 
     start = f"TIMESTAMP '{partition}'"
@@ -54,7 +55,8 @@ def bare_copy(partition: str, out: str) -> dict:
     started = time.perf_counter()
     con.execute(f"""COPY (SELECT {ISPOT_LINE} AS "ip,datetime,siteid,app,type,customdata,useragent"
                  FROM wh.ispot_conversion_events WHERE event_ts >= {start} AND event_ts < {start} + INTERVAL 1 DAY
-                 AND NOT contains(client_ip, ':') AND loaded_at <= {loaded_by()}) TO '{out}' (FORMAT csv, HEADER true, QUOTE '', ESCAPE '',
+                 AND NOT contains(client_ip, ':') AND loaded_at <= {loaded_by()}
+                 {"ORDER BY loaded_at, event_id" if ordered else ""}) TO '{out}' (FORMAT csv, HEADER true, QUOTE '', ESCAPE '',
                  FILE_SIZE_BYTES '190MB')""")
     seconds = time.perf_counter() - started
     size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file()) if Path(out).is_dir() else Path(out).stat().st_size
