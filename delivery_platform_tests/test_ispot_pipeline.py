@@ -154,3 +154,28 @@ def test_end_to_end_upload_through_the_api_and_no_second_upload(data_dir, monkey
         logs = "\n".join(str(e) for e in first.all_events + again.all_events)
         assert api.state.client_secret not in logs
         assert not any(token in logs for token in api.state.tokens)
+
+
+@pytest.mark.parametrize("line,good", [
+    ('"1.2.3.4","2026-11-19 08:00:00","TC-1-1","web","purchase","","Mozilla"\n', True),
+    ('"1.2.3.4","2026-11-19 08:00:00","TC-1-1","web","purchase","say ""hi"", twice","Moz,illa"\n', True),
+    ('"1.2.3.4","","","","","",""\n', True),
+    ('1.2.3.4,"2026-11-19 08:00:00","TC-1-1","web","purchase","","Mozilla"\n', False),  # a value unquoted
+    ('"1.2.3.4","2026-11-19 08:00:00","TC-1-1","web","purchase","Mozilla"\n', False),  # a value missing
+    ('"1.2.3.4","2026-11-19 08:00:00","TC-1-1","web","purchase","say "hi"","Mozilla"\n', False),  # lone quotes
+    ('"1.2.3.4","2026-11-19 08:00:00","TC-1-1","web","purchase","","Mozilla" \n', False),  # after the quote
+])
+def test_the_file_check_reads_back_every_line_quoting(tmp_path, line, good):
+    """The read-back that proves each file's bytes: every data line is seven double-quoted values."""
+    import duckdb
+
+    from delivery_platform.vendors.ispot.assets import _read_back
+
+    columns = ("ip", "datetime", "siteid", "app", "type", "customdata", "useragent")
+    good_line = '"5.6.7.8","2026-11-19 09:00:00","TC-1-2","app","signup","","UA"\n'
+    path = tmp_path / "conversions_20261119_001.csv"
+    path.write_bytes((",".join(columns) + "\n" + good_line + line + good_line).encode())
+    seen = _read_back(duckdb.connect(), path, columns)
+    assert seen["header_ok"] and not seen["bom"] and seen["rows"] == 3
+    assert seen["badly_quoted"] == (0 if good else 1)
+    assert seen["sample_bad"] == ("" if good else line.rstrip("\n"))

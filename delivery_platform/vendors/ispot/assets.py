@@ -298,13 +298,13 @@ def _read_back(con, path: Path, columns: tuple[str, ...]) -> dict:
     header = csv_header(columns).encode("ascii")
     with open(path, "rb") as handle:
         first = handle.readline()
-    field = '"([^"]|"")*"'
-    line_re = f"^{field}(,{field}){{{len(columns) - 1}}}$"
+    field = '"[^"]*(?:""[^"]*)*"'  # a quoted value, doubled quotes inside (unrolled: twice as fast as ([^"]|"")*)
+    line_re = f"^{field}(?:,{field}){{{len(columns) - 1}}}$"
     counted = con.execute(
-        f"SELECT count(*), count_if(NOT regexp_full_match(line, {sql_literal(line_re)})), "
-        f"min(CASE WHEN NOT regexp_full_match(line, {sql_literal(line_re)}) THEN line END) "
+        f"SELECT count(*), count_if(NOT ok), min(line) FILTER (WHERE NOT ok) FROM (SELECT line, "
+        f"regexp_full_match(line, {sql_literal(line_re)}) AS ok "
         f"FROM read_csv({sql_literal(str(path))}, columns = {{'line': 'VARCHAR'}}, header = true, delim = chr(1), "
-        f"quote = '', escape = '', auto_detect = false, new_line = '\\n')").fetchone()
+        f"quote = '', escape = '', auto_detect = false, new_line = '\\n'))").fetchall()[0]
     return {"header_ok": first == header, "bom": first.startswith(b"\xef\xbb\xbf"), "first_line": first[:120],
             "rows": counted[0], "badly_quoted": counted[1], "sample_bad": (counted[2] or "")[:200]}
 
