@@ -39,6 +39,7 @@ is not exported by `dagster`: the private imports below are pinned by the exact 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
 import importlib.util
@@ -55,8 +56,11 @@ import traceback
 from pathlib import Path
 
 import dagster as dg
+from dagster._cli.api import _execute_run_command_body
+from dagster._core.instance import InstanceRef
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
+from dagster._utils.interrupts import capture_interrupts
 
 DEFAULT_PRELOAD = ["delivery_platform.definitions"]
 PID_TAG = "delivery/run_worker_pid"  # the run's process
@@ -133,6 +137,8 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         server = subprocess.Popen([sys.executable, "-m", __name__, *self.preload_modules],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._server, self._server_fingerprint = server, fingerprint
+        server.stdin.write(dg.serialize_value(self._instance.get_ref()) + "\n")  # opened once there (below)
+        server.stdin.flush()
         ready = self._answer(server, timeout=300)
         if not ready.get("ready"):
             self._stop_server()
@@ -275,14 +281,18 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
 
 # --- inside the warm process -------------------------------------------------------------------
 def serve(preload: list[str]) -> None:
-    """Import `preload`, say ready, then fork one child per request line on stdin until EOF."""
+    """Import `preload`, open the instance of the first line on stdin once (its storage modules cost
+    ~1 s on first use), say ready, then fork one child per request line on stdin until EOF."""
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # what imported code or a run prints goes to stderr, never into the protocol
     started, environ = time.perf_counter(), dict(os.environ)
     for name in preload:
         importlib.import_module(name)
     import_env = sorted(k for k in {*environ, *os.environ} if environ.get(k) != os.environ.get(k))
+    with dg.DagsterInstance.from_ref(dg.deserialize_value(sys.stdin.readline(), InstanceRef)) as instance:
+        instance.get_runs(limit=1)  # closed again before any fork: the runs open their own
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the runs: no zombies
+    gc.freeze()  # the preloaded objects leave the collector's view: a run's collections do not copy their pages
     protocol.write(json.dumps({"ready": True, "pid": os.getpid(), "seconds": time.perf_counter() - started,
                                "threads": threading.active_count(), "import_env": import_env}) + "\n")
     for line in sys.stdin:
@@ -312,10 +322,6 @@ def _child(request: dict, protocol, preload: list[str]) -> None:
 
 def _execute(run_id: str, instance_ref: str, preload: list[str]) -> int:
     """What `dagster api execute_run` does for a run (dagster/_cli/api.py `execute_run_command`)."""
-    from dagster._cli.api import _execute_run_command_body
-    from dagster._core.instance import InstanceRef
-    from dagster._utils.interrupts import capture_interrupts
-
     with capture_interrupts(), dg.DagsterInstance.from_ref(dg.deserialize_value(instance_ref, InstanceRef)) as instance:
         run = instance.get_run_by_id(run_id)
         instance.report_engine_event(f"{WARM_START}: forked from the warm process {os.getppid()}, which had "
