@@ -6,6 +6,7 @@ terminate cancels a run in progress."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -87,7 +88,11 @@ def test_runs_fork_from_the_warm_process_and_deliver(instance, data_dir, monkeyp
     assert launcher.warm() == warm_pid  # nothing changed: the same warm process
     # a changed environment (or code) is not what the warm process loaded: the next launch starts a new one
     monkeypatch.setenv("DELIVERY_WARM_TEST", "changed")
-    assert launcher.warm() != warm_pid
+    changed = launcher.warm()
+    assert changed != warm_pid
+    os.kill(changed, signal.SIGKILL)  # a warm process that died is replaced at the next launch
+    wait_for(lambda: launcher._server.poll() is not None, timeout=10, what="the warm process to die")
+    assert launcher.warm() not in (changed, warm_pid)
 
 
 def test_terminate_cancels_a_run_in_progress(instance):

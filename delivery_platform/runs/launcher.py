@@ -237,7 +237,10 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             self._instance.report_run_canceled(run, "The run's process had already exited.")
             return True
         pid = int(run.tags[PID_TAG])
-        os.kill(pid, signal.SIGTERM)  # Dagster turns it into an interrupt: the run marks itself canceled
+        try:
+            os.kill(pid, signal.SIGTERM)  # Dagster turns it into an interrupt: the run marks itself canceled
+        except ProcessLookupError:  # it ended meanwhile: the thread below marks the run if it did not
+            pass
         threading.Thread(target=self._kill_if_stuck, args=(run_id, pid), daemon=True).start()
         return True
 
@@ -249,7 +252,10 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                 break
             time.sleep(0.2)
         else:
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         run = self._instance.get_run_by_id(run_id)
         if run and not run.is_finished:
             self._instance.report_run_canceled(
