@@ -1,7 +1,7 @@
 """The warm run launcher (delivery_platform/runs/launcher.py) on a real instance: a partitioned
 iSpot run launched as the run queue launches it (`instance.launch_run`) succeeds and delivers its
 files; the next run is forked from the same warm process, with the code location already imported;
-terminate cancels a run in progress."""
+terminate cancels a run in progress; a warm process that cannot start leaves runs to a cold process."""
 
 from __future__ import annotations
 
@@ -110,3 +110,17 @@ def test_terminate_cancels_a_run_in_progress(instance):
     wait_for(lambda: not Path(f"/proc/{pid}/cmdline").exists() or not Path(f"/proc/{pid}/cmdline").read_bytes(),
              timeout=10, what="the run's process to exit")
     assert not instance.run_launcher.terminate(run_id)  # already finished
+
+
+def test_a_warm_process_that_cannot_start_falls_back_to_a_cold_run(data_dir, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(LAUNCHER_YAML.replace("delivery_platform_tests.warm_jobs", "no_such_module"))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run_id = launch(instance, "delivery_platform_tests.warm_jobs", "ends_at_once")
+        run = wait_for(lambda: finished(instance, run_id), timeout=60, what="the cold run")
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert PARENT_TAG not in run.tags and PID_TAG in run.tags  # its own process, `dagster api execute_run`
+        messages = engine_messages(instance, run_id)
+        assert any("starting the run cold" in m for m in messages) and not any(m.startswith(WARM_START)
+                                                                              for m in messages)

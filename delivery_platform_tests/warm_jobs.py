@@ -1,4 +1,4 @@
-"""A job for test_warm_launcher's terminate test: one step that waits until it is interrupted."""
+"""Jobs for test_warm_launcher: one step that waits until it is interrupted (terminate), one that ends at once."""
 
 from __future__ import annotations
 
@@ -18,4 +18,14 @@ def waits_for_terminate():
     wait_for_terminate()
 
 
-defs = dg.Definitions(jobs=[waits_for_terminate])
+@dg.op
+def nothing() -> None:
+    pass
+
+
+@dg.job(executor_def=dg.in_process_executor)
+def ends_at_once():
+    nothing()
+
+
+defs = dg.Definitions(jobs=[waits_for_terminate, ends_at_once])

@@ -193,7 +193,7 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         if os.path.abspath(origin.executable_path) == os.path.abspath(sys.executable):
             try:
                 pid, parent = self._fork(run.run_id)
-            except WarmServerError as exc:
+            except (WarmServerError, OSError) as exc:  # OSError: a broken pipe to a warm process that died
                 self._instance.report_engine_event(f"Warm run launcher: {exc}; starting the run cold",
                                                    run, cls=self.__class__)
                 pid = self._start_cold(run)
@@ -206,7 +206,9 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         from dagster._grpc.types import ExecuteRunArgs
 
         args = ExecuteRunArgs(job_origin=run.job_code_origin, run_id=run.run_id, instance_ref=self._instance.get_ref())
-        process = subprocess.Popen(list(args.get_command_args()))
+        # the run's own Python (`args.get_command_args()` would name a bare `dagster`, found on PATH or not)
+        process = subprocess.Popen([run.job_code_origin.executable_path, "-m", "dagster", "api", "execute_run",
+                                    dg.serialize_value(args)])
         self._cold[run.run_id] = process
         return process.pid
 
