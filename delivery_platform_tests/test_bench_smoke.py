@@ -25,7 +25,9 @@ def test_the_benchmark_harness_runs_and_reports_every_measurement():
         assert re.search(r"\d+\.\d+ s|not installable|not measured", line), line
         assert line.rstrip().endswith("|") and line.count("|") == 7, line
     launched = next(ln for ln in table.splitlines() if "1. run overhead" in ln)
-    assert re.search(r"launched \d+\.\d+ s \(run itself \d+\.\d+ s\)", launched), launched
+    assert re.search(r"launched warm \d+\.\d+ s \(run itself \d+\.\d+ s; warm process start", launched), launched
+    assert re.search(r"launched cold \d+\.\d+ s \(run itself \d+\.\d+ s\)", launched), launched
+    assert re.search(r"warm/in process \d+\.\d+×; cold/in process \d+\.\d+×", launched), launched
     backfill = next(ln for ln in table.splitlines() if "2. backfill launched" in ln)
     # --quick leaves the daemon out (test_browser_launch launches a backfill through it); the in-process one runs
     assert "not measured in --quick; in process" in backfill and "with 0 failed" in backfill, backfill

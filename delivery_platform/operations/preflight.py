@@ -23,6 +23,7 @@ from ..alerts import Alert, AlertSinks
 from ..alerts.sensors import AlertLog
 from ..core import clock
 from ..destinations import destination_from_env
+from ..destinations.resource import destination_kind_from_env
 from ..warehouse.resource import WarehouseResource
 from . import probes
 from ..registry import Deliverable, Vendor
@@ -50,7 +51,7 @@ def probe_names(vendor: Vendor, d: Deliverable, environ: dict | None = None) -> 
     environ = os.environ if environ is None else environ
     own = vendor.extras.get("preflight_probes", ())
     names = ["credentials", *(n for n in own if n == "ispot_token")]
-    if destination_from_env(d.vendor, environ).kind == "sftp":
+    if destination_kind_from_env(d.vendor, environ) == "sftp":  # the kind only: cheaper than the resource
         names.append("sftp_host_key")
     return names + [n for n in own if n == "pgp_keys"] + ["write_probe", "warehouse_day"]
 

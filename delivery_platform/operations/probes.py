@@ -16,9 +16,9 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import paramiko
 
 from ..core import clock
 from ..destinations import Destination, DestinationError, DestinationResource
@@ -28,6 +28,9 @@ from ..warehouse.resource import WarehouseResource
 from ..readiness import table_status
 from ..registry import Deliverable
 from ..warehouse.schema import LOAD_MARKS
+
+if TYPE_CHECKING:
+    import paramiko
 
 MISSING_VAR = re.compile(r'environment variable "([A-Za-z0-9_]+)"')
 
@@ -174,7 +177,7 @@ def write_probe(resource: DestinationResource | None, deliverable: Deliverable, 
 
 
 # --- SFTP host key ---------------------------------------------------------------------------
-def _fingerprint(key: paramiko.PKey) -> str:
+def _fingerprint(key: "paramiko.PKey") -> str:
     import hashlib
 
     return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
@@ -182,6 +185,8 @@ def _fingerprint(key: paramiko.PKey) -> str:
 
 def sftp_host_key(resource: DestinationResource, timeout: float = 20.0) -> ProbeResult:
     """The key the server shows now is the pinned one (SFTP_HOST_KEY or the known_hosts file)."""
+    import paramiko  # here, not at module level: 45 ms of every code-location load, needed only by this probe
+
     store = resource.store  # an SFTPDestinationConfig: callers ask only when the kind is sftp
     vendor, host, port = resource.vendor, store.host, store.port
     pinned: list[paramiko.PKey] = []

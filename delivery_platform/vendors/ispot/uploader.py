@@ -30,14 +30,16 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import dagster as dg
-import requests
 
 from ... import settings
 from ...core.files import file_md5
 from ...destinations.base import AlreadyExists, DestinationConfigError, DestinationError, Published, Publisher
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ class ISpotClient:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.sleep = sleep
+        import requests  # here, not at module level: ~35 ms of every code-location load, needed only to upload
+
         self.session = requests.Session()
         self.token_requests = 0
         self.maybe_stored = False  # set by _send: an earlier try of this call may have reached the server
@@ -143,6 +147,8 @@ class ISpotClient:
 
     # --- transport with retries -----------------------------------------------------------------
     def _send(self, what: str, call: Callable[[], requests.Response]) -> requests.Response:
+        import requests  # (see __init__)
+
         delay = self.backoff_s
         self.maybe_stored = False
         for attempt in range(1, self.max_attempts + 1):

@@ -1,0 +1,1 @@
+"""How runs are started: `launcher.WarmRunLauncher`, named by the instance's dagster.yaml."""
