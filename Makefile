@@ -16,11 +16,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
-# the per-vendor run limit of deploy/dagster.yaml (a pool per vendor) applies under `make dev` too
+# the per-vendor run limit and the warm run launcher of deploy/dagster.yaml apply under `make dev` too
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	printf 'telemetry:\n  enabled: false\n' > $@
 	printf 'concurrency:\n  pools:\n    granularity: run\n    default_limit: 2\n' >> $@
+	printf 'run_launcher:\n  module: delivery_platform.runs.launcher\n  class: WarmRunLauncher\n' >> $@
 
 # What the tests need beyond pip: Azurite (npm); Chromium, PostgreSQL, OpenSSH's sshd and faketime (Debian);
 # pigz (bench).
