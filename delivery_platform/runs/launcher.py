@@ -9,7 +9,7 @@ per run. The child does what `dagster api execute_run` does (dagster/_cli/api.py
 instance from its ref, loads the job from `run.job_code_origin` (already imported, so this is
 cheap) and executes it; events and logs go to the instance as with any launcher.
 
-Enable it in $DAGSTER_HOME/dagster.yaml (docs/operating.md, "Warm run launcher"):
+Named in deploy/dagster.yaml and in the instance `make dev` writes (docs/operating.md, "Warm run launcher"):
 
     run_launcher:
       module: delivery_platform.runs.launcher
