@@ -78,6 +78,20 @@ def loaded_by() -> str:
     return f"TIMESTAMP '{dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=' ')}'"
 
 
+def delivered(instance, vendor: str, run_id: str) -> tuple[int, int]:
+    """Rows and bytes the run's delivery asset recorded (iSpot's `conversions_delivery`)."""
+    import dagster as dg
+
+    rows = bytes_ = 0
+    for record in instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey([vendor, "conversions_delivery"])), limit=5).records:
+        if record.run_id == run_id:
+            meta = record.asset_materialization.metadata
+            rows += getattr(meta.get("rows"), "value", 0) or 0
+            bytes_ += getattr(meta.get("bytes"), "value", 0) or 0
+    return rows, bytes_
+
+
 def launched(vendor: str, partition: str) -> dict:
     """The vendor's daily job as users launch it: `dagster job execute` (a process of its own that
     loads the code location and runs the job with its executor), against the persistent instance of
@@ -103,12 +117,7 @@ def launched(vendor: str, partition: str) -> dict:
             stats = instance.get_run_stats(run.run_id)
             if stats.start_time and stats.end_time:
                 out["run_seconds"] = stats.end_time - stats.start_time
-            for record in instance.fetch_materializations(
-                    dg.AssetRecordsFilter(asset_key=dg.AssetKey([vendor, "conversions_delivery"])), limit=5).records:
-                if record.run_id == run.run_id:
-                    meta = record.asset_materialization.metadata
-                    out["rows"] += getattr(meta.get("rows"), "value", 0) or 0
-                    out["bytes"] += getattr(meta.get("bytes"), "value", 0) or 0
+            out["rows"], out["bytes"] = delivered(instance, vendor, run.run_id)
     return out
 
 
@@ -157,12 +166,7 @@ def launched_warm(vendor: str, partition: str) -> dict:
         out = {"seconds": seconds, "warm_seconds": warm_seconds, "create_seconds": create_seconds, "success": run.status == dg.DagsterRunStatus.SUCCESS,
                "run_seconds": (stats.end_time - stats.start_time) if stats.start_time and stats.end_time else None,
                "rows": 0, "bytes": 0}
-        for record in instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey([vendor, "conversions_delivery"])), limit=5).records:
-            if record.run_id == run.run_id:
-                meta = record.asset_materialization.metadata
-                out["rows"] += getattr(meta.get("rows"), "value", 0) or 0
-                out["bytes"] += getattr(meta.get("bytes"), "value", 0) or 0
+        out["rows"], out["bytes"] = delivered(instance, vendor, run.run_id)
     return out
 
 

@@ -7,6 +7,7 @@ which is atomic on one file system.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import uuid
@@ -17,9 +18,10 @@ from typing import BinaryIO, Iterator
 CHUNK = 1 << 20
 
 
-def file_md5(path: Path) -> str:
+def file_md5(path: Path, *, gunzip: bool = False) -> str:
+    """MD5 of a file's bytes, or of its content before compression (`gunzip`)."""
     digest = hashlib.md5()
-    with open(path, "rb") as handle:
+    with (gzip.open if gunzip else open)(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()

@@ -9,7 +9,6 @@ a table larger than the band's floor lands in it (a table smaller than the floor
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import uuid
 from pathlib import Path
@@ -17,15 +16,8 @@ from pathlib import Path
 import duckdb
 
 from ...formats.parts import Part
+from ...core.files import file_md5
 from ...core.sql import sql_literal
-
-
-def _md5(path: Path, gz: bool = False) -> str:
-    digest = hashlib.md5()
-    with (gzip.open if gz else open)(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _append_gzip(target: Path, source: Path, skip_header: bool, level: int) -> int:
@@ -63,7 +55,7 @@ def _merge(first: Part, second: Part, fmt: str, con: duckdb.DuckDBPyConnection, 
         appended = _append_gzip(first.path, second.path, skip_header=fmt == "csv", level=gzip_level)
         raw = first.raw_bytes + appended
     second.path.unlink()
-    md5 = _md5(first.path)
+    md5 = file_md5(first.path)
     return Part(
         path=first.path,
         name=first.name,
@@ -72,7 +64,7 @@ def _merge(first: Part, second: Part, fmt: str, con: duckdb.DuckDBPyConnection, 
         md5=md5,
         raw_bytes=raw,
         # the merged content, read back once (a merge happens at most once a table: its small last part)
-        raw_md5=md5 if fmt == "parquet" else _md5(first.path, gz=True),
+        raw_md5=md5 if fmt == "parquet" else file_md5(first.path, gunzip=True),
     )
 
 
