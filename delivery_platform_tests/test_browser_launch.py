@@ -1,7 +1,8 @@
 """Launches from the UI honour the per-vendor limit: a partition launched from the asset graph and a 3-day
 backfill from the "Materialize" dialog run the untagged `__ASSET_JOB`, yet each run is in its vendor's
-concurrency pool, and with the limit at 1 the four runs of one vendor run one after the other. The
-instance takes deploy/dagster.yaml's `concurrency` section with the pool limit lowered to 1. Screenshots go
+concurrency pool, and with the limit at 1 the four runs of one vendor run one after the other; each is
+forked from the daemon's warm process (the run launcher production names). The instance takes
+deploy/dagster.yaml's `concurrency` section with the pool limit lowered to 1, and its `run_launcher`. Screenshots go
 to test-artifacts/browser/ (docs/asset-graph.png, vendor-limit.png and queue-criteria.png come from here)."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from delivery_platform.alerts.sensors import run_vendor
+from delivery_platform.runs.launcher import PARENT_TAG
 
 # the module's dagster dev and browser (fixtures `ui`, `page`) and its helpers, shared, not copied
 from delivery_platform_tests.test_browser import (  # noqa: F401
@@ -38,12 +40,20 @@ def dagster_home(tmp_path_factory):
     assert concurrency["pools"]["default_limit"] == 2  # what this test lowers
     concurrency["pools"]["default_limit"] = 1
     config = {"telemetry": {"enabled": False}, "concurrency": concurrency,
+              "run_launcher": production["run_launcher"],  # the warm run launcher production names
               # the coordinator production names, polling every second instead of 5 (a faster test)
               "run_coordinator": {**production["run_coordinator"], "config": {"dequeue_interval_seconds": 1}}}
     home = tmp_path_factory.mktemp("ui-limit") / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     return home
+
+
+def first_parent(runs: list[dg.DagsterRun]) -> str:
+    """The warm process the first run was forked from (all of one daemon's runs share it)."""
+    parent = runs[0].tags.get(PARENT_TAG)
+    assert parent, f"the first run was not forked from a warm process: {runs[0].tags}"
+    return parent
 
 
 def _finished_runs(instance: dg.DagsterInstance, count: int, timeout_s: float = 300) -> list[dg.RunRecord]:
@@ -115,6 +125,8 @@ def test_asset_graph_and_backfill_launches_carry_the_vendor_and_respect_its_limi
         assert run.run_op_concurrency is not None and set(run.run_op_concurrency.all_pools) == {VENDOR}
         assert run_vendor(run) == VENDOR  # what an alert for it would name
         assert run.status == dg.DagsterRunStatus.SUCCESS, run.run_id
+        # launched by the daemon through the deployed launcher: forked from its warm process, not started cold
+        assert run.tags.get(PARENT_TAG) == first_parent(runs), run.tags
     assert "pool" in criteria_text.lower(), criteria_text
     # one after the other: each run started after the one before it ended ...
     for before, after in zip(records, records[1:]):
