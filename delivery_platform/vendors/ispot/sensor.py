@@ -17,7 +17,7 @@ import dagster as dg
 
 from ...core import clock
 from .uploader import ISpotApiResource
-from ...formats.lines import csv_header, csv_line_sql
+from ...formats.lines import csv_header, csv_line_bytes_sql
 from ...ledger import Ledger
 from ...resources import LedgerResource
 from ...warehouse.resource import WarehouseResource
@@ -63,7 +63,7 @@ def find_topups(
         {k: b.sent_through for k, b in days.items()},
         up_to,
         settings.include_ipv6,
-        csv_line_sql(headers, quoting="all"),
+        csv_line_bytes_sql(headers, quoting="all"),  # the bytes the lines will take, without building them
         columns,
         headers,
     )

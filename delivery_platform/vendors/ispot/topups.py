@@ -144,7 +144,7 @@ def unsent_by_day_sql(
     days: dict[str, str | None],
     up_to: str,
     include_ipv6: bool,
-    line_sql: str,
+    line_bytes_sql: str,
     columns: tuple[str, ...],
     headers: tuple[str, ...],
 ) -> str:
@@ -156,7 +156,7 @@ def unsent_by_day_sql(
         conditions.append(f"(event_ts >= {start} AND event_ts < {end}{above})")
     ipv6 = "" if include_ipv6 else " AND NOT contains(client_ip, ':')"
     return (
-        f"SELECT day, count(*) AS events, sum(strlen({line_sql})) AS bytes FROM ("
+        f"SELECT day, count(*) AS events, sum({line_bytes_sql}) AS bytes FROM ("
         f"SELECT strftime(event_ts, '%Y-%m-%d') AS day, {file_select(columns, headers)} "
         f"FROM ispot_conversion_events WHERE loaded_at <= {sql_literal(up_to)}{ipv6} "
         f"AND ({' OR '.join(conditions) or 'FALSE'})) GROUP BY day ORDER BY day"
