@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import dagster as dg
 
@@ -29,7 +29,7 @@ from .core import clock
 from .core.files import file_md5
 from .destinations import AlreadyExists, DestinationError, Publisher
 from .formats.compress import LEGACY_BACKEND, default_backend, zlib_md5
-from .ledger import AlreadyDeliveredDifferently, Ledger, PlannedFile
+from .ledger import SAME_BYTES, AlreadyDeliveredDifferently, Ledger, PlannedFile
 from .registry import Deliverable
 
 log = logging.getLogger(__name__)
@@ -62,24 +62,33 @@ def _md5_text(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
 
 
+def _zlib_md5_of(f: OutgoingFile, md5: str) -> Callable[[], str] | None:
+    """The MD5 `f`'s content had when gzipped with zlib (files delivered before content MD5s were
+    recorded), computed on first call only; None when `f` is no ParallelGzip file."""
+    if f.gzip_level is None or not f.gzip_backend:
+        return None
+    if f.gzip_backend == LEGACY_BACKEND:
+        return lambda: md5  # the bytes are what zlib made of them
+    return functools.cache(functools.partial(zlib_md5, f.path, f.gzip_level))
+
+
+def _checksum_zlib_md5(text: str, data_md5: str, data_zlib_md5: Callable[[], str]) -> Callable[[], str]:
+    """A checksum file's MD5 had its data file been gzipped with zlib: its text with that file's MD5."""
+    return functools.cache(lambda: _md5_text(text.replace(data_md5, data_zlib_md5())))
+
+
 def _planned(files: Sequence[OutgoingFile]) -> list[tuple[OutgoingFile, PlannedFile]]:
     """Each file with what the ledger compares: bytes (MD5), content (MD5 before compression) and,
     for ledger rows written before content was recorded, the MD5 the same content had when it was
     gzipped with zlib (`legacy_md5`, computed only when such a row is met)."""
     by_name = {f.name: f for f in files}
-    out: list[tuple[OutgoingFile, PlannedFile]] = []
-    legacy: dict[str, functools.partial] = {}
     md5s = {f.name: f.md5 or file_md5(f.path) for f in files}
+    legacy = {f.name: _zlib_md5_of(f, md5s[f.name]) for f in files}
+    out: list[tuple[OutgoingFile, PlannedFile]] = []
     for f in files:
         md5, size = md5s[f.name], f.bytes if f.bytes is not None else f.path.stat().st_size
-        content, legacy_md5, how = f.content_md5, None, None
-        if f.gzip_level is not None and f.gzip_backend:
-            how = f"gzip -{f.gzip_level} ({f.gzip_backend})"
-            if f.gzip_backend == LEGACY_BACKEND:
-                legacy_md5 = functools.partial(lambda m: m, md5)  # the bytes are what zlib made of them
-            else:
-                legacy_md5 = functools.cache(functools.partial(zlib_md5, f.path, f.gzip_level))
-            legacy[f.name] = legacy_md5
+        content, legacy_md5 = f.content_md5, legacy[f.name]
+        how = f"gzip -{f.gzip_level} ({f.gzip_backend})" if legacy_md5 else None
         data = by_name.get(f.checksum_of or "")
         if data is not None and data.content_md5:
             # a checksum file's content is the checksum of the data file's *content*: its text with the
@@ -87,10 +96,8 @@ def _planned(files: Sequence[OutgoingFile]) -> list[tuple[OutgoingFile, PlannedF
             text = f.path.read_text()
             if md5s[data.name] in text:
                 content = _md5_text(text.replace(md5s[data.name], data.content_md5))
-                if data.name in legacy:
-                    legacy_md5 = functools.cache(functools.partial(
-                        lambda t, old, new: _md5_text(t.replace(old, new())), text, md5s[data.name],
-                        legacy[data.name]))
+                if legacy[data.name]:
+                    legacy_md5 = _checksum_zlib_md5(text, md5s[data.name], legacy[data.name])
                 how = f"the checksum of {data.name}"
         out.append((f, PlannedFile(name=f.name, md5=md5, bytes=size, rows=f.rows, content_md5=content,
                                    legacy_md5=legacy_md5, compression=how)))
@@ -200,7 +207,7 @@ def deliver_files(*, vendor: str, deliverable: str, partition_key: str, files: S
             done = [{"name": d.file_name, "uri": d.remote_uri, "bytes": d.bytes or 0, "md5": d.md5, "rows": d.rows}
                     for d in plan.already]
             ledger.mark_partition(vendor, deliverable, partition_key, "complete", files=len(planned), run_id=run_id)
-            what = "bytes" if plan.reason.endswith("with the same bytes") else "content"
+            what = "bytes" if plan.reason == SAME_BYTES else "content"
             return _with_receipt(DeliveryOutcome(f"skipped: already delivered with the same {what}", done,
                                                   destination.kind, time.monotonic() - started, leftovers),
                                  ledger, described, partition_key, logger)

@@ -132,6 +132,7 @@ ALTER TABLE deliveries ADD COLUMN content_md5 TEXT;
 
 
 PARTITION = ("vendor", "deliverable", "partition_key")
+SAME_BYTES = "already delivered with the same bytes"  # a skip's reason when every file matched byte for byte
 CLAIM_COLUMNS = (*PARTITION, "run_id", "holder", "expires_at")
 
 
@@ -491,7 +492,7 @@ class Ledger:
         how = {f.name: self._matches(done[f.name], f) for f in files if f.name in done}
         if all(how.get(f.name) for f in files) and len(done) == len(files):
             if all(v == "bytes" for v in how.values()):
-                return DeliveryPlan("skip", (), tuple(done.values()), "already delivered with the same bytes")
+                return DeliveryPlan("skip", (), tuple(done.values()), SAME_BYTES)
             return DeliveryPlan("skip", (), tuple(done.values()),
                                 f"already delivered: {self._recompressed(files, done, how)}: nothing re-sent")
         missing = [f for f in files if f.name not in done]
@@ -587,7 +588,7 @@ class Ledger:
         send = tuple(f for f in files if f.name not in done)
         already = tuple(done[f.name] for f in files if f.name in done)
         if not send:
-            return DeliveryPlan("skip", (), already, "already delivered with the same bytes")
+            return DeliveryPlan("skip", (), already, SAME_BYTES)
         return DeliveryPlan("send", send, already, f"{len(send)} new file(s) for the partition")
 
     def own_earlier_attempt(self, vendor: str, deliverable: str, partition_key: str, file_name: str,

@@ -218,7 +218,7 @@ def write_files(step: Step, staged: Path) -> Files:
 
     def close(writer: PartWriter, after: str | None, through: str) -> None:
         done = writer.finish()[0]
-        files.append(OutgoingFile(done.path, done.name, rows=done.rows, md5=done.md5, bytes=done.bytes))
+        files.append(OutgoingFile.of_part(done, done.name))
         contents.append({"after_key": after, "through_key": through, "rows": done.rows})
 
     held = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -97,10 +98,5 @@ def renumber(parts: list[Part], name_for) -> list[Part]:
         path = part.path.with_name(name)
         if path != part.path:
             os.replace(part.path, path)
-        out.append(
-            Part(
-                path=path, name=name, rows=part.rows, bytes=part.bytes, md5=part.md5, raw_bytes=part.raw_bytes,
-                raw_md5=part.raw_md5,
-            )
-        )
+        out.append(replace(part, path=path, name=name))
     return out
