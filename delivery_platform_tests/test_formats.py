@@ -8,6 +8,7 @@ import io
 import json
 
 import duckdb
+import pytest
 
 from delivery_platform.formats import PartWriter, csv_header, csv_line_sql, json_line_sql, write_lines
 from delivery_platform.formats.lines import csv_line_bytes_sql
@@ -91,3 +92,20 @@ def test_line_bytes_are_counted_without_building_the_line():
             rows = con.execute(f"SELECT strlen({csv_line_sql(['a', 'b', 'n', 'd'], **args)}), "
                                f"{csv_line_bytes_sql(['a', 'b', 'n', 'd'], **args)} FROM t").fetchall()
             assert all(built == counted for built, counted in rows), (args, rows)
+
+
+@pytest.mark.parametrize("lines,line_end,expected", [
+    (["a\n", "b\n"], "\n", (0, None)),
+    (["a\nx\n", "b\n", "c"], "\n", (2, "a\nx\n")),  # a line break inside, and no line end
+    (["a\n", "\n", "b\n"], "\n", (0, None)),  # an empty record is still one line
+    (["a\r\n", "b\r\n"], "\r\n", (0, None)),
+    (["a\r\n", "b\n"], "\r\n", (1, "b\n")),
+])
+def test_misbroken_lines_counts_lines_that_are_not_exactly_one_line(lines, line_end, expected):
+    import pyarrow as pa
+
+    from delivery_platform.formats.parts import misbroken_lines
+
+    assert misbroken_lines(pa.array(lines), line_end) == expected
+    sliced = pa.array(["x\ny\n"] + lines).slice(1)  # a slice of a batch: only its own bytes count
+    assert misbroken_lines(sliced, line_end) == expected

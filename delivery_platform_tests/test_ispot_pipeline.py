@@ -6,6 +6,7 @@ import datetime as dt
 
 import dagster as dg
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from delivery_platform.alerts.sensors import AlertLog, deadline_alerts
 from delivery_platform.alerts.sinks import AlertSinks
@@ -156,6 +157,9 @@ def test_end_to_end_upload_through_the_api_and_no_second_upload(data_dir, monkey
         assert not any(token in logs for token in api.state.tokens)
 
 
+COLUMNS7 = ("ip", "datetime", "siteid", "app", "type", "customdata", "useragent")
+
+
 @pytest.mark.parametrize("line,good", [
     ('"1.2.3.4","2026-11-19 08:00:00","TC-1-1","web","purchase","","Mozilla"\n', True),
     ('"1.2.3.4","2026-11-19 08:00:00","TC-1-1","web","purchase","say ""hi"", twice","Moz,illa"\n', True),
@@ -164,18 +168,79 @@ def test_end_to_end_upload_through_the_api_and_no_second_upload(data_dir, monkey
     ('"1.2.3.4","2026-11-19 08:00:00","TC-1-1","web","purchase","Mozilla"\n', False),  # a value missing
     ('"1.2.3.4","2026-11-19 08:00:00","TC-1-1","web","purchase","say "hi"","Mozilla"\n', False),  # lone quotes
     ('"1.2.3.4","2026-11-19 08:00:00","TC-1-1","web","purchase","","Mozilla" \n', False),  # after the quote
+    ('"1.2.3.4","2026-11-19 08:00:00","TC-1-1","web","purchase","","Moz\nilla"\n', False),  # a line break inside
+    ('"1.2.3.4","2026-11-19 08:00:00","TC-1-1","web","purchase","","Mozilla"', False),  # no line end
 ])
-def test_the_file_check_reads_back_every_line_quoting(tmp_path, line, good):
-    """The read-back that proves each file's bytes: every data line is seven double-quoted values."""
+def test_the_all_quoted_line_pattern(line, good):
+    """What one line of an iSpot file must be: seven double-quoted values and one line end."""
     import duckdb
 
-    from delivery_platform.vendors.ispot.assets import _read_back
+    from delivery_platform.formats.lines import all_quoted_line_pattern
 
-    columns = ("ip", "datetime", "siteid", "app", "type", "customdata", "useragent")
-    good_line = '"5.6.7.8","2026-11-19 09:00:00","TC-1-2","app","signup","","UA"\n'
-    path = tmp_path / "conversions_20261119_001.csv"
-    path.write_bytes((",".join(columns) + "\n" + good_line + line + good_line).encode())
-    seen = _read_back(duckdb.connect(), path, columns)
-    assert seen["header_ok"] and not seen["bom"] and seen["rows"] == 3
-    assert seen["badly_quoted"] == (0 if good else 1)
-    assert seen["sample_bad"] == ("" if good else line.rstrip("\n"))
+    pattern = all_quoted_line_pattern(len(COLUMNS7))
+    assert duckdb.sql("SELECT regexp_full_match($1, $2)", params=[line, pattern]).fetchall()[0][0] is good
+
+
+_values = st.one_of(st.none(), st.text(st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)),
+                                        max_size=12) | st.sampled_from(['"', '""', ',', '","', ' "x" ', '\r']))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(*[_values] * len(COLUMNS7)), min_size=1, max_size=20))
+def test_the_rendered_lines_are_quoted_right_for_any_value(rows):
+    """Why the write pass need not re-parse every line: for any values without a line break, the line SQL
+    renders lines that match the all-quoted pattern, that the write pass's line count accepts, and that a
+    CSV reader reads back as the values (NULL as empty)."""
+    import csv
+    import io
+
+    import duckdb
+
+    from delivery_platform.formats.lines import all_quoted_line_pattern, csv_line_sql
+    from delivery_platform.formats.parts import misbroken_lines
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (" + ", ".join(f'"{c}" VARCHAR' for c in COLUMNS7) + ")")
+    con.executemany(f"INSERT INTO t VALUES ({', '.join('?' * len(COLUMNS7))})", rows)
+    pattern = all_quoted_line_pattern(len(COLUMNS7))
+    lines = con.sql(f"SELECT {csv_line_sql(COLUMNS7, quoting='all')} AS line, "
+                    "regexp_full_match(line, $pattern) AS ok FROM t", params={"pattern": pattern}).arrow().read_all()
+    assert all(lines.column("ok").to_pylist())
+    assert misbroken_lines(lines.column("line").combine_chunks()) == (0, None)
+    text = "".join(lines.column("line").to_pylist())
+    assert list(csv.reader(io.StringIO(text, newline=""))) == [[v or "" for v in r] for r in rows]
+
+
+def test_the_write_pass_checks_every_line_and_the_file_check_reads_its_record(tmp_path):
+    """A value with a line break is caught as the part is written; the files check names the file, the count and
+    the line. A file changed on disk after it was written, or with a BOM, fails too."""
+    import pyarrow as pa
+
+    from delivery_platform.delivery import OutgoingFile
+    from delivery_platform.vendors.ispot.assets import CheckedPart, file_problems
+
+    header = (",".join(COLUMNS7) + "\n").encode()
+    good = '"5.6.7.8","2026-11-19 09:00:00","TC-1-2","app","signup","","UA"\n'
+    broken = '"1.2.3.4","2026-11-19 08:00:00","TC-1-1","web","purchase","","Moz\nilla"\n'
+    parts, written = [], {}
+    for number, lines in ((1, [good, good]), (2, [good, broken, good])):
+        writer = CheckedPart(tmp_path, f"conversions_20261119_00{number}.csv", header)
+        writer.write(pa.array(lines[:1]))
+        writer.write(pa.array(lines[1:]))  # the count adds up over batches
+        done = writer.finish()
+        written[done.name] = writer.seen()
+        parts.append(OutgoingFile.of_part(done, done.name))
+    info = {"columns": list(COLUMNS7), "written": written, "held": None}
+    problems, rows = file_problems(parts, info, staged_rows=5)
+    assert rows == 5 and problems == [
+        f"conversions_20261119_002.csv: 1 data lines do not hold exactly one line end, at their end (a value with a "
+        f"line break), e.g. {broken!r}"]
+    assert file_problems(parts[:1], info, staged_rows=2) == ([], 2)
+
+    first = parts[0].path
+    first.write_bytes(b"\xef\xbb\xbf" + first.read_bytes())
+    problems, _ = file_problems(parts[:1], info, staged_rows=2)
+    assert any("bytes on disk" in p for p in problems) and any("BOM" in p for p in problems)
+    assert file_problems(parts[:1], {**info, "written": {}}, staged_rows=2)[0][-2:] == [
+        "conversions_20261119_001.csv: no record of its lines from the write pass (written by an older version?): "
+        "re-materialize the files", "the files hold 0 rows, the checked data 2"]

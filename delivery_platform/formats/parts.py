@@ -10,6 +10,7 @@ from typing import BinaryIO, Callable, Iterator
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .compress import ParallelGzip
 
@@ -235,3 +236,25 @@ class BalancedSplit:
 def line_lengths(array: pa.Array) -> np.ndarray:
     """The byte length of each rendered line of an Arrow string array."""
     return np.diff(_buffers(array)[0])
+
+
+def misbroken_lines(array: pa.Array, line_end: str = "\n") -> tuple[int, str | None]:
+    """How many rendered lines of `array` do not hold exactly one `line_end`, at their end (a value
+    with a line break in it would make a reader see two records), and the first such line.
+
+    One count over the batch's bytes where they lie (about 10 ms per 37 MB; copying them out first
+    would triple it), so a write pass checks every line it writes for a fraction of what re-reading
+    the files costs; the per-line search runs only when the count is off."""
+    if not len(array):
+        return 0, None
+    offsets, data = _buffers(array)
+    ends = pc.ends_with(array, line_end)
+    if len(line_end.encode()) == 1:
+        found = np.count_nonzero(np.frombuffer(data, np.uint8)[offsets[0]: offsets[-1]] == ord(line_end))
+    else:
+        found = bytes(data[offsets[0]: offsets[-1]]).count(line_end.encode())
+    if found == len(array) and pc.all(ends).as_py():
+        return 0, None
+    bad = pc.or_(pc.not_equal(pc.count_substring(array, line_end), 1), pc.invert(ends))
+    wrong = array.filter(bad)
+    return len(wrong), wrong[0].as_py()

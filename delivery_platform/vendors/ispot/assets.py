@@ -14,16 +14,18 @@ from pathlib import Path
 from typing import List, Optional
 
 import dagster as dg
+import pyarrow as pa
 
 from ...core import clock
 from ...core.files import file_md5
-from ...core.sql import sql_literal
+from ...core.sql import quote_ident, sql_literal
 from ...delivery import OutgoingFile, deliver_files
 from ...destinations.base import AlreadyExists
 from .uploader import ISpotApiResource, ISpotRejected, ISpotUploader
 from ...formats.compress import zip_file
 from ...formats.lines import csv_header, csv_line_bytes_sql, csv_line_sql
-from ...formats.parts import BATCH_ROWS, BalancedSplit, PartWriter, line_lengths, stream_line_batches
+from ...formats.parts import (BATCH_ROWS, BalancedSplit, Part, PartWriter, line_lengths, misbroken_lines,
+                               stream_line_batches)
 from ...ledger import FileContents
 from ...manifest import read_manifest, reset_folder
 from ...factory import Chain, Files, Step
@@ -138,7 +140,8 @@ def stage(step: Step) -> tuple[int, dict]:
     target = warehouse.staged_table(VENDOR, DELIVERABLE, key)
     ipv6 = "" if settings.include_ipv6 else " AND NOT contains(client_ip, ':')"
     # staged in key order, with the key's typed columns (no text key per row: sorting text is slow)
-    sql = (f"SELECT {topups.file_select(columns, headers)}, loaded_at AS {LOADED_AT}, event_id AS {EVENT_ID} "
+    sql = (f"SELECT {topups.file_select(columns, headers, staged=True)}, loaded_at AS {LOADED_AT}, "
+           f"event_id AS {EVENT_ID} "
            f"FROM ({topups.day_events_sql(key, up_to)}) WHERE {topups.in_batch_sql(batch)}{ipv6} "
            f"ORDER BY {LOADED_AT}, {EVENT_ID}")
     with warehouse.connect() as con:
@@ -146,8 +149,8 @@ def stage(step: Step) -> tuple[int, dict]:
             counts_sql(key, batch, up_to)).fetchone()
         rows = copy_to_parquet(con, sql, target)
     new_through = topups.key_text(highest["loaded_at"], highest["event_id"]) if highest else None
-    (target.parent / BATCH_FILE).write_text(json.dumps({**batch.to_json(), "watermark": up_to,
-                                                         "new_through": new_through}))
+    (target.parent / BATCH_FILE).write_text(json.dumps({**batch.to_json(), "watermark": up_to, "new_through": new_through,
+                                                         "datetime_column": headers[columns.index("datetime")]}))
     v6 = "included" if settings.include_ipv6 else "filtered"
     step.log.info(f"{key}: {rows:,} conversions staged ({len(batch.pending)} earlier file(s) to re-send, "
                   f"{batch.delivered_files} delivered before); IPv6 rows {v6}: {ipv6_rows:,}; "
@@ -208,16 +211,19 @@ def write_files(step: Step, staged: Path) -> Files:
     folder = reset_folder(step.files_dir)
     info = json.loads((staged.parent / BATCH_FILE).read_text())
     batch = topups.Batch.from_json(info)
-    source = f"read_parquet({sql_literal(str(staged))})"  # staged in key order, and scans keep that order
+    source = f"({staged_view(staged)})"  # staged in key order, and scans keep that order
     line = csv_line_sql(headers, quoting="all")
     files, contents = [], []
 
-    def part(name: str) -> PartWriter:
-        csv_name = name[: -len(".zip")] + ".csv" if name.endswith(".zip") else name  # zipped below
-        return PartWriter(folder, lambda n: csv_name, header=header, single_part=True)
+    written: dict[str, dict] = {}  # what the write pass saw of each part's lines (the files check reads it)
 
-    def close(writer: PartWriter, after: str | None, through: str) -> None:
-        done = writer.finish()[0]
+    def part(name: str) -> CheckedPart:
+        csv_name = name[: -len(".zip")] + ".csv" if name.endswith(".zip") else name  # zipped below
+        return CheckedPart(folder, csv_name, header)
+
+    def close(writer: CheckedPart, after: str | None, through: str) -> None:
+        done = writer.finish()
+        written[done.name] = writer.seen()
         files.append(OutgoingFile.of_part(done, done.name))
         contents.append({"after_key": after, "through_key": through, "rows": done.rows})
 
@@ -228,7 +234,7 @@ def write_files(step: Step, staged: Path) -> Files:
             writer = part(p.file_name)
             for array in stream_line_batches(con, f"SELECT {line} FROM {source} WHERE "
                                                   f"{topups.range_sql(p.after_key, p.through_key, *STAGED_KEY)}"):
-                writer.write_array(array)
+                writer.write(array)
             close(writer, p.after_key, p.through_key)
         new = topups.after_sql(batch.sent_through, *STAGED_KEY)
         size = csv_line_bytes_sql(headers, quoting="all")
@@ -249,12 +255,12 @@ def write_files(step: Step, staged: Path) -> Files:
                 text, loaded_at, event_id = rows.column(0), rows.column(1), rows.column(2)
                 start = 0
                 for cut in split.cuts(line_lengths(text)):
-                    writer.write_array(text.slice(start, cut - start))
+                    writer.write(text.slice(start, cut - start))
                     through = topups.key_text(loaded_at[cut - 1].as_py(), event_id[cut - 1].as_py()) if cut else last
                     close(writer, after, through)
                     number, after, start = number + 1, through, cut
                     writer = part(file_name(key, batch.next_sequence + number))
-                writer.write_array(text.slice(start))
+                writer.write(text.slice(start))
                 if len(text):
                     last = topups.key_text(loaded_at[-1].as_py(), event_id[-1].as_py())
             close(writer, after, info["new_through"])  # up to the highest key loaded (filtered rows too)
@@ -265,7 +271,7 @@ def write_files(step: Step, staged: Path) -> Files:
     if not files and not held:
         step.log.info(f"{key}: nothing to send ({batch.delivered_files} file(s) delivered before)")
     step.log.info(f"{key}: {len(files)} file(s), {sum(f.bytes for f in files):,} bytes")
-    manifest = {"columns": list(headers), "contents": contents, "held": held, "enforce_min_bytes": enforce,
+    manifest = {"columns": list(headers), "contents": contents, "written": written, "held": held, "enforce_min_bytes": enforce,
                 "min_bytes": settings.min_bytes, "delivered_before": batch.delivered_files,
                 "recorded_before": bool(batch.sent_through)}
     return Files(files, manifest=manifest, metadata={
@@ -293,65 +299,91 @@ def _zip_parts(files: list[OutgoingFile], level: int) -> list[OutgoingFile]:
         return list(pool.map(one, files))
 
 
-def _read_back(con, path: Path, columns: tuple[str, ...]) -> dict:
-    """Re-read one CSV part: its exact first line, BOM, and every data line's quoting, in SQL."""
-    header = csv_header(columns).encode("ascii")
-    with open(path, "rb") as handle:
-        first = handle.readline()
-    field = '"[^"]*(?:""[^"]*)*"'  # a quoted value, doubled quotes inside (unrolled: twice as fast as ([^"]|"")*)
-    line_re = f"^{field}(?:,{field}){{{len(columns) - 1}}}$"
-    counted = con.execute(
-        f"SELECT count(*), count_if(NOT ok), min(line) FILTER (WHERE NOT ok) FROM (SELECT line, "
-        f"regexp_full_match(line, {sql_literal(line_re)}) AS ok "
-        f"FROM read_csv({sql_literal(str(path))}, columns = {{'line': 'VARCHAR'}}, header = true, delim = chr(1), "
-        f"quote = '', escape = '', auto_detect = false, new_line = '\\n'))").fetchall()[0]
-    return {"header_ok": first == header, "bom": first.startswith(b"\xef\xbb\xbf"), "first_line": first[:120],
-            "rows": counted[0], "badly_quoted": counted[1], "sample_bad": (counted[2] or "")[:200]}
+class CheckedPart:
+    """One CSV part being written, with the check that used to re-read the finished files folded into
+    the write pass: every line written is counted, and each must hold exactly one line end, at its end
+    (a value with a line break would make iSpot's reader see two records). The quoting is the line
+    SQL's own (`csv_line_sql(quoting="all")`), which a property test shows matches
+    `all_quoted_line_pattern` for any value without a line break."""
+
+    def __init__(self, folder: Path, name: str, header: bytes):
+        self.writer = PartWriter(folder, lambda n: name, header=header, single_part=True)
+        self.lines, self.misbroken, self.sample = 0, 0, None
+
+    def write(self, lines: pa.Array) -> None:
+        self.writer.write_array(lines)
+        bad, sample = misbroken_lines(lines)
+        self.lines += len(lines)
+        self.misbroken += bad
+        self.sample = self.sample or sample
+
+    def finish(self) -> Part:
+        return self.writer.finish()[0]
+
+    def seen(self) -> dict:
+        return {"lines": self.lines, "misbroken": self.misbroken, "sample": (self.sample or "")[:200]}
 
 
-def check_files(step: Step, files: list, info: dict) -> dg.AssetCheckResult:
-    """Re-reads every file: exact unquoted ASCII header and no BOM, every data value quoted, size under 200 MB,
-    rows adding up to the checked rows (MD5s are verified on read-back at delivery)."""
+def file_problems(files: list, info: dict, staged_rows: int) -> tuple[list[str], int]:
+    """What is wrong with the files on disk and as the write pass saw them; and the rows they hold."""
     import zipfile
 
-    warehouse, folder = step.warehouse, step.files_dir
     columns = tuple(info["columns"])
+    header = csv_header(columns).encode("ascii")
+    written = info.get("written") or {}
     problems: list[str] = []
     rows = 0
-    with warehouse.connect(attach_warehouse=False) as con:
-        staged_rows = con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(step.staged))})").fetchone()[0]
-        for f in files:
-            size = f.path.stat().st_size
-            if size >= spec.MAX_UPLOAD_BYTES:
-                problems.append(f"{f.name}: {size:,} bytes, not under iSpot's 200 MB limit")
-            csv_path = f.path
-            if f.name.endswith(".zip"):
-                with zipfile.ZipFile(f.path) as zf:
-                    member = zf.namelist()[0]
-                    csv_path = folder / f".readback-{Path(member).name}"
-                    with zf.open(member) as src, open(csv_path, "wb") as dst:
-                        dst.write(src.read())
-            seen = _read_back(con, csv_path, columns)
-            if csv_path != f.path:
-                csv_path.unlink()
-            if seen["bom"]:
-                problems.append(f"{f.name}: starts with a UTF-8 BOM (it would break the case-sensitive 'ip' header)")
-            if not seen["header_ok"]:
-                problems.append(f"{f.name}: header is {seen['first_line']!r}, expected {','.join(columns)!r}")
-            if seen["badly_quoted"]:
-                problems.append(f"{f.name}: {seen['badly_quoted']:,} data lines are not {len(columns)} double-quoted "
-                                f"values, e.g. {seen['sample_bad']!r}")
-            if seen["rows"] != f.rows:
-                problems.append(f"{f.name}: {seen['rows']:,} data lines, manifest says {f.rows:,}")
-            rows += seen["rows"]
+    for f in files:
+        size = f.path.stat().st_size
+        if size != f.bytes:
+            problems.append(f"{f.name}: {size:,} bytes on disk, {f.bytes:,} written: changed since it was written")
+        if size >= spec.MAX_UPLOAD_BYTES:
+            problems.append(f"{f.name}: {size:,} bytes, not under iSpot's 200 MB limit")
+        if f.name.endswith(".zip"):
+            with zipfile.ZipFile(f.path) as zf:
+                member = zf.namelist()[0]
+                damaged = zf.testzip()  # every member's CRC against the bytes that were zipped
+                with zf.open(member) as handle:
+                    first = handle.readline()
+            if damaged:
+                problems.append(f"{f.name}: {damaged} does not match its CRC")
+        else:
+            member = f.name
+            with open(f.path, "rb") as handle:
+                first = handle.readline()
+        if first.startswith(b"\xef\xbb\xbf"):
+            problems.append(f"{f.name}: starts with a UTF-8 BOM (it would break the case-sensitive 'ip' header)")
+        elif first != header:
+            problems.append(f"{f.name}: header is {first[:120]!r}, expected {','.join(columns)!r}")
+        seen = written.get(member)
+        if seen is None:
+            problems.append(f"{f.name}: no record of its lines from the write pass (written by an older version?): "
+                            "re-materialize the files")
+            continue
+        if seen["misbroken"]:
+            problems.append(f"{f.name}: {seen['misbroken']:,} data lines do not hold exactly one line end, at their "
+                            f"end (a value with a line break), e.g. {seen['sample']!r}")
+        if seen["lines"] != f.rows:
+            problems.append(f"{f.name}: {seen['lines']:,} data lines written, manifest says {f.rows:,}")
+        rows += seen["lines"]
     held = (info.get("held") or {}).get("rows", 0)
     if rows != staged_rows - held:
         problems.append(f"the files hold {rows:,} rows, the checked data {staged_rows:,}"
                         + (f" of which {held:,} are held" if held else ""))
+    return problems, rows
+
+
+def check_files(step: Step, files: list, info: dict) -> dg.AssetCheckResult:
+    """Every file as the write pass saw it and as it lies on disk: exact unquoted ASCII header and no BOM, every
+    data line one record of double-quoted values, the size written and under 200 MB, rows adding up to the checked
+    rows (MD5s are verified on read-back at delivery)."""
+    with step.warehouse.connect(attach_warehouse=False) as con:
+        staged_rows = con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(step.staged))})").fetchall()[0][0]
+    problems, rows = file_problems(files, info, staged_rows)
     return dg.AssetCheckResult(
         passed=not problems, description=with_next_step("; ".join(problems), FILES_NEXT) if problems
         else f"{len(files)} file(s) match the CSV spec",
-        metadata={"files_checked": len(files), "rows_read_back": rows, "problems": dg.MetadataValue.md(
+        metadata={"files_checked": len(files), "rows_checked_in_write_pass": rows, "problems": dg.MetadataValue.md(
             "\n".join(f"- {p}" for p in problems) or "none")})
 
 
@@ -464,10 +496,19 @@ CONVERSIONS = Deliverable(
               "deleted), so the token probe checks the credentials instead.")
 
 
+def staged_view(path: Path, *, row_numbers: bool = False) -> str:
+    """The staged rows as the file's text values: `datetime` is staged as a TIMESTAMP and rendered here
+    (topups.STAGED_SOURCES says why)."""
+    column = quote_ident(json.loads((path.parent / BATCH_FILE).read_text())["datetime_column"])
+    numbered = ", file_row_number = true" if row_numbers else ""
+    return (f"SELECT * REPLACE (strftime({column}, {sql_literal(topups.DATETIME_FORMAT)}) AS {column}) "
+            f"FROM read_parquet({sql_literal(str(path))}{numbered})")
+
+
 def _staged_relation(path: Path) -> str:
     """The staged rows without the sort key, with the row number pandera's samples show as `index`."""
     return (f"SELECT * EXCLUDE (file_row_number, {LOADED_AT}, {EVENT_ID}), file_row_number AS __row "
-            f"FROM read_parquet({sql_literal(str(path))}, file_row_number = true)")
+            f"FROM ({staged_view(path, row_numbers=True)})")
 
 
 CHAIN = Chain(
@@ -487,9 +528,10 @@ CHAIN = Chain(
                  "row unquoted, every data value double-quoted, \\n line endings, the header repeated in every part, "
                  "split into the fewest balanced parts under the size limit, named conversions_YYYYMMDD_NNN.csv "
                  "(top-ups continue the numbering). New rows under the minimum size are held when it is enforced.",
-        "files_check": "Re-reads every file: exact unquoted ASCII header and no BOM, every data value quoted, size "
-                       "under 200 MB, rows adding up to the checked rows (MD5s are verified on read-back at "
-                       "delivery).",
+        "files_check": "Every file as the write pass saw it and as it lies on disk: exact unquoted ASCII header and "
+                       "no BOM, every data line one record of double-quoted values (checked as it was written), the "
+                       "size written and under 200 MB, rows adding up to the checked rows (MD5s are verified on "
+                       "read-back at delivery).",
         "delivery": f"Uploads the files through iSpot's API ({DOC}; the vendor's 'Making an API call', status table) "
                     "when ISPOT_CLIENT_ID is set, otherwise publishes them to the `ispot_destination` (the local "
                     "outbox by default). The ledger makes re-runs send nothing twice. Refuses data older than 12 "

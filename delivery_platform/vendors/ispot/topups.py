@@ -119,9 +119,10 @@ def in_batch_sql(batch: Batch) -> str:
 
 # The warehouse expression of each file column (by the document's name). `sku` has no source in
 # the warehouse (warehouse/schema.py), so configuring it is refused.
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # "24 h UTC timestamp" as the document's example shows it
 SOURCES = {
     "ip": "client_ip",
-    "datetime": "strftime(event_ts, '%Y-%m-%d %H:%M:%S')",
+    "datetime": f"strftime(event_ts, '{DATETIME_FORMAT}')",
     "siteid": "trim(site_id)",
     "app": "lower(trim(platform))",
     "type": "lower(trim(event_type))",
@@ -135,9 +136,16 @@ SOURCES = {
 }
 
 
-def file_select(columns: tuple[str, ...], headers: tuple[str, ...]) -> str:
+# Staged (assets.stage) `datetime` stays a TIMESTAMP, cut to the second the text shows, and is rendered
+# after the day's sort (assets.staged_view): a 19-character text per row makes the sort spill about
+# twice as much under the memory limit (10 M rows: 12.2 s against 7.9 s).
+STAGED_SOURCES = {**SOURCES, "datetime": "date_trunc('second', event_ts)"}
+
+
+def file_select(columns: tuple[str, ...], headers: tuple[str, ...], *, staged: bool = False) -> str:
     """The SELECT list of the file's columns, named as the header profile names them."""
-    return ", ".join(f'{SOURCES[c]} AS "{h}"' for c, h in zip(columns, headers))
+    sources = STAGED_SOURCES if staged else SOURCES
+    return ", ".join(f'{sources[c]} AS "{h}"' for c, h in zip(columns, headers))
 
 
 def unsent_by_day_sql(
