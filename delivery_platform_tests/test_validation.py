@@ -22,6 +22,7 @@ class Sample(pa.DataFrameModel):
     ad_id: str = pa.Field(is_uuid=(), nullable=True)
     digest: str = pa.Field(is_hex_digest={"length": 4, "case": "upper"}, nullable=True)
     note: str = pa.Field(not_email_or_phone=(), no_formula_prefix=(), nullable=True)
+    word: str = pa.Field(is_ascii=(), no_formula_prefix=(), nullable=True)
 
     class Config:
         strict = True
@@ -37,6 +38,7 @@ VALUES = {
     "ad_id": ["123e4567-e89b-12d3-a456-426614174000", "123E4567-E89B-12D3-A456-426614174000", "nope", None],
     "digest": ["ABCD", "abcd", "ABC", "ABCDE", None],
     "note": ["fine", "john@example.com", "+31 6 1234 5678", "=cmd|' /C calc'!A0", "-1", None],
+    "word": ["ok", "", "é", "e\u0301", "日本", "😀", "\tx", "\rx", "@x", "+x", "x=", " -x", "\x7f", "\x80x", None],
 }
 
 
@@ -60,7 +62,7 @@ def test_sql_rules_agree_with_pandera(rows):
 def test_failures_name_rule_column_count_and_sample_rows(tmp_path):
     df = pd.DataFrame({  # noqa: F841 (read by name in the COPY below: DuckDB replacement scan)
         "ip": ["1.2.3.4", "::1"], "siteid": ["TC-1-1", "TC-9-9"], "app": ["web", "app"], "key": ["a", "a"],
-        "ad_id": [None, None], "digest": ["ABCD", None], "note": ["ok", "ok"],
+        "ad_id": [None, None], "digest": ["ABCD", None], "note": ["ok", "ok"], "word": ["ok", None],
     })
     path = tmp_path / "rows.parquet"
     duckdb.connect().execute(f"COPY (SELECT * FROM df) TO '{path}' (FORMAT parquet)")
