@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import json
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -109,3 +110,33 @@ def test_misbroken_lines_counts_lines_that_are_not_exactly_one_line(lines, line_
     assert misbroken_lines(pa.array(lines), line_end) == expected
     sliced = pa.array(["x\ny\n"] + lines).slice(1)  # a slice of a batch: only its own bytes count
     assert misbroken_lines(sliced, line_end) == expected
+
+
+def test_a_failed_write_on_the_background_writer_is_raised_in_the_writing_thread():
+    """Parts are written and hashed on threads of their own: a disk that fails (here /dev/full, no space left)
+    still fails the write, in the caller, and never reports a part as written."""
+    import errno
+
+    import pyarrow as pa
+
+    writer = PartWriter(Path("/dev"), lambda n: "full", single_part=True)
+    with pytest.raises(OSError) as failed:
+        for _ in range(4):
+            writer.write_array(pa.array(["x" * 1000 + "\n"] * 2000))
+        writer.finish()
+    assert failed.value.errno == errno.ENOSPC and writer.parts == []
+
+
+def test_the_background_writer_gives_the_bytes_and_md5_of_a_plain_write(tmp_path):
+    import hashlib
+
+    import pyarrow as pa
+
+    lines = [f"line {i}\n" for i in range(100_000)]
+    writer = PartWriter(tmp_path, lambda n: f"p{n}.csv", header=b"h\n", max_bytes=300_000)
+    for start in range(0, len(lines), 7_000):
+        writer.write_array(pa.array(lines[start:start + 7_000]))
+    parts = writer.finish()
+    assert b"".join(p.path.read_bytes()[2:] for p in parts) == "".join(lines).encode()
+    for p in parts:
+        assert p.md5 == hashlib.md5(p.path.read_bytes()).hexdigest() and p.bytes == p.path.stat().st_size <= 300_000

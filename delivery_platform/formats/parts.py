@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
@@ -30,16 +32,52 @@ class Part:
 
 
 class _HashingSink:
-    def __init__(self, handle: BinaryIO):
+    """Writes and hashes what it is given. `background=True`: writing and hashing each run on a
+    thread of their own (MD5 takes about 0.7 s a GB on one core, the write about half that), so
+    both overlap DuckDB rendering the next batch; at most `QUEUED` batches wait in each, so memory
+    stays bounded. `finish()` waits for both and re-raises what failed."""
+
+    QUEUED = 2
+
+    def __init__(self, handle: BinaryIO, *, background: bool = False):
         self.handle = handle
         self.md5 = hashlib.md5()
         self.size = 0
+        self._error: BaseException | None = None
+        self._lanes: list[tuple[queue.Queue, threading.Thread]] = []
+        if background:
+            for name, use in (("part-writer", self.handle.write), ("part-hasher", self.md5.update)):
+                lane: queue.Queue = queue.Queue(self.QUEUED)
+                thread = threading.Thread(target=self._drain, args=(lane, use), name=name, daemon=True)
+                thread.start()
+                self._lanes.append((lane, thread))
 
     def write(self, data) -> int:
-        self.handle.write(data)
-        self.md5.update(data)
-        self.size += len(data)
-        return len(data)
+        size = len(data)  # bytes: data is bytes or a byte memoryview (which keeps its buffer alive)
+        self.size += size
+        if not self._lanes:
+            self.handle.write(data)
+            self.md5.update(data)
+        elif self._error is None:
+            for lane, _ in self._lanes:
+                lane.put(data)
+        return size
+
+    def _drain(self, lane: queue.Queue, use) -> None:
+        while (data := lane.get()) is not None:
+            if self._error is None:
+                try:
+                    use(data)
+                except BaseException as exc:  # raised again by finish(), in the writing thread
+                    self._error = exc
+
+    def finish(self) -> None:
+        for lane, _ in self._lanes:
+            lane.put(None)
+        for _, thread in self._lanes:
+            thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def stream_line_batches(con: duckdb.DuckDBPyConnection, sql: str, batch_rows: int = BATCH_ROWS) -> Iterator[pa.Array]:
@@ -91,7 +129,7 @@ class PartWriter:
         number = len(self.parts) + 1
         path = self.folder / self.name_for(number)
         self._handle = open(path, "wb")
-        self._sink = _HashingSink(self._handle)
+        self._sink = _HashingSink(self._handle, background=self.gzip_level is None and self.encode is None)
         # smaller blocks for small targets, so a part overshoots its target by little
         block = max(64 << 10, min(8 << 20, (self.max_bytes or 1 << 40) // 4))
         self._gz = (ParallelGzip(self._sink, level=self.gzip_level, threads=self.threads, block_size=block)
@@ -117,7 +155,10 @@ class PartWriter:
             return
         if self._gz:
             self._gz.close()
-        self._handle.close()
+        try:
+            self._sink.finish()
+        finally:
+            self._handle.close()
         self.parts.append(Part(path=self._path, name=self._path.name, rows=self._rows, bytes=self._sink.size,
                                md5=self._sink.md5.hexdigest(), raw_bytes=self._raw,
                                raw_md5=(self._raw_md5 or self._sink.md5).hexdigest()))
