@@ -39,9 +39,11 @@ def e2e(vendor: str, partition: str) -> dict:
     return {"seconds": seconds, "success": result.success, "rows": rows, "bytes": bytes_}
 
 
-ISPOT_LINE = """'"' || client_ip || '","' || strftime(event_ts, '%Y-%m-%d %H:%M:%S') || '","' || trim(site_id) || '","' ||
-    lower(trim(platform)) || '","' || lower(trim(event_type)) || '","' || coalesce(replace(custom_data, '"', '""'), '') ||
-    '","' || replace(user_agent, '"', '""') || '"'"""
+# one concat() per line, as the product renders lines (formats/lines.py): a chain of || is about
+# 0.7 s slower on the 10 M-row day, and the limit should be the fastest same-bytes COPY
+ISPOT_LINE = """concat('"', client_ip, '","', strftime(event_ts, '%Y-%m-%d %H:%M:%S'), '","', trim(site_id), '","',
+    lower(trim(platform)), '","', lower(trim(event_type)), '","', coalesce(replace(custom_data, '"', '""'), ''),
+    '","', replace(user_agent, '"', '""'), '"')"""
 
 
 def bare_copy(partition: str, out: str, ordered: str = "") -> dict:

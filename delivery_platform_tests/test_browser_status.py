@@ -66,7 +66,9 @@ def test_a_delivery_shows_its_receipt_and_the_status_page_shows_the_day(page, ui
     assert wait_for_status(page, ["Success", "Failure"]) == "Success"
     page.goto(f"{ui}/assets/status/lotame")
     page.get_by_text("open_alerts").first.wait_for()
-    row = page.locator("tr").filter(has=page.get_by_text("status", exact=True)).first
+    # the `status` metadata row holds the days (another row labelled status may render first: wait for this one)
+    row = page.locator("tr").filter(has=page.get_by_text("status", exact=True)).filter(has_text=DAY).first
+    row.wait_for()
     text = row.inner_text()  # the page shows this markdown inline
     assert re.search(rf"{DAY}\s+delivered\b", text), text[:500]
     assert re.search(rf"{LATE_DAY}\s+LATE\b", text), text[:500]

@@ -185,7 +185,7 @@ _values = st.one_of(st.none(), st.text(st.characters(blacklist_characters="\n", 
                                         max_size=12) | st.sampled_from(['"', '""', ',', '","', ' "x" ', '\r']))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(*[_values] * len(COLUMNS7)), min_size=1, max_size=20))
 def test_the_rendered_lines_are_quoted_right_for_any_value(rows):
     """Why the write pass need not re-parse every line: for any values without a line break, the line SQL
