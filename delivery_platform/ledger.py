@@ -130,6 +130,18 @@ CONTENT_MD5 = """
 ALTER TABLE deliveries ADD COLUMN content_md5 TEXT;
 """
 
+# version 3: file names a partition took before uploading them, for vendors whose names are made rather
+# than derived from the partition (Idomoo's time of day): one partition per name, vendor-wide
+RESERVED_NAMES = """
+CREATE TABLE IF NOT EXISTS reserved_names (
+    vendor        TEXT NOT NULL,
+    file_name     TEXT NOT NULL,
+    partition_key TEXT NOT NULL,
+    reserved_at   TEXT NOT NULL,
+    PRIMARY KEY (vendor, file_name)
+);
+"""
+
 
 PARTITION = ("vendor", "deliverable", "partition_key")
 SAME_BYTES = "already delivered with the same bytes"  # a skip's reason when every file matched byte for byte
@@ -287,7 +299,7 @@ class Ledger:
         self.path = self.store.path if isinstance(self.store, db.SQLiteStore) else settings.ledger_path()
         self.timeout_s = timeout_s
         self._renewals: dict[tuple[str, str, str], _Renewal] = {}
-        self.store.migrate("ledger", [SCHEMA, CONTENT_MD5])
+        self.store.migrate("ledger", [SCHEMA, CONTENT_MD5, RESERVED_NAMES])
 
     def describe(self) -> str:
         """Where the ledger is, safe to show (a URL's password is masked)."""
@@ -510,6 +522,21 @@ class Ledger:
                 f"({len(changed)} changed, {len(missing)} new). Re-run with redeliver=True to send them again."
             )
         return DeliveryPlan("redeliver", tuple(files), tuple(done.values()), "re-delivery requested")
+
+    # --- names taken before upload ------------------------------------------------------------
+    def reserve_name(self, vendor: str, partition_key: str, name: str) -> bool:
+        """Take `name` for the partition before its file is built: True when the name is the partition's (taken
+        now, or before by the same partition), False when another partition holds it. Runs of two partitions
+        building in the same second (a backfill) would otherwise both choose the name no delivery used yet,
+        and the vendor would be sent it twice."""
+        with self._write(_lock(vendor, "names")) as con:
+            row = con.execute("SELECT partition_key FROM reserved_names WHERE vendor=? AND file_name=?",
+                              (vendor, name)).fetchone()
+            if row is not None:
+                return row["partition_key"] == partition_key
+            con.execute("INSERT INTO reserved_names (vendor, file_name, partition_key, reserved_at) VALUES (?, ?, ?, ?)",
+                        (vendor, name, partition_key, _now()))
+            return True
 
     # --- file contents (top-ups), empty partitions, notes ----------------------------------
     def record_contents(self, vendor: str, deliverable: str, contents: FileContents) -> None:

@@ -167,7 +167,7 @@ def test_migrating_an_old_ledger_adds_the_content_md5_column(target, tmp_path, m
     assert len(rows) == 3 and all(r.content_md5 is None and r.md5 for r in rows)  # kept, content unknown
     with ledger.store.connect() as con:
         assert [tuple(r) for r in con.execute("SELECT component, version FROM schema_versions "
-                                              "ORDER BY version")] == [("ledger", 1), ("ledger", 2)]
+                                              "ORDER BY version")] == [("ledger", 1), ("ledger", 2), ("ledger", 3)]
 
 
 def test_a_zlib_day_rebuilt_with_zlib_ng_is_not_sent_again(target, tmp_path, monkeypatch, caplog):

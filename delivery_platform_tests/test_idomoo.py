@@ -55,6 +55,21 @@ def test_upload_names_encoding_and_a_rerun_that_sends_nothing_new(data_dir):
     assert meta["delivery_action"].value.startswith("skipped")
 
 
+def test_two_days_built_in_the_same_second_get_different_names_and_both_deliver(data_dir):
+    """A backfill runs two days at once: both build their file in the same second (the suite's clock is pinned),
+    before either uploads. The second takes the next NN instead of the name the first reserved."""
+    defs = build_defs("local")
+    job = defs.resolve_job_def("idomoo_daily_delivery")
+    instance = dg.DagsterInstance.ephemeral()
+    built = [dg.AssetKey(["idomoo", "recipients"]), dg.AssetKey(["idomoo", "data_file"])]
+    for day in ("2026-11-19", DAY):
+        assert job.execute_in_process(partition_key=day, instance=instance, asset_selection=built).success
+    names = [run(partition=day, instance=instance) for day in ("2026-11-19", DAY)]
+    assert all(r.success for r in names)
+    assert [p.name for p in uploaded(data_dir)] == ["acme_welcome_20261121_090000_01.csv",
+                                                    "acme_welcome_20261121_090000_02.csv"]
+
+
 def recipients_warehouse(path, n):
     from delivery_platform_tests.warehouses import table_warehouse
 

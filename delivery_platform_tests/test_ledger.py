@@ -131,7 +131,17 @@ def test_the_schema_is_versioned_and_created_once(target):
     with store.connect() as con:
         rows = [tuple(r) for r in con.execute("SELECT component, version FROM schema_versions "
                                               "ORDER BY component, version")]
-    assert rows == [("ledger", 1), ("ledger", 2)]  # 2: deliveries.content_md5
+    assert rows == [("ledger", 1), ("ledger", 2), ("ledger", 3)]  # 2: deliveries.content_md5; 3: reserved_names
+
+
+def test_a_name_is_reserved_for_one_partition_only(target):
+    """Two days building at once (a backfill) must not both take a made-up name (Idomoo's time of day)."""
+    first, second = Ledger(target), Ledger(target)  # two run processes sharing the ledger
+    assert first.reserve_name("idomoo", "2026-11-02", "acme_welcome_20261121_090000_01")
+    assert not second.reserve_name("idomoo", "2026-11-03", "acme_welcome_20261121_090000_01")
+    assert second.reserve_name("idomoo", "2026-11-03", "acme_welcome_20261121_090000_02")
+    assert first.reserve_name("idomoo", "2026-11-02", "acme_welcome_20261121_090000_01")  # its own, again
+    assert second.reserve_name("lotame", "2026-11-03", "acme_welcome_20261121_090000_01")  # per vendor
 
 
 CLAIM_AND_HANG = textwrap.dedent("""

@@ -240,12 +240,14 @@ def _built_before(step: Step, content_md5: str) -> tuple[list[OutgoingFile], dic
 
 def _unused_name(step: Step, s: IdomooSettings, sequence: int) -> str:
     """A name no upload to Idomoo ever had ("The client shouldn't upload 2 files with the exact same name"):
-    send dates built in the same second (a backfill) take the next NN instead of repeating a name."""
+    send dates built in the same second (a backfill) take the next NN instead of repeating a name. The name is
+    reserved in the ledger as it is chosen, so runs of two days building at once never both take it."""
     used = {d.file_name.rsplit("/", 1)[-1].rsplit(".", 1)[0] for d in step.ledger.history(VENDOR)}
     now = clock.now()
     while True:
         name = spec.data_file_name(s.client, s.project, now, sequence, s.extension)
-        if name.rsplit(".", 1)[0] not in used:
+        stem = name.rsplit(".", 1)[0]
+        if stem not in used and step.ledger.reserve_name(VENDOR, step.partition_key, stem):
             return name
         sequence += 1
 
