@@ -149,8 +149,9 @@ def stage(step: Step) -> tuple[int, dict]:
             counts_sql(key, batch, up_to)).fetchone()
         rows = copy_to_parquet(con, sql, target)
     new_through = topups.key_text(highest["loaded_at"], highest["event_id"]) if highest else None
-    (target.parent / BATCH_FILE).write_text(json.dumps({**batch.to_json(), "watermark": up_to, "new_through": new_through,
-                                                         "datetime_column": headers[columns.index("datetime")]}))
+    staged_info = {**batch.to_json(), "watermark": up_to, "new_through": new_through,
+                   "datetime_column": headers[columns.index("datetime")]}  # what staged_view renders
+    (target.parent / BATCH_FILE).write_text(json.dumps(staged_info))
     v6 = "included" if settings.include_ipv6 else "filtered"
     step.log.info(f"{key}: {rows:,} conversions staged ({len(batch.pending)} earlier file(s) to re-send, "
                   f"{batch.delivered_files} delivered before); IPv6 rows {v6}: {ipv6_rows:,}; "
@@ -271,8 +272,8 @@ def write_files(step: Step, staged: Path) -> Files:
     if not files and not held:
         step.log.info(f"{key}: nothing to send ({batch.delivered_files} file(s) delivered before)")
     step.log.info(f"{key}: {len(files)} file(s), {sum(f.bytes for f in files):,} bytes")
-    manifest = {"columns": list(headers), "contents": contents, "written": written, "held": held, "enforce_min_bytes": enforce,
-                "min_bytes": settings.min_bytes, "delivered_before": batch.delivered_files,
+    manifest = {"columns": list(headers), "contents": contents, "written": written, "held": held,
+                "enforce_min_bytes": enforce, "min_bytes": settings.min_bytes, "delivered_before": batch.delivered_files,
                 "recorded_before": bool(batch.sent_through)}
     return Files(files, manifest=manifest, metadata={
         "folder": dg.MetadataValue.path(str(folder)),
@@ -378,7 +379,8 @@ def check_files(step: Step, files: list, info: dict) -> dg.AssetCheckResult:
     data line one record of double-quoted values, the size written and under 200 MB, rows adding up to the checked
     rows (MD5s are verified on read-back at delivery)."""
     with step.warehouse.connect(attach_warehouse=False) as con:
-        staged_rows = con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(step.staged))})").fetchall()[0][0]
+        staged = sql_literal(str(step.staged))
+        staged_rows = con.execute(f"SELECT count(*) FROM read_parquet({staged})").fetchall()[0][0]
     problems, rows = file_problems(files, info, staged_rows)
     return dg.AssetCheckResult(
         passed=not problems, description=with_next_step("; ".join(problems), FILES_NEXT) if problems
