@@ -11,6 +11,20 @@ from ..core.sql import quote_ident, sql_literal
 
 
 
+QUOTINGS = ("all", "minimal", "none")
+
+
+def _text(col: str) -> str:
+    """A column's value as the line shows it: text, NULL as empty."""
+    return f"coalesce(CAST({quote_ident(col)} AS VARCHAR), '')"
+
+
+def _needs_quotes(value: str, delimiter: str, q: str) -> str:
+    """RFC 4180's rule for `quoting="minimal"`: the value holds the delimiter, a quote, CR or LF."""
+    return (f"(contains({value}, {sql_literal(delimiter)}) OR contains({value}, {q}) "
+            f"OR contains({value}, chr(10)) OR contains({value}, chr(13)))")
+
+
 def csv_line_sql(columns: Sequence[str], *, quoting: str = "minimal", delimiter: str = ",",
                  line_end: str = "\n", quote_char: str = '"') -> str:
     """A VARCHAR expression rendering the row's `columns` as one delimited line.
@@ -21,10 +35,12 @@ def csv_line_sql(columns: Sequence[str], *, quoting: str = "minimal", delimiter:
     """
     # One concat() per line, not a chain of ||: each || allocates an intermediate string, and a value
     # is copied to double its quotes only when it holds one. 3.4x cheaper on a 10 M-row iSpot day.
+    if quoting not in QUOTINGS:
+        raise ValueError(f"unknown quoting {quoting!r}")
     q = sql_literal(quote_char)
     pieces: list[str] = []
     for i, col in enumerate(columns):
-        value = f"coalesce(CAST({quote_ident(col)} AS VARCHAR), '')"
+        value = _text(col)
         escaped = f"CASE WHEN contains({value}, {q}) THEN replace({value}, {q}, {sql_literal(quote_char * 2)}) " \
                   f"ELSE {value} END"
         if i:
@@ -32,13 +48,10 @@ def csv_line_sql(columns: Sequence[str], *, quoting: str = "minimal", delimiter:
         if quoting == "all":
             pieces += [q, escaped, q]
         elif quoting == "minimal":
-            needs = f"(contains({value}, {sql_literal(delimiter)}) OR contains({value}, {q}) " \
-                    f"OR contains({value}, chr(10)) OR contains({value}, chr(13)))"
-            pieces.append(f"CASE WHEN {needs} THEN concat({q}, {escaped}, {q}) ELSE {value} END")
-        elif quoting == "none":
-            pieces.append(value)
+            pieces.append(f"CASE WHEN {_needs_quotes(value, delimiter, q)} THEN concat({q}, {escaped}, {q}) "
+                          f"ELSE {value} END")
         else:
-            raise ValueError(f"unknown quoting {quoting!r}")
+            pieces.append(value)
     pieces.append(sql_literal(line_end))
     return f"concat({', '.join(pieces)})"
 
@@ -48,23 +61,21 @@ def csv_line_bytes_sql(columns: Sequence[str], *, quoting: str = "minimal", deli
     """An INTEGER expression: the bytes of the line `csv_line_sql` renders with the same arguments,
     counted from the values without building the line (about 4x cheaper on a 10 M-row day), for
     planning size splits before the one pass that writes."""
-    if quoting not in ("all", "minimal", "none"):
+    if quoting not in QUOTINGS:
         raise ValueError(f"unknown quoting {quoting!r}")
     q = sql_literal(quote_char)
+    wrap = 2 * len(quote_char.encode())
     terms = []
     for col in columns:
-        value = f"coalesce(CAST({quote_ident(col)} AS VARCHAR), '')"
+        value = _text(col)
         # each quote inside a value is doubled, and the value is wrapped in two quotes; counting quotes
         # copies the value, so only values holding one are counted (a third faster on a 10 M-row day)
-        wrap = 2 * len(quote_char.encode())
         quoted = (f"(CASE WHEN contains({value}, {q}) THEN 2 * strlen({value}) - strlen(replace({value}, {q}, '')) "
                   f"ELSE strlen({value}) END + {wrap})")
         if quoting == "all":
             terms.append(quoted)
         elif quoting == "minimal":
-            needs = f"(strpos({value}, {sql_literal(delimiter)}) > 0 OR strpos({value}, {q}) > 0 " \
-                    f"OR strpos({value}, chr(10)) > 0 OR strpos({value}, chr(13)) > 0)"
-            terms.append(f"CASE WHEN {needs} THEN {quoted} ELSE strlen({value}) END")
+            terms.append(f"CASE WHEN {_needs_quotes(value, delimiter, q)} THEN {quoted} ELSE strlen({value}) END")
         else:
             terms.append(f"strlen({value})")
     separators = (len(columns) - 1) * len(delimiter.encode()) + len(line_end.encode())
