@@ -140,3 +140,32 @@ def test_a_killed_upload_never_leaves_a_partial_file_under_the_final_name(store,
             assert [f.name for f in dest.list()] == []  # no partial under any visible name
             outcomes.add("absent")
     assert outcomes
+
+
+def test_a_local_hard_link_is_not_hashed_again_and_a_copy_is_read_back(tmp_path, monkeypatch):
+    from delivery_platform.destinations import base, local
+
+    monkeypatch.setenv("DELIVERY_ACME_DESTINATION", "local")
+    monkeypatch.setenv("DELIVERY_ACME_LOCAL_ROOT", str(tmp_path / "outbox"))
+    src = tmp_path / "part.csv"
+    src.write_bytes(b"x" * 100_000)
+    right = hashlib.md5(src.read_bytes()).hexdigest()
+
+    def no_reading(*_a, **_k):
+        raise AssertionError("a hard link was hashed again")
+
+    with open_destination() as dest, monkeypatch.context() as m:
+        m.setattr(local, "file_md5", no_reading)
+        m.setattr(base, "stream_md5", no_reading)
+        published = dest.publish(src, "linked.csv", md5=right)
+        assert os.path.samefile(tmp_path / "outbox" / "linked.csv", src) and published.md5 == right
+
+    # another file system: os.link fails, the file is copied, and the copy is read back and hashed
+    real_link = os.link
+    monkeypatch.setattr(local.os, "link", lambda a, b: (_ for _ in ()).throw(OSError(18, "cross-device"))
+                        if a == src else real_link(a, b))
+    with open_destination() as dest:
+        copied = dest.publish(src, "copied.csv", md5=right)
+        assert copied.md5 == right and not os.path.samefile(tmp_path / "outbox" / "copied.csv", src)
+        with pytest.raises(DestinationError, match="does not match"):
+            dest.publish(src, "copied-wrong.csv", md5="0" * 32)

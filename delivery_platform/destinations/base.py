@@ -147,11 +147,12 @@ class Destination(Publisher):
         else:
             self._publish(local_path, name)
         if verify:
-            self.verify(name, size=size, md5=md5)
+            self.verify(name, size=size, md5=md5, local_path=local_path)
         return Published(name=name, uri=self.uri(name), size=size, md5=md5)
 
-    def verify(self, name: str, *, size: int, md5: str) -> FileInfo:
-        """Read back what the store holds under `name`; raise unless size and MD5 match."""
+    def verify(self, name: str, *, size: int, md5: str, local_path: Path | None = None) -> FileInfo:
+        """Read back what the store holds under `name`; raise unless size and MD5 match.
+        `local_path`: the file just published as `name` (a store may know it holds that very file)."""
         info = self.stat(name)
         remote_md5 = info.md5
         if remote_md5 is None:  # the store does not report a checksum: download and hash

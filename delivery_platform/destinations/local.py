@@ -61,6 +61,18 @@ class LocalDestination(Destination):
         finally:
             partial.unlink(missing_ok=True)
 
+    def verify(self, name: str, *, size: int, md5: str, local_path: Path | None = None) -> FileInfo:
+        """A hard link is the very file `local_path` (same inode): its bytes are the ones hashed as they
+        were written (`md5`), so reading them again proves nothing; size and identity are checked.
+        A copy (another file system) is read back and hashed."""
+        path = self._path(name)
+        if local_path is not None and path.is_file() and os.path.samefile(path, local_path):
+            st = path.stat()
+            if st.st_size != size:
+                raise DestinationError(f"[{self.vendor}] {self.uri(name)} holds {st.st_size} bytes, expected {size}")
+            return FileInfo(name=name, size=st.st_size, mtime=st.st_mtime, md5=md5)
+        return super().verify(name, size=size, md5=md5)
+
     def list(self, prefix: str = "") -> list[FileInfo]:
         if not self.root.exists():
             return []
