@@ -500,10 +500,12 @@ CONVERSIONS = Deliverable(
 
 def staged_view(path: Path, *, row_numbers: bool = False) -> str:
     """The staged rows as the file's text values: `datetime` is staged as a TIMESTAMP and rendered here
-    (topups.STAGED_SOURCES says why)."""
+    (topups.STAGED_SOURCES says why). DuckDB's text of a TIMESTAMP of whole seconds is exactly
+    `topups.DATETIME_FORMAT`'s for years 1-9999 (a test compares the two) and the cast costs a tenth of
+    `strftime` (10 M rows: 0.04 s against 0.45 s), paid in the spec check, the split and the write pass."""
     column = quote_ident(json.loads((path.parent / BATCH_FILE).read_text())["datetime_column"])
     numbered = ", file_row_number = true" if row_numbers else ""
-    return (f"SELECT * REPLACE (strftime({column}, {sql_literal(topups.DATETIME_FORMAT)}) AS {column}) "
+    return (f"SELECT * REPLACE (CAST({column} AS VARCHAR) AS {column}) "
             f"FROM read_parquet({sql_literal(str(path))}{numbered})")
 
 
