@@ -62,9 +62,10 @@ class LocalDestination(Destination):
             partial.unlink(missing_ok=True)
 
     def verify(self, name: str, *, size: int, md5: str, local_path: Path | None = None) -> FileInfo:
-        """A hard link is the very file `local_path` (same inode): its bytes are the ones hashed as they
-        were written (`md5`), so reading them again proves nothing; size and identity are checked.
-        A copy (another file system) is read back and hashed."""
+        """A hard link is the very file `local_path` (same inode), whose bytes were hashed as they were
+        written (`md5`): identity and size are checked, not the 1.75 GB of a big day hashed again. What
+        that no longer catches is the staged file rewritten in place, at the same size, between the
+        files step and the delivery. A copy (another file system) is read back and hashed."""
         path = self._path(name)
         if local_path is not None and path.is_file() and os.path.samefile(path, local_path):
             st = path.stat()
