@@ -47,8 +47,8 @@ demo: install
 	$(PY) -m delivery_platform.demo
 
 # Two workers: most tests wait on servers, subprocesses and the browser, so two share the two cores
-# well (2 cores: 597 s and 769 s in two runs on two workers; 831 s in one process at the last CI run). `worksteal` keeps both busy
-# to the end; every server a test needs listens on a free port of its own worker.
+# well (2 cores: 597-778 s in four runs on two workers; 831 s in one process at the last CI run).
+# `worksteal` keeps both busy to the end; every server a test needs listens on a free port of its own worker.
 TEST_WORKERS ?= 2
 test: test-deps
 	$(VENV)/bin/ruff check .
