@@ -80,28 +80,6 @@ def test_the_duckdb_memory_limit_is_configurable(monkeypatch, data_dir):
             pass
 
 
-def test_a_session_reuses_its_memory_and_gives_it_back_when_closed(monkeypatch, data_dir, tmp_path):
-    # DuckDB's block allocator keeps the session's buffers (up to its memory limit) instead of handing
-    # them back to the kernel after every task: on a VM each fresh page costs a fault. Closing the
-    # session must still free them, or every step of a run would keep its own.
-    import os
-
-    from delivery_platform.warehouse.resource import WarehouseResource
-
-    def rss_mb() -> float:
-        return int(open(f"/proc/{os.getpid()}/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-    monkeypatch.setenv("DELIVERY_DUCKDB_MEMORY_LIMIT", "200MB")
-    before = rss_mb()
-    for _ in range(3):
-        with WarehouseResource().connect(attach_warehouse=False) as con:
-            settings = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN "
-                                        "('memory_limit', 'block_allocator_memory')").fetchall())
-            assert settings["block_allocator_memory"] == settings["memory_limit"], settings
-            con.execute("SELECT count(*) FROM (SELECT md5(range::VARCHAR) AS m FROM range(1500000) ORDER BY m)").fetchall()
-    assert rss_mb() - before < 120, f"{rss_mb() - before:.0f} MB kept after three closed sessions"
-
-
 def test_staged_rows_are_written_with_a_fast_codec(tmp_path):
     # staged Parquet is a local scratch copy read three times in a run: snappy costs less CPU than zstd
     # both ways (10 M iSpot rows: about 2.5 s of the run), at 167 MB against 104 MB on disk

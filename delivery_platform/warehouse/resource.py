@@ -53,11 +53,7 @@ class WarehouseResource(dg.ConfigurableResource):
     def connect(self, *, attach_warehouse: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
         """An in-memory DuckDB session with the warehouse attached read-only as `wh` (and the
         default schema), bounded memory, and `returns_<table>` views over received files."""
-        limit = duckdb_memory_limit(self.memory_limit)
-        # the block allocator keeps buffers (up to the limit) for the session instead of giving them
-        # back after each task: a fresh page costs a fault, and the 10 M-row iSpot sort spilled through
-        # 1.6 M of them (7.8 s of kernel time; 4.4 s with it). Closing the session frees it.
-        con = duckdb.connect(config={"memory_limit": limit, "block_allocator_memory": limit,
+        con = duckdb.connect(config={"memory_limit": duckdb_memory_limit(self.memory_limit),
                                      **({"threads": self.threads} if self.threads else {})})
         try:
             con.execute("SET preserve_insertion_order = true")
