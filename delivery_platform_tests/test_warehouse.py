@@ -81,8 +81,7 @@ def test_the_duckdb_memory_limit_is_configurable(monkeypatch, data_dir):
 
 
 def test_staged_rows_are_written_with_a_fast_codec(tmp_path):
-    # staged Parquet is a local scratch copy read three times in a run: snappy costs less CPU than zstd
-    # both ways (10 M iSpot rows: about 2.5 s of the run), at 167 MB against 104 MB on disk
+    # the staged rows are scratch read several times a run: the cheaper codec (copy_to_parquet says why)
     from delivery_platform.warehouse.resource import copy_to_parquet
 
     con = duckdb.connect()
