@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import dagster as dg
 
+from .checked import forget_checked, profile_measures, read_checked, span_measures, write_checked
 from .delivery import DeliveryConfig, DeliveryOutcome, OutgoingFile, deliver_partition
 from .ledger import Ledger
 from .manifest import files_metadata, read_manifest, write_manifest
@@ -75,6 +76,15 @@ class Step:
         return self.warehouse.staged_table(self.chain.vendor, self.chain.name, self.partition_key)
 
     @property
+    def stage_dir(self) -> Path:
+        return self.warehouse.stage_dir(self.chain.vendor, self.chain.name, self.partition_key)
+
+    @property
+    def checked(self) -> dict | None:
+        """What the partition's last spec check saw (checked.py), None if its rows were never checked."""
+        return read_checked(self.stage_dir)
+
+    @property
     def files_dir(self) -> Path:
         return self.warehouse.files_dir(self.chain.vendor, self.chain.name, self.partition_key)
 
@@ -123,7 +133,11 @@ class Chain:
     files_kinds: frozenset = frozenset()
     delivery_kinds: frozenset = frozenset()  # shown until presentation.py sets the configured store's kind
     extra_resources: frozenset = frozenset()  # resources every step may read besides the shared ones
-    staged_relation: Optional[Callable[[Path], str]] = None  # SQL over the staged rows to validate (default: all)
+    # the rows are not staged as Parquet but read where they lie: the SQL of the rows the spec check
+    # validates, run with the warehouse attached (iSpot: its sorted copy cost more than the check)
+    rows_relation: Optional[Callable[[Step], str]] = None
+    # aggregates over the checked rows that later steps need, taken in the spec check's pass (checked.py)
+    spec_measures: Optional[Callable[[Step], dict[str, str]]] = None
     files_checks: Sequence[Callable[[dg.AssetsDefinition], dg.AssetChecksDefinition]] = ()
     descriptions: dict = field(default_factory=dict)  # rows / spec / files / files_check / delivery
     rows_metadata: Optional[Callable[[Step, int], dict]] = None
@@ -163,6 +177,7 @@ def build_chain(chain: Chain) -> tuple[list[dg.AssetsDefinition], list[dg.AssetC
               description=text("rows", f"{d.label}: the partition's rows from `{d.source}`."))
     def rows(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         step = Step(context, chain, context.resources.warehouse)
+        forget_checked(step.stage_dir)  # new rows: what the last check saw no longer holds
         if chain.stage:
             count, extra = chain.stage(step)
         else:
@@ -182,10 +197,19 @@ def build_chain(chain: Chain) -> tuple[list[dg.AssetsDefinition], list[dg.AssetC
         step = Step(context, chain, context.resources.warehouse)
         schema = chain.schema(step) if chain.schema else d.models[0]
         name = f"{vendor} {rows_key[-1]} {step.partition_key}"
-        with step.warehouse.connect(attach_warehouse=False) as con:  # bounded memory: uniqueness spills
-            report = (validate_relation(con, chain.staged_relation(step.staged), schema, redact=chain.redact,
-                                        name=name) if chain.staged_relation else
-                      validate_parquet(step.staged, schema, redact=chain.redact, con=con, name=name))
+        extra = chain.spec_measures(step) if chain.spec_measures else {}
+
+        def measures(columns: list[str]) -> dict[str, str]:  # one pass: the rules and what later steps need
+            return {**profile_measures(columns), **span_measures(d.event_column, columns), **extra}
+
+        # bounded memory (uniqueness spills); the warehouse attached only for rows read where they lie
+        with step.warehouse.connect(attach_warehouse=chain.rows_relation is not None) as con:
+            report = (validate_relation(con, chain.rows_relation(step), schema, redact=chain.redact, name=name,
+                                        measures=measures) if chain.rows_relation else
+                      validate_parquet(step.staged, schema, redact=chain.redact, con=con, name=name,
+                                       measures=measures))
+        write_checked(step.stage_dir, rows=report.rows, passed=report.passed, measured=report.measures,
+                      event_column=d.event_column)
         if not report.passed:
             context.log.error(report.error_text(f"{vendor}/{rows_key[-1]} {step.partition_key}"))
         result = check_result(report)

@@ -2,7 +2,7 @@
 in a dispute.
 
 Written by `deliver_files` when a partition's whole file set is at the vendor, from the ledger
-(names, URIs, bytes, MD5s, rows, times, run ids) plus the staged rows' first and last event time,
+(names, URIs, bytes, MD5s, rows, times, run ids) plus the checked rows' first and last event time,
 the hash of the vendor's spec module, the code version and the vendor's answer where there is one
 (the deliverable's `answer`, registry.py).
 Stored beside the ledger under `receipts/<vendor>/<deliverable>/<partition>.json`; shown as the
@@ -25,6 +25,7 @@ import dagster as dg
 import duckdb
 
 from . import settings
+from .checked import CHECKED, read_checked
 from .core import clock
 from .core.files import write_atomic
 from .core.sql import sql_literal
@@ -78,25 +79,16 @@ def spec_hash(module_name: str) -> dict:
 
 
 def event_span(d: Deliverable | None, partition_key: str) -> dict:
-    """First and last event time of the delivered rows, where the rows carry one."""
+    """First and last event time of the delivered rows, where the rows carry one (taken by the spec check)."""
     if d is None or d.event_column is None:
         return {"first_event": None, "last_event": None, "event_note": "the rows carry no event time"}
-    staged = settings.staging_dir() / d.vendor / d.name / partition_key / "rows.parquet"
-    if not staged.exists():
-        return {"first_event": None, "last_event": None, "event_note": f"staged rows not found at {staged}"}
-    con = duckdb.connect()
-    try:
-        first, last = con.execute(
-            f'SELECT min("{d.event_column}"), max("{d.event_column}") '
-            f"FROM read_parquet({sql_literal(str(staged))})"
-        ).fetchone()
-    finally:
-        con.close()
-    return {
-        "first_event": str(first) if first is not None else None,
-        "last_event": str(last) if last else None,
-        "event_note": f"min and max of {d.event_column}",
-    }
+    stage = settings.staging_dir() / d.vendor / d.name / partition_key
+    span = (read_checked(stage) or {}).get("event_span")
+    if not span:
+        return {"first_event": None, "last_event": None,
+                "event_note": f"no spec check of these rows recorded at {stage / CHECKED}"}
+    return {"first_event": span["first_event"], "last_event": span["last_event"],
+            "event_note": f"min and max of {span['column']}"}
 
 
 # --- the vendor's answer --------------------------------------------------------------------

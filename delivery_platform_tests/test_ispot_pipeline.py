@@ -109,7 +109,8 @@ def test_bad_rows_fail_the_spec_check_and_nothing_is_delivered(tiny, data_dir, b
     assert spec.passed is False
     failures = spec.metadata["sample_rows"].value
     failed = [f for f in failures if f["column"] == column and f["rule"].startswith(rule)]
-    assert failed and failed[0]["count"] == 1 and failed[0]["samples"][0]["index"] == 1
+    # the sample names the failing row by its warehouse event_id (the second event written above)
+    assert failed and failed[0]["count"] == 1 and failed[0]["samples"][0]["index"] == 2
     assert not (data_dir / "outbox" / "ispot").exists()
     assert Ledger().history("ispot") == []
 
@@ -244,3 +245,72 @@ def test_the_write_pass_checks_every_line_and_the_file_check_reads_its_record(tm
     assert file_problems(parts[:1], {**info, "written": {}}, staged_rows=2)[0][-2:] == [
         "conversions_20261119_001.csv: no record of its lines from the write pass (written by an older version?): "
         "re-materialize the files", "the files hold 0 rows, the checked data 2"]
+
+
+def _materialize(*names: str):
+    """Run only the named iSpot assets (with their checks), as a user selecting them in the UI would."""
+    job = build_defs("local").resolve_job_def("ispot_daily_delivery")
+    return job.execute_in_process(partition_key=DAY, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+                                  asset_selection=[dg.AssetKey(["ispot", n]) for n in names])
+
+
+def _step_errors(result) -> str:
+    return " ".join(str(e.event_specific_data.error.message) for e in result.all_events if e.is_step_failure)
+
+
+@pytest.mark.parametrize("change", ["added", "changed", "removed"])
+def test_rows_that_change_after_their_check_are_not_written(tiny, data_dir, change):
+    """The rows are read where they lie, twice (spec check, write pass): the check's fingerprint of them must
+    match what the write pass reads, or nothing is written."""
+    import duckdb
+
+    path = tiny([event("2026-11-19 09:00:00"), event("2026-11-19 10:00:00", ip="10.0.0.2")])
+    checked = _materialize("conversions")
+    assert checked.success and checks(checked)["spec"].passed
+    with duckdb.connect(str(path)) as con:  # a loader at work between the two steps
+        if change == "added":  # loaded before the run's watermark: inside the checked selection
+            con.execute("INSERT INTO ispot_conversion_events (event_id, client_ip, event_ts, loaded_at, site_id, "
+                        "platform, event_type, user_agent) VALUES (3, '10.0.0.3', TIMESTAMP '2026-11-19 11:00:00', "
+                        "TIMESTAMP '2026-11-19 11:00:00', 'TC-1234-1', 'web', 'purchase', 'Mozilla/5.0')")
+        elif change == "changed":  # same count, one value different
+            con.execute("UPDATE ispot_conversion_events SET client_ip = '10.9.9.9' WHERE event_id = 2")
+        else:
+            con.execute("DELETE FROM ispot_conversion_events WHERE event_id = 1")
+    written = _materialize("conversion_files", "conversions_delivery")
+    assert not written.success
+    error = _step_errors(written)
+    assert "changed between the spec check and the write pass" in error and "new rows" in error
+    assert "the check saw 2 rows" in error and "Nothing was written" in error
+    files = data_dir / "staging" / "ispot" / "conversions" / DAY / "files"
+    assert not any(files.glob("*.csv")) and not (files / "files.json").exists()
+    assert not (data_dir / "outbox" / "ispot").exists() and Ledger().history("ispot") == []
+    # checked again, the rows as they are now go out
+    again = run()
+    assert again.success
+    sent = b"".join(p.read_bytes() for p in sorted((data_dir / "outbox" / "ispot").glob("*.csv")))
+    assert (b"10.0.0.3" in sent) == (change == "added") and (b"10.9.9.9" in sent) == (change == "changed")
+
+
+def test_files_are_not_written_from_rows_that_failed_or_skipped_their_check(tiny, data_dir):
+    """Materializing the files alone (the UI allows it) does not run the rows' blocking check: the write
+    refuses rows whose last check failed, and rows staged since without a check."""
+    path = tiny([event("2026-11-19 09:00:00"), event("2026-11-19 10:00:00", ip="256.1.1.1")])
+    failed = _materialize("conversions")
+    assert not failed.success and checks(failed)["spec"].passed is False
+    alone = _materialize("conversion_files")
+    assert not alone.success
+    assert "have not passed their spec check since they were staged" in _step_errors(alone)
+    assert not any((data_dir / "staging" / "ispot" / "conversions" / DAY / "files").glob("*.csv"))
+    # the bad row mended and the rows checked; then staged again with the check left out
+    import duckdb
+
+    with duckdb.connect(str(path)) as con:
+        con.execute("UPDATE ispot_conversion_events SET client_ip = '10.0.0.2' WHERE event_id = 2")
+    assert _materialize("conversions").success
+    defs = build_defs("local")
+    unchecked = dg.materialize(defs.assets, selection=dg.AssetSelection.assets(["ispot", "conversions"]).without_checks(),
+                               resources=defs.resources, partition_key=DAY, instance=dg.DagsterInstance.ephemeral())
+    assert unchecked.success and not unchecked.get_asset_check_evaluations()
+    alone = _materialize("conversion_files")
+    assert not alone.success
+    assert "have not passed their spec check since they were staged" in _step_errors(alone)

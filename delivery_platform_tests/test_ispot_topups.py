@@ -502,21 +502,22 @@ def test_a_zipped_file_is_resent_with_the_same_bytes_and_recognised(warehouse, a
     assert ledger.notes("ispot")[delivered[0].id].startswith("accepted earlier")
 
 
-def test_the_staged_datetime_renders_as_the_documents_format():
-    """assets.staged_view renders the staged TIMESTAMP with a cast, not strftime: the two must give the same
-    text for every whole second (here ~430,000 of them across years 1-9999, the ends included)."""
+def test_the_datetime_column_renders_as_the_documents_format():
+    """topups.SOURCES renders `datetime` with a cast of the timestamp cut to the second, not strftime: the two must
+    give the same text for every time (here ~430,000 of them across years 1-9999, with fractions of a second, the
+    ends included)."""
     from delivery_platform.vendors.ispot import topups
 
     con = duckdb.connect()
-    fmt = topups.DATETIME_FORMAT
-    seconds = "SELECT to_timestamp(s)::TIMESTAMP AS t FROM range(-62135596800, 253402300800, 733103) r(s)"
-    edges = ["0001-01-01 00:00:00", "0999-12-31 23:59:59", "1000-01-01 00:00:00", "2024-02-29 12:00:00",
-             "2026-11-28 00:00:00", "2026-11-28 23:59:59", "9999-12-31 23:59:59"]
+    fmt, expression = topups.DATETIME_FORMAT, topups.SOURCES["datetime"]
+    seconds = "SELECT to_timestamp(s + 0.654321)::TIMESTAMP AS event_ts FROM range(-62135596800, 253402300000, 733103) r(s)"
+    edges = ["0001-01-01 00:00:00", "0999-12-31 23:59:59.999999", "1000-01-01 00:00:00", "2024-02-29 12:00:00.5",
+             "2026-11-28 00:00:00", "2026-11-28 23:59:59.999999", "9999-12-31 23:59:59.999999"]
     values = f"{seconds} UNION ALL SELECT t::TIMESTAMP FROM unnest({edges}) u(t)"
     total, different, sample = con.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE CAST(t AS VARCHAR) IS DISTINCT FROM strftime(t, '{fmt}')), "
-        f"any_value(CAST(t AS VARCHAR) || ' / ' || strftime(t, '{fmt}')) FILTER (WHERE CAST(t AS VARCHAR) <> "
-        f"strftime(t, '{fmt}')) FROM ({values})").fetchone()
+        f"SELECT count(*), count(*) FILTER (WHERE {expression} IS DISTINCT FROM strftime(event_ts, '{fmt}')), "
+        f"any_value({expression} || ' / ' || strftime(event_ts, '{fmt}')) FILTER (WHERE {expression} <> "
+        f"strftime(event_ts, '{fmt}')) FROM ({values})").fetchone()
     assert total > 400_000 and different == 0, sample
     # and it is what a file line shows (the document's example: 2017-01-19 18:15:03)
     assert con.execute("SELECT CAST(TIMESTAMP '2017-01-19 18:15:03' AS VARCHAR)").fetchone()[0] == "2017-01-19 18:15:03"

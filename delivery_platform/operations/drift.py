@@ -4,7 +4,7 @@
 - row count and bytes (from the ledger) outside median ± k·MAD, k = `DRIFT_MAD_K` (default 3);
   the MAD is floored at `DRIFT_MIN_SPREAD` (default 2%) of the median so a perfectly steady
   series does not flag a one-row change;
-- a column's null share or distinct share (of the staged rows) moving more than k·MAD and at least
+- a column's null share or distinct share (of the checked rows) moving more than k·MAD and at least
   `DRIFT_MIN_SHARE_JUMP` (default 0.10) from its median;
 - the warehouse source's columns against warehouse/schema.py (added, dropped, retyped).
 Each partition's column profile is kept beside the ledger (`profiles/`), so history does not
@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
+from ..checked import read_checked
 from ..ledger import Ledger
 from ..partitions import daily
 from ..resources import LedgerResource
 from ..core.files import write_atomic
-from ..core.sql import sql_literal
 from ..warehouse.resource import WarehouseResource
 from ..warehouse.schema import BY_NAME
 from ..registry import Deliverable
@@ -71,37 +70,16 @@ def delivered_totals(ledger: Ledger, vendor: str, deliverable: str) -> dict[str,
 
 
 # --- column profiles --------------------------------------------------------------------------
-def profile(staged: Path) -> dict:
-    """Null and distinct share of every column of a staged partition."""
-    con = duckdb.connect()
-    try:
-        source = f"read_parquet({sql_literal(str(staged))})"
-        columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
-        if not columns:
-            return {"rows": 0, "columns": {}}
-        parts = ", ".join(f'count("{c}"), approx_count_distinct("{c}")' for c in columns)
-        values = con.execute(f"SELECT count(*), {parts} FROM {source}").fetchone()
-    finally:
-        con.close()
-    rows = values[0]
-    out = {}
-    for i, c in enumerate(columns):
-        present, distinct = values[1 + 2 * i], values[2 + 2 * i]
-        out[c] = {
-            "null_share": round(1 - present / rows, 4) if rows else 0.0,
-            "distinct_share": round(min(distinct, present) / present, 4) if present else 0.0,
-        }
-    return {"rows": rows, "columns": out}
-
-
+# Taken by the spec check in its own pass over the rows (checked.py), so no step reads them again.
 def profiles_dir(ledger: Ledger, d: Deliverable) -> Path:
     return ledger.path.parent / "profiles" / d.vendor / d.name
 
 
-def keep_profile(ledger: Ledger, d: Deliverable, partition_key: str, staged: Path) -> dict | None:
-    if not staged.exists():
+def keep_profile(ledger: Ledger, d: Deliverable, partition_key: str, checked: dict | None) -> dict | None:
+    """Keep the profile the spec check took of the partition's rows (None when they were never checked)."""
+    if not checked or not checked.get("profile"):
         return None
-    doc = profile(staged)
+    doc = checked["profile"]
     write_atomic(profiles_dir(ledger, d) / f"{partition_key}.json", json.dumps(doc))
     kept = durable()  # with state in object storage, there too: history outlives the worker
     if kept is not None:
@@ -231,7 +209,7 @@ def evaluate(d: Deliverable, key: str, warehouse: WarehouseResource, ledger: Led
     today = {
         "rows": rows,
         "bytes": size,
-        "profile": keep_profile(ledger, d, key, warehouse.staged_table(d.vendor, d.name, key)),
+        "profile": keep_profile(ledger, d, key, read_checked(warehouse.stage_dir(d.vendor, d.name, key))),
     }
     earlier = sorted(p for p in totals if p < key)[-HISTORY:]
     history = {

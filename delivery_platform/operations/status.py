@@ -75,7 +75,7 @@ def day_state(
     if manifest.exists():
         files = json.loads(manifest.read_text()).get("files", [])
         return "empty" if not files else "held"
-    if warehouse.staged_table(d.vendor, d.name, key).exists():
+    if warehouse.is_staged(d.vendor, d.name, key):
         return "held"
     return "missing" if now >= deadline(d, day) else "pending"
 

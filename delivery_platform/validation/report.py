@@ -31,6 +31,7 @@ class ValidationReport:
     rules_checked: int
     failures: list[RuleFailure]
     seconds: float = 0.0
+    measures: dict = field(default_factory=dict)  # the aggregates asked for beside the rules
 
     @property
     def passed(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 import pandera.pandas as pa
@@ -12,7 +13,8 @@ from .compile import Rule, compile_schema
 from .report import RuleFailure, ValidationReport
 from ..core.sql import quote_ident, sql_literal
 
-ROW = "__row"  # 0-based row number in the staged file, shown as pandera's `index`
+ROW = "__row"  # the row's place or key (staged file row number; iSpot: event_id), shown as pandera's `index`
+CARRIED = "__"  # columns named so travel with the rows (the row number, a sort key) and are not validated
 
 _TYPE_FAMILIES = {
     "str": ("VARCHAR",),
@@ -66,18 +68,23 @@ def _structure_failures(schema: pa.DataFrameSchema, columns: dict[str, str], non
 
 
 def validate_relation(con: duckdb.DuckDBPyConnection, relation_sql: str, schema: pa.DataFrameSchema | type, *,
-                      sample: int = 5, redact: bool = False, name: str | None = None) -> ValidationReport:
+                      sample: int = 5, redact: bool = False, name: str | None = None,
+                      measures: dict[str, str] | Callable[[list[str]], dict[str, str]] | None = None
+                      ) -> ValidationReport:
     """Validate the rows of `relation_sql` (a SELECT, or a table/view name) against `schema`.
 
     The relation may carry a `__row` column (row number in the file); it is used as pandera's
-    `index` in samples and is not part of the schema.
+    `index` in samples and is not part of the schema, nor is any other column named `__...`.
+    `measures` (name -> aggregate SQL over the relation, or a function of the validated column
+    names giving them) are taken in the same pass as the row rules and returned as
+    `report.measures`: what the later steps need to know of the checked rows.
     """
     started = time.monotonic()
     if isinstance(schema, type):
         schema = schema.to_schema()
     rel = relation_sql if relation_sql.strip().lower().startswith(("select", "with", "from")) else f"SELECT * FROM {relation_sql}"
     described = con.execute(f"DESCRIBE {rel}").fetchall()
-    columns = {row[0]: row[1] for row in described if row[0] != ROW}
+    columns = {row[0]: row[1] for row in described if not row[0].startswith(CARRIED)}
     has_row = any(row[0] == ROW for row in described)
     def non_null(column: str) -> bool:
         return con.execute(f"SELECT count({quote_ident(column)}) FROM ({rel})").fetchone()[0] > 0
@@ -87,8 +94,11 @@ def validate_relation(con: duckdb.DuckDBPyConnection, relation_sql: str, schema:
              if (r.column is None or r.column in columns) and all(c in columns for c in r.columns)
              and _columns_in_sql_present(r, schema, columns)]
     row_rules = [r for r in rules if r.kind == "row"]
-    selects = ["count(*)"] + [f"count_if(NOT coalesce({r.sql}, FALSE))" for r in row_rules]
-    counts = con.execute(f"SELECT {', '.join(selects)} FROM ({rel})").fetchone()
+    measures = (measures(list(columns)) if callable(measures) else measures) or {}
+    selects = (["count(*)"] + [f"count_if(NOT coalesce({r.sql}, FALSE))" for r in row_rules]
+               + list(measures.values()))
+    values = con.execute(f"SELECT {', '.join(selects)} FROM ({rel})").fetchall()[0]
+    counts, measured = values[: 1 + len(row_rules)], dict(zip(measures, values[1 + len(row_rules):]))
     total = int(counts[0])
     index = ROW if has_row else "NULL"
     for rule, count in zip(row_rules, counts[1:]):
@@ -122,7 +132,7 @@ def validate_relation(con: duckdb.DuckDBPyConnection, relation_sql: str, schema:
                                         schema_context=rule.schema_context))
     return ValidationReport(
         schema_name=name or schema.name or "schema", rows=total, rules_checked=len(rules) + len(columns),
-        failures=failures, seconds=time.monotonic() - started,
+        failures=failures, seconds=time.monotonic() - started, measures=measured,
     )
 
 
@@ -153,13 +163,14 @@ def _redact(value) -> str | None:
 
 
 def validate_parquet(path: Path | str, schema: pa.DataFrameSchema | type, *, sample: int = 5, redact: bool = False,
-                     con: duckdb.DuckDBPyConnection | None = None, name: str | None = None) -> ValidationReport:
+                     con: duckdb.DuckDBPyConnection | None = None, name: str | None = None,
+                     measures=None) -> ValidationReport:
     """Validate a staged Parquet file (or glob) in one DuckDB pass."""
     own = con is None
     con = con or duckdb.connect()
     try:
         rel = f"SELECT * EXCLUDE (file_row_number), file_row_number AS {ROW} FROM read_parquet({sql_literal(str(path))}, file_row_number = true)"
-        return validate_relation(con, rel, schema, sample=sample, redact=redact, name=name)
+        return validate_relation(con, rel, schema, sample=sample, redact=redact, name=name, measures=measures)
     finally:
         if own:
             con.close()

@@ -3,7 +3,7 @@
 The pipeline never writes the DuckDB warehouse file: every step opens it read-only, so any
 number of steps and backfill runs read it at once without DuckDB's single-writer lock.
 What a step produces is staged as Parquet under `data/staging/` (written to a temporary name
-and renamed), and what vendors send back is kept under `data/returns/` as Parquet, one file
+and renamed; iSpot stages a selection of warehouse rows instead, `staged_plan`), and what vendors send back is kept under `data/returns/` as Parquet, one file
 per received file; `connect()` exposes those as views (`returns_<table>`), so the warehouse
 and the returns are queried together.
 """
@@ -82,6 +82,15 @@ class WarehouseResource(dg.ConfigurableResource):
     def staged_table(self, vendor: str, deliverable: str, partition_key: str) -> Path:
         """Where the shaped rows of a partition are staged (Parquet)."""
         return self.stage_dir(vendor, deliverable, partition_key) / "rows.parquet"
+
+    def staged_plan(self, vendor: str, deliverable: str, partition_key: str) -> Path:
+        """Where a partition's rows are staged as a selection instead (JSON): for rows read where they
+        lie, in the warehouse, by the steps after (iSpot: copying them cost more than reading them)."""
+        return self.stage_dir(vendor, deliverable, partition_key) / "rows.json"
+
+    def is_staged(self, vendor: str, deliverable: str, partition_key: str) -> bool:
+        return (self.staged_table(vendor, deliverable, partition_key).exists()
+                or self.staged_plan(vendor, deliverable, partition_key).exists())
 
     def files_dir(self, vendor: str, deliverable: str, partition_key: str) -> Path:
         """Where the files of a partition are built before delivery."""

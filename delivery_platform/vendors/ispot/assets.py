@@ -14,25 +14,25 @@ from pathlib import Path
 from typing import List, Optional
 
 import dagster as dg
+import numpy as np
 import pyarrow as pa
 
 from ...core import clock
-from ...core.files import file_md5
+from ...core.files import file_md5, write_atomic
 from ...core.sql import quote_ident, sql_literal
 from ...delivery import OutgoingFile, deliver_files
 from ...destinations.base import AlreadyExists
 from .uploader import ISpotApiResource, ISpotRejected, ISpotUploader
 from ...formats.compress import zip_file
 from ...formats.lines import csv_header, csv_line_bytes_sql, csv_line_sql
-from ...formats.parts import (BATCH_ROWS, BalancedSplit, Part, PartWriter, line_lengths, misbroken_lines,
-                               stream_line_batches)
+from ...formats.parts import (BATCH_ROWS, BalancedSplit, Part, PartWriter, line_lengths, misbroken_lines)
 from ...ledger import FileContents
 from ...manifest import read_manifest, reset_folder
 from ...factory import Chain, Files, Step
 from ...partitions import daily, day_bounds
 from ...registry import Deliverable, Schedule
 from ...validation.report import FILES_REMEDY as FILES_NEXT, with_next_step
-from ...warehouse.resource import WarehouseResource, copy_to_parquet
+from ...warehouse.resource import WarehouseResource
 from . import spec, topups
 
 VENDOR, DELIVERABLE = "ispot", "conversions"
@@ -108,14 +108,16 @@ def enforces_minimum(settings: ISpotSettings, api: ISpotApiResource) -> bool:
     return api.configured if settings.enforce_min_bytes is None else settings.enforce_min_bytes
 
 
-def counts_sql(partition_key: str, batch: topups.Batch, up_to: str) -> str:
+def counts_sql(partition_key: str, batch: topups.Batch, up_to: str, include_ipv6: bool) -> str:
     start, end = (sql_literal(t.isoformat(sep=" ")) for t in day_bounds(partition_key))
     in_day = f"event_ts >= {start} AND event_ts < {end}"
     loaded = f"{in_day} AND loaded_at <= {sql_literal(up_to)}"
     batch_rows = f"{loaded} AND {topups.in_batch_sql(batch)}"
     loaded_today = f"loaded_at >= {start} AND loaded_at < {end}"
+    sent = "" if include_ipv6 else " AND NOT contains(client_ip, ':')"
     return f"""
-        SELECT count(*) FILTER (WHERE {in_day}) AS in_day,
+        SELECT count(*) FILTER (WHERE {batch_rows}{sent}) AS rows,
+               count(*) FILTER (WHERE {in_day}) AS in_day,
                count(*) FILTER (WHERE {in_day} AND loaded_at > {sql_literal(up_to)}) AS not_loaded_yet,
                count(*) FILTER (WHERE {batch_rows} AND contains(client_ip, ':')) AS ipv6,
                count(*) FILTER (WHERE {batch_rows} AND loaded_at >= {end}) AS late,
@@ -125,35 +127,34 @@ def counts_sql(partition_key: str, batch: topups.Batch, up_to: str) -> str:
         FROM ispot_conversion_events WHERE ({in_day}) OR ({loaded_today})"""
 
 
-BATCH_FILE = "batch.json"
-LOADED_AT, EVENT_ID = "_loaded_at", "_event_id"  # the staged key columns (not in the files)
-STAGED_KEY = (LOADED_AT, EVENT_ID)
+# The key of each row, carried beside the file's columns (the spec check skips `__` columns): event_id
+# travels as `__row`, so a failing row's sample names it as pandera's `index`.
+LOADED_AT, EVENT_ID = "__loaded_at", "__row"
+KEY = (LOADED_AT, EVENT_ID)
 
 
 def stage(step: Step) -> tuple[int, dict]:
     """The day's conversions not yet sent: every event of the UTC day loaded so far on the first run, later
-    only events loaded since (top-ups), plus any file whose upload never succeeded."""
+    only events loaded since (top-ups), plus any file whose upload never succeeded.
+
+    Staged as a selection (`rows.json`: the batch and the watermark), not as a copy: the spec check and
+    the write pass read the rows where they lie. A sorted Parquet copy of a 10 M-row day cost more than
+    the check and the write together (README "Benchmarks"); the check's fingerprint of the rows proves
+    the write pass read the same ones."""
     key, settings, warehouse = step.partition_key, step.settings, step.warehouse
     columns, headers = settings.file_columns(), settings.file_headers()
     batch = topups.plan_batch(step.ledger, key)
     up_to = topups.watermark(clock.now(), settings.load_settle_seconds)
-    target = warehouse.staged_table(VENDOR, DELIVERABLE, key)
-    ipv6 = "" if settings.include_ipv6 else " AND NOT contains(client_ip, ':')"
-    # staged in key order, with the key's typed columns (no text key per row: sorting text is slow)
-    sql = (f"SELECT {topups.file_select(columns, headers, staged=True)}, loaded_at AS {LOADED_AT}, "
-           f"event_id AS {EVENT_ID} "
-           f"FROM ({topups.day_events_sql(key, up_to)}) WHERE {topups.in_batch_sql(batch)}{ipv6} "
-           f"ORDER BY {LOADED_AT}, {EVENT_ID}")
     with warehouse.connect() as con:
-        in_day, not_loaded, ipv6_rows, late, highest, other_days = con.execute(
-            counts_sql(key, batch, up_to)).fetchone()
-        rows = copy_to_parquet(con, sql, target)
+        rows, in_day, not_loaded, ipv6_rows, late, highest, other_days = con.execute(
+            counts_sql(key, batch, up_to, settings.include_ipv6)).fetchall()[0]
     new_through = topups.key_text(highest["loaded_at"], highest["event_id"]) if highest else None
-    staged_info = {**batch.to_json(), "watermark": up_to, "new_through": new_through,
-                   "datetime_column": headers[columns.index("datetime")]}  # what staged_view renders
-    (target.parent / BATCH_FILE).write_text(json.dumps(staged_info))
+    plan = {**batch.to_json(), "watermark": up_to, "new_through": new_through, "columns": list(columns),
+            "headers": list(headers), "include_ipv6": settings.include_ipv6}
+    warehouse.staged_table(VENDOR, DELIVERABLE, key).unlink(missing_ok=True)  # a copy an older version staged
+    target = write_atomic(warehouse.staged_plan(VENDOR, DELIVERABLE, key), json.dumps(plan))
     v6 = "included" if settings.include_ipv6 else "filtered"
-    step.log.info(f"{key}: {rows:,} conversions staged ({len(batch.pending)} earlier file(s) to re-send, "
+    step.log.info(f"{key}: {rows:,} conversions selected ({len(batch.pending)} earlier file(s) to re-send, "
                   f"{batch.delivered_files} delivered before); IPv6 rows {v6}: {ipv6_rows:,}; "
                   f"{not_loaded:,} not loaded by {up_to}")
     return rows, {
@@ -169,8 +170,49 @@ def stage(step: Step) -> tuple[int, dict]:
         "loaded_today_for_earlier_days": dg.MetadataValue.int(other_days),
         "mode": dg.MetadataValue.text("onboarding (with passthru)" if settings.onboarding else "production"),
         "header": dg.MetadataValue.text(",".join(headers)),
-        "staged": dg.MetadataValue.path(str(target)),
+        "selection": dg.MetadataValue.path(str(target)),
+        "rows_sql": dg.MetadataValue.md(f"```sql\n{rows_sql(key, plan)}\n```"),
     }
+
+
+def read_plan(step: Step) -> dict:
+    path = step.warehouse.staged_plan(VENDOR, DELIVERABLE, step.partition_key)
+    if not path.exists():
+        raise step.fail(f"no rows are staged ({path} does not exist): materialize ispot/conversions first")
+    return json.loads(path.read_text())
+
+
+def rows_sql(partition_key: str, plan: dict) -> str:
+    """The rows a plan selects, in the file's columns as the header profile names them, each with its key:
+    what the spec check validates and the write pass sorts into lines."""
+    columns, headers = tuple(plan["columns"]), tuple(plan["headers"])
+    ipv6 = "" if plan["include_ipv6"] else " AND NOT contains(client_ip, ':')"
+    return (f"SELECT {topups.file_select(columns, headers)}, loaded_at AS {LOADED_AT}, event_id AS {EVENT_ID} "
+            f"FROM ({topups.day_events_sql(partition_key, plan['watermark'])}) "
+            f"WHERE {topups.in_batch_sql(topups.Batch.from_json(plan))}{ipv6}")
+
+
+def fingerprint_sql(headers) -> str:
+    """A 64-bit hash of a row's file values and key; XORed over rows it names a set of rows, in any order."""
+    return f"hash({', '.join(quote_ident(h) for h in headers)}, {LOADED_AT}, {EVENT_ID})"
+
+
+def checked_rows(step: Step) -> str:
+    return rows_sql(step.partition_key, read_plan(step))
+
+
+def spec_measures(step: Step) -> dict[str, str]:
+    """Taken in the spec check's pass: the fingerprint of the rows checked, and the count, bytes and longest
+    line of the new ones (above everything recorded) that the balanced split needs."""
+    plan = read_plan(step)
+    headers = plan["headers"]
+    size, fp = csv_line_bytes_sql(headers, quoting="all"), fingerprint_sql(headers)
+    new = topups.after_sql(plan["sent_through"], *KEY)
+    return {"fingerprint": f"coalesce(bit_xor({fp}), 0)",
+            "new_rows": f"count(*) FILTER (WHERE {new})",
+            "new_bytes": f"coalesce(sum({size}) FILTER (WHERE {new}), 0)",
+            "new_longest": f"coalesce(max({size}) FILTER (WHERE {new}), 0)",
+            "new_fingerprint": f"coalesce(bit_xor({fp}) FILTER (WHERE {new}), 0)"}
 
 
 def conversions_schema(step: Step):
@@ -201,20 +243,26 @@ def hold_message(partition_key: str, rows: int, size: int, min_bytes: int, *, he
 
 def write_files(step: Step, staged: Path) -> Files:
     """The CSV parts: the fewest balanced parts under the size limit; new rows under the minimum held when it is
-    enforced; files recorded earlier whose upload never succeeded rewritten with their recorded range and name."""
+    enforced; files recorded earlier whose upload never succeeded rewritten with their recorded range and name.
+    The rows are read from the warehouse in key order and must be the ones the spec check passed (`Seen`)."""
     key, settings, warehouse = step.partition_key, step.settings, step.warehouse
     if settings.split_bytes >= spec.MAX_UPLOAD_BYTES:
         raise dg.Failure(f"ispot_settings.split_bytes={settings.split_bytes:,} must stay below iSpot's "
                          f"{spec.MAX_UPLOAD_BYTES:,}-byte limit", allow_retries=False)
-    headers = settings.file_headers()
+    info, checked = read_plan(step), step.checked
+    if not checked or not checked["passed"]:
+        raise step.fail("the staged rows have not passed their spec check since they were staged: materialize "
+                        "ispot/conversions with its checks (the daily job does) before its files")
+    measured = checked["measures"]
+    headers = tuple(info["headers"])
     header = csv_header(headers).encode("ascii")
     enforce = enforces_minimum(settings, step.context.resources.ispot_api)
     folder = reset_folder(step.files_dir)
-    info = json.loads((staged.parent / BATCH_FILE).read_text())
     batch = topups.Batch.from_json(info)
-    source = f"({staged_view(staged)})"  # staged in key order, and scans keep that order
-    line = csv_line_sql(headers, quoting="all")
+    source = f"({rows_sql(key, info)})"
+    line, fp, in_order = csv_line_sql(headers, quoting="all"), fingerprint_sql(headers), ", ".join(KEY)
     files, contents = [], []
+    earlier, new_rows = Seen(), Seen()  # what the write pass read, against what the check saw
 
     written: dict[str, dict] = {}  # what the write pass saw of each part's lines (the files check reads it)
 
@@ -228,32 +276,34 @@ def write_files(step: Step, staged: Path) -> Files:
         files.append(OutgoingFile.of_part(done, done.name))
         contents.append({"after_key": after, "through_key": through, "rows": done.rows})
 
+    def sorted_lines(where: str):  # the line is rendered before the sort: cheaper than sorting the values
+        return con.sql(f"SELECT {line}, {in_order}, {fp} FROM {source} WHERE {where} "
+                       f"ORDER BY {in_order}").to_arrow_reader(BATCH_ROWS)
+
     held = None
-    with warehouse.connect(attach_warehouse=False) as con:
+    with warehouse.connect() as con:
         # files recorded earlier whose upload never succeeded: exactly their recorded range, their name
         for p in batch.pending:
             writer = part(p.file_name)
-            for array in stream_line_batches(con, f"SELECT {line} FROM {source} WHERE "
-                                                  f"{topups.range_sql(p.after_key, p.through_key, *STAGED_KEY)}"):
-                writer.write(array)
+            for rows in sorted_lines(topups.range_sql(p.after_key, p.through_key, *KEY)):
+                writer.write(rows.column(0))
+                earlier.add(rows.column(3))
             close(writer, p.after_key, p.through_key)
-        new = topups.after_sql(batch.sent_through, *STAGED_KEY)
-        size = csv_line_bytes_sql(headers, quoting="all")
-        lines, new_bytes, longest = con.execute(f"SELECT count(*), coalesce(sum({size}), 0), coalesce(max({size}), 0) "
-                                                f"FROM {source} WHERE {new}").fetchall()[0]
+        new = topups.after_sql(batch.sent_through, *KEY)
+        lines, new_bytes, longest = measured["new_rows"], measured["new_bytes"], measured["new_longest"]
         if lines and enforce and len(header) + new_bytes < settings.min_bytes:
             held = {"rows": lines, "bytes": len(header) + new_bytes}
             step.log.warning(hold_message(key, lines, held["bytes"], settings.min_bytes, held=True))
+            new_rows = None  # not read: nothing of them is written
         elif lines:
             # one pass in key order, cutting where the balanced split says (no per-line array kept)
             split = BalancedSplit(lines, new_bytes, longest, header_bytes=len(header), max_bytes=settings.split_bytes)
             step.log.info(f"{key}: {lines:,} new rows, {len(header) + new_bytes:,} bytes: {split.parts} file(s)")
             number, after, last = 0, batch.sent_through, None
             writer = part(file_name(key, batch.next_sequence))
-            reader = con.sql(f"SELECT {line}, {', '.join(STAGED_KEY)} FROM {source} WHERE {new}").to_arrow_reader(
-                BATCH_ROWS)
-            for rows in reader:
+            for rows in sorted_lines(new):
                 text, loaded_at, event_id = rows.column(0), rows.column(1), rows.column(2)
+                new_rows.add(rows.column(3))
                 start = 0
                 for cut in split.cuts(line_lengths(text)):
                     writer.write(text.slice(start, cut - start))
@@ -265,6 +315,20 @@ def write_files(step: Step, staged: Path) -> Files:
                 if len(text):
                     last = topups.key_text(loaded_at[-1].as_py(), event_id[-1].as_py())
             close(writer, after, info["new_through"])  # up to the highest key loaded (filtered rows too)
+    changed = [what for what, seen, rows, fingerprint in (
+        ("files re-sent", earlier, checked["rows"] - measured["new_rows"],
+         measured["fingerprint"] ^ measured["new_fingerprint"]),
+        ("new rows", new_rows, measured["new_rows"], measured["new_fingerprint"]))
+        if seen is not None and (seen.rows, seen.fingerprint) != (rows, fingerprint)]
+    if changed:
+        reset_folder(step.files_dir)  # nothing of what was read goes any further
+        raise step.fail(
+            f"the warehouse rows changed between the spec check and the write pass ({' and '.join(changed)}: "
+            f"the check saw {checked['rows']:,} rows in all, the write pass read {earlier.rows + (new_rows or Seen()).rows:,}"
+            f" or other values). Nothing was written. Rows loaded at or before the watermark {info['watermark']} "
+            "were added, changed or removed after the check: re-run the partition, so the check runs on the rows as "
+            "they are now. If it recurs, the loader stamps loaded_at before its commit: set ispot_settings."
+            "load_settle_seconds to cover the lag (vendors/ispot/topups.py)")
     if settings.zip:
         files = _zip_parts(files, settings.zip_level)
     for f, c in zip(files, contents):
@@ -298,6 +362,18 @@ def _zip_parts(files: list[OutgoingFile], level: int) -> list[OutgoingFile]:
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         return list(pool.map(one, files))
+
+
+class Seen:
+    """The rows the write pass read: their count and the XOR of their fingerprints (`fingerprint_sql`)."""
+
+    def __init__(self):
+        self.rows, self.fingerprint = 0, 0
+
+    def add(self, hashes: pa.Array) -> None:
+        self.rows += len(hashes)
+        if len(hashes):
+            self.fingerprint ^= int(np.bitwise_xor.reduce(hashes.to_numpy()))
 
 
 class CheckedPart:
@@ -378,10 +454,11 @@ def check_files(step: Step, files: list, info: dict) -> dg.AssetCheckResult:
     """Every file as the write pass saw it and as it lies on disk: exact unquoted ASCII header and no BOM, every
     data line one record of double-quoted values, the size written and under 200 MB, rows adding up to the checked
     rows (MD5s are verified on read-back at delivery)."""
-    with step.warehouse.connect(attach_warehouse=False) as con:
-        staged = sql_literal(str(step.staged))
-        staged_rows = con.execute(f"SELECT count(*) FROM read_parquet({staged})").fetchall()[0][0]
-    problems, rows = file_problems(files, info, staged_rows)
+    checked = step.checked
+    if checked is None:
+        raise step.fail("no record of the spec check of the rows these files were written from: re-materialize "
+                        "ispot/conversions with its checks, then the files")
+    problems, rows = file_problems(files, info, checked["rows"])
     return dg.AssetCheckResult(
         passed=not problems, description=with_next_step("; ".join(problems), FILES_NEXT) if problems
         else f"{len(files)} file(s) match the CSV spec",
@@ -498,26 +575,10 @@ CONVERSIONS = Deliverable(
               "deleted), so the token probe checks the credentials instead.")
 
 
-def staged_view(path: Path, *, row_numbers: bool = False) -> str:
-    """The staged rows as the file's text values: `datetime` is staged as a TIMESTAMP and rendered here
-    (topups.STAGED_SOURCES says why). DuckDB's text of a TIMESTAMP of whole seconds is exactly
-    `topups.DATETIME_FORMAT`'s for years 1-9999 (a test compares the two) and the cast costs a tenth of
-    `strftime` (10 M rows: 0.04 s against 0.45 s), paid in the spec check, the split and the write pass."""
-    column = quote_ident(json.loads((path.parent / BATCH_FILE).read_text())["datetime_column"])
-    numbered = ", file_row_number = true" if row_numbers else ""
-    return (f"SELECT * REPLACE (CAST({column} AS VARCHAR) AS {column}) "
-            f"FROM read_parquet({sql_literal(str(path))}{numbered})")
-
-
-def _staged_relation(path: Path) -> str:
-    """The staged rows without the sort key, with the row number pandera's samples show as `index`."""
-    return (f"SELECT * EXCLUDE (file_row_number, {LOADED_AT}, {EVENT_ID}), file_row_number AS __row "
-            f"FROM ({staged_view(path, row_numbers=True)})")
-
-
 CHAIN = Chain(
     deliverable=CONVERSIONS, rows_asset="conversions", files_asset="conversion_files", stage=stage,
-    schema=conversions_schema, staged_relation=_staged_relation, write=write_files, check_files=check_files,
+    schema=conversions_schema, rows_relation=checked_rows, spec_measures=spec_measures, write=write_files,
+    check_files=check_files,
     files_checks=(minimum_size_check,), deliver=deliver, extra_resources=frozenset({"ispot_api"}),
     files_kinds=frozenset({"csv"}), delivery_kinds=frozenset({"api"}),
     descriptions={

@@ -122,7 +122,10 @@ def in_batch_sql(batch: Batch) -> str:
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # "24 h UTC timestamp" as the document's example shows it
 SOURCES = {
     "ip": "client_ip",
-    "datetime": f"strftime(event_ts, '{DATETIME_FORMAT}')",
+    # cut to the second and cast: DuckDB's text of a TIMESTAMP of whole seconds is exactly DATETIME_FORMAT's
+    # for years 1-9999 (a test compares the two over that range) and costs a tenth of strftime
+    # (10 M rows: 0.04 s against 0.45 s)
+    "datetime": "CAST(date_trunc('second', event_ts) AS VARCHAR)",
     "siteid": "trim(site_id)",
     "app": "lower(trim(platform))",
     "type": "lower(trim(event_type))",
@@ -136,16 +139,9 @@ SOURCES = {
 }
 
 
-# Staged (assets.stage) `datetime` stays a TIMESTAMP, cut to the second the text shows, and is rendered
-# after the day's sort (assets.staged_view): a 19-character text per row makes the sort spill about
-# twice as much under the memory limit (10 M rows: 12.2 s against 7.9 s).
-STAGED_SOURCES = {**SOURCES, "datetime": "date_trunc('second', event_ts)"}
-
-
-def file_select(columns: tuple[str, ...], headers: tuple[str, ...], *, staged: bool = False) -> str:
+def file_select(columns: tuple[str, ...], headers: tuple[str, ...]) -> str:
     """The SELECT list of the file's columns, named as the header profile names them."""
-    sources = STAGED_SOURCES if staged else SOURCES
-    return ", ".join(f'{sources[c]} AS "{h}"' for c, h in zip(columns, headers))
+    return ", ".join(f'{SOURCES[c]} AS "{h}"' for c, h in zip(columns, headers))
 
 
 def unsent_by_day_sql(
