@@ -74,6 +74,10 @@ def test_the_duckdb_memory_limit_is_configurable(monkeypatch, data_dir):
     with WarehouseResource().connect(attach_warehouse=False) as con:
         limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     assert limit.replace(" ", "") in ("286.1MiB", "300.0MB", "286.0MiB"), limit
+    # a step with large buffers of its own (iSpot's write pass) takes a share of it
+    with WarehouseResource().connect(attach_warehouse=False, memory_share=0.75) as con:
+        share = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert share.replace(" ", "") == "214.0MiB", share  # 3/4 of 286.1 MiB, whole MiB
     monkeypatch.setenv("DELIVERY_DUCKDB_MEMORY_LIMIT", "lots")
     with pytest.raises(ValueError, match="DELIVERY_DUCKDB_MEMORY_LIMIT='lots'"):
         with WarehouseResource().connect(attach_warehouse=False):

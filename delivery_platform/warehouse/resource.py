@@ -22,6 +22,7 @@ import duckdb
 from .. import settings
 from ..core.files import atomic_path
 from ..core.sql import sql_literal
+from .buckets import memory_limit_bytes
 
 
 
@@ -50,12 +51,17 @@ class WarehouseResource(dg.ConfigurableResource):
         return Path(self.returns_dir) if self.returns_dir else settings.returns_dir()
 
     @contextmanager
-    def connect(self, *, attach_warehouse: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, *, attach_warehouse: bool = True,
+                memory_share: float = 1.0) -> Iterator[duckdb.DuckDBPyConnection]:
         """An in-memory DuckDB session with the warehouse attached read-only as `wh` (and the
-        default schema), bounded memory, and `returns_<table>` views over received files."""
+        default schema), bounded memory, and `returns_<table>` views over received files.
+        `memory_share`: the part of the limit this session takes, for a step that holds large
+        buffers of its own beside DuckDB's."""
         con = duckdb.connect(config={"memory_limit": duckdb_memory_limit(self.memory_limit),
                                      **({"threads": self.threads} if self.threads else {})})
         try:
+            if memory_share != 1.0:
+                con.execute(f"SET memory_limit = '{int(memory_limit_bytes(con) * memory_share) >> 20}MiB'")
             con.execute("SET preserve_insertion_order = true")
             tmp = self.staging_root / "_duckdb_tmp"
             tmp.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from ...destinations.base import AlreadyExists
 from .uploader import ISpotApiResource, ISpotRejected, ISpotUploader
 from ...formats.compress import zip_file
 from ...formats.lines import csv_header, csv_line_bytes_sql, csv_line_sql
-from ...formats.parts import (BATCH_ROWS, BalancedSplit, Part, PartWriter, line_lengths, misbroken_lines)
+from ...formats.parts import (BalancedSplit, Part, PartWriter, line_lengths, misbroken_lines)
 from ...ledger import FileContents
 from ...manifest import read_manifest, reset_folder
 from ...factory import Chain, Files, Step
@@ -241,6 +241,9 @@ def hold_message(partition_key: str, rows: int, size: int, min_bytes: int, *, he
             f"ISPOT_MIN_UPLOAD_BYTES and re-run the partition.")
 
 
+READ_ROWS = 65_536  # lines per Arrow batch read (~14 MB); up to two wait for each writing thread
+
+
 def write_files(step: Step, staged: Path) -> Files:
     """The CSV parts: the fewest balanced parts under the size limit; new rows under the minimum held when it is
     enforced; files recorded earlier whose upload never succeeded rewritten with their recorded range and name.
@@ -278,10 +281,12 @@ def write_files(step: Step, staged: Path) -> Files:
 
     def sorted_lines(where: str):  # the line is rendered before the sort: cheaper than sorting the values
         return con.sql(f"SELECT {line}, {in_order}, {fp} FROM {source} WHERE {where} "
-                       f"ORDER BY {in_order}").to_arrow_reader(BATCH_ROWS)
+                       f"ORDER BY {in_order}").to_arrow_reader(READ_ROWS)
 
     held = None
-    with warehouse.connect() as con:
+    # DuckDB's sort holds about 300 MB beyond its limit (10 M rows), and the batches queued for the writer and
+    # the hasher are this step's own: the session takes 3/4 of the limit, so the step peaks where the others do
+    with warehouse.connect(memory_share=0.75) as con:
         # files recorded earlier whose upload never succeeded: exactly their recorded range, their name
         for p in batch.pending:
             writer = part(p.file_name)
