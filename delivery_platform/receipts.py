@@ -83,10 +83,12 @@ def event_span(d: Deliverable | None, partition_key: str) -> dict:
     if d is None or d.event_column is None:
         return {"first_event": None, "last_event": None, "event_note": "the rows carry no event time"}
     stage = settings.staging_dir() / d.vendor / d.name / partition_key
-    span = (read_checked(stage) or {}).get("event_span")
-    if not span:
-        return {"first_event": None, "last_event": None,
-                "event_note": f"no spec check of these rows recorded at {stage / CHECKED}"}
+    checked = read_checked(stage)
+    if checked is None or not checked.get("event_span"):
+        why = (f"no spec check of these rows recorded at {stage / CHECKED}" if checked is None
+               else f"the checked rows have no column {d.event_column}")
+        return {"first_event": None, "last_event": None, "event_note": why}
+    span = checked["event_span"]
     return {"first_event": span["first_event"], "last_event": span["last_event"],
             "event_note": f"min and max of {span['column']}"}
 

@@ -390,6 +390,12 @@ def test_golden_bytes_of_each_header_profile(warehouse, data_dir, monkeypatch, p
     assert result.success
     assert (data_dir / "outbox" / "ispot" / OUTBOX_NAME.format(1)).read_bytes() == expected
     assert checks(result)["spec"].passed and checks(result)["files_match_spec"].passed
+    # the receipt's event span, taken by the spec check under the profile's name for `datetime`
+    from delivery_platform import receipts
+    from delivery_platform.vendors import vendor
+
+    span = receipts.event_span(vendor("ispot").deliverables[0], DAY)
+    assert (span["first_event"], span["last_event"]) == ("2026-11-19 08:00:00", "2026-11-19 09:30:00"), span
 
 
 def test_the_pandera_model_follows_the_profile(warehouse, monkeypatch):
