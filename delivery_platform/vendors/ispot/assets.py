@@ -331,10 +331,11 @@ def write_files(step: Step, staged: Path) -> Files:
         if seen is not None and (seen.rows, seen.fingerprint) != (rows, fingerprint)]
     if changed:
         reset_folder(step.files_dir)  # nothing of what was read goes any further
+        read = earlier.rows + (new_rows.rows if new_rows else measured["new_rows"])
+        read = "as many with other values" if read == checked["rows"] else f"{read:,}"
         raise step.fail(
             f"the warehouse rows changed between the spec check and the write pass ({' and '.join(changed)}: "
-            f"the check saw {checked['rows']:,} rows in all, the write pass read {earlier.rows + (new_rows or Seen()).rows:,}"
-            f" or other values). Nothing was written. Rows loaded at or before the watermark {info['watermark']} "
+            f"the check saw {checked['rows']:,} rows, the write pass read {read}). Nothing was written. Rows loaded at or before the watermark {info['watermark']} "
             "were added, changed or removed after the check: re-run the partition, so the check runs on the rows as "
             "they are now. If it recurs, the loader stamps loaded_at before its commit: set ispot_settings."
             "load_settle_seconds to cover the lag (vendors/ispot/topups.py)")
