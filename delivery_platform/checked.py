@@ -57,8 +57,8 @@ def _plain(value):
     return value
 
 
-def write_checked(stage_dir: Path, *, rows: int, passed: bool, measured: dict, event_column: str | None) -> dict:
-    """Record what the check saw; returns the record."""
+def write_checked(stage_dir: Path, *, rows: int, passed: bool, measured: dict, event_column: str | None) -> None:
+    """Record what the check saw."""
     doc = {
         "rows": rows,
         "passed": passed,
@@ -70,7 +70,6 @@ def write_checked(stage_dir: Path, *, rows: int, passed: bool, measured: dict, e
                      if not k.startswith(("present:", "distinct:")) and k not in ("first_event", "last_event")},
     }
     write_atomic(Path(stage_dir) / CHECKED, json.dumps(doc))
-    return doc
 
 
 def read_checked(stage_dir: Path) -> dict | None:

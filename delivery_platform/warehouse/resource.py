@@ -3,8 +3,8 @@
 The pipeline never writes the DuckDB warehouse file: every step opens it read-only, so any
 number of steps and backfill runs read it at once without DuckDB's single-writer lock.
 What a step produces is staged as Parquet under `data/staging/` (written to a temporary name
-and renamed; iSpot stages a selection of warehouse rows instead, `staged_plan`), and what vendors send back is kept under `data/returns/` as Parquet, one file
-per received file; `connect()` exposes those as views (`returns_<table>`), so the warehouse
+and renamed; iSpot stages a selection of warehouse rows instead, `staged_plan`), and what
+vendors send back is kept under `data/returns/` as Parquet, one file per received file; `connect()` exposes those as views (`returns_<table>`), so the warehouse
 and the returns are queried together.
 """
 
@@ -116,8 +116,8 @@ def copy_to_parquet(con: duckdb.DuckDBPyConnection, select_sql: str, target: Pat
     """Write a query's rows to `target` atomically (temp name, then rename). Returns the row count.
 
     Snappy: staged rows are a local scratch copy read several times in a run, and snappy costs less
-    CPU than zstd both ways (a 10 M-row iSpot run: medians 28.7 s -> 27.3 s in three interleaved
-    pairs; the file 167 MB against 104 MB)."""
+    CPU than zstd both ways (measured while iSpot still staged a copy: a 10 M-row run's medians
+    28.7 s -> 27.3 s in three interleaved pairs; the file 167 MB against 104 MB)."""
     with atomic_path(target) as partial:  # COPY answers the rows it wrote: no second read of the file
         return con.execute(f"COPY ({select_sql}) TO {sql_literal(str(partial))} (FORMAT parquet, COMPRESSION snappy, "
                            f"ROW_GROUP_SIZE {row_group_size})").fetchone()[0]
