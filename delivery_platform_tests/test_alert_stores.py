@@ -49,3 +49,34 @@ def test_the_outbox_queues_once_leases_and_backs_off(ledger_backend, data_dir):
     stuck = outbox.stuck(10, now=2000.0)
     assert [(s["sink"], s["alerts"], s["last_error"]) for s in stuck] == [("email", 1, "SMTP down")]
     assert {r["sink"]: r["status"] for r in outbox.rows()} == {"slack": "sent", "email": "sending"}
+
+
+def _open_fresh(path: str, start, out) -> None:
+    from delivery_platform.core import sqlite
+
+    start.wait()
+    try:
+        with sqlite.connect(path, 10) as con, sqlite.transaction(con):
+            con.execute("CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY)")
+        out.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        out.put(repr(exc))
+
+
+def test_processes_opening_a_new_store_together_all_get_in(tmp_path):
+    """A fresh SQLite file switched to WAL by several processes at once: SQLite refuses the switch at once
+    ("database is locked") instead of waiting; `core/sqlite.connect` must wait for it (it failed 3 times in
+    30 tries of 6 processes before it did)."""
+    ctx = mp.get_context("fork")  # only the standard library runs in the children
+    failures = []
+    for trial in range(30):
+        start, out = ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_open_fresh, args=(str(tmp_path / f"s{trial}.sqlite"), start, out))
+                 for _ in range(6)]
+        for p in procs:
+            p.start()
+        start.set()
+        failures += [r for r in (out.get(timeout=60) for _ in procs) if r != "ok"]
+        for p in procs:
+            p.join(30)
+    assert failures == []

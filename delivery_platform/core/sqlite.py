@@ -9,9 +9,25 @@ the same stale read.
 from __future__ import annotations
 
 import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+
+def _use_wal(con: sqlite3.Connection, timeout_s: float) -> None:
+    """Put the file in WAL mode. Switching a new file takes an exclusive lock, and SQLite answers
+    "database is locked" at once, without waiting in the busy handler, while another process opens
+    the same new file (6 processes opening a fresh store together: 3 failures in 30 tries)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
 
 
 @contextmanager
@@ -19,7 +35,7 @@ def connect(path: Path, timeout_s: float = 60.0, *, synchronous: str = "NORMAL")
     con = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
     try:
         con.row_factory = sqlite3.Row
-        con.execute("PRAGMA journal_mode=WAL")
+        _use_wal(con, timeout_s)
         con.execute(f"PRAGMA synchronous={synchronous}")
         con.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
         yield con
