@@ -3,9 +3,11 @@
 The spec check makes one pass over the rows; in that pass it also takes what later steps would
 otherwise read the rows again for: the row count, each column's null and distinct share (the drift
 guard's profile), the first and last event time (the receipt) and a chain's own measures (iSpot:
-the split's sizes and a fingerprint of the rows). Written as `checked.json` in the partition's
-staging folder (temp name, then rename); the rows step removes it when it stages new rows, so a
-later step never reads what was seen of rows that are no longer there.
+the split's sizes and a fingerprint of the rows), and its verdict as judged (a chain's `judge_rows` may
+fail rows that meet the model: Idomoo's row limits, dA's opt-outs), which the files step requires to be
+a pass. Written as `checked.json` in the partition's staging folder (temp name, then rename); the rows
+step removes it when it stages new rows, so a later step never reads what was seen of rows that are no
+longer there.
 """
 
 from __future__ import annotations

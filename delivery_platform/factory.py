@@ -208,18 +208,27 @@ def build_chain(chain: Chain) -> tuple[list[dg.AssetsDefinition], list[dg.AssetC
                                         measures=measures) if chain.rows_relation else
                       validate_parquet(step.staged, schema, redact=chain.redact, con=con, name=name,
                                        measures=measures))
-        write_checked(step.stage_dir, rows=report.rows, passed=report.passed, measured=report.measures,
-                      event_column=d.event_column)
         if not report.passed:
             context.log.error(report.error_text(f"{vendor}/{rows_key[-1]} {step.partition_key}"))
         result = check_result(report)
-        return chain.judge_rows(step, report, result) if chain.judge_rows else result
+        result = chain.judge_rows(step, report, result) if chain.judge_rows else result
+        # the verdict as judged (row limits, opt-outs): the files step builds only from rows that passed
+        write_checked(step.stage_dir, rows=report.rows, passed=result.passed, measured=report.measures,
+                      event_column=d.event_column)
+        return result
 
     @dg.asset(key=files_key, group_name=vendor, partitions_def=part, deps=[rows], kinds=set(chain.files_kinds),
               pool=vendor, required_resource_keys={"warehouse", "ledger", *with_settings, *chain.extra_resources},
               description=text("files", f"{d.label}: the partition's files."))
     def files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         step = Step(context, chain, context.resources.warehouse)
+        # the UI can materialize the files alone, which runs no check of the rows: they must have passed
+        # their blocking spec check since they were staged (a failed check writes its verdict too)
+        checked = step.checked
+        if not checked or not checked["passed"]:
+            raise step.fail(f"the staged rows have not passed their spec check since they were staged: "
+                            f"materialize {'/'.join(rows_key)} with its checks (the daily job does) before its "
+                            "files. Nothing was written.")
         made = chain.write(step, step.staged)
         if not made.reused:
             write_manifest(step.files_dir, made.outgoing, partition=step.partition_key, **made.manifest)

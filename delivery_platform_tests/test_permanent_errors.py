@@ -7,6 +7,7 @@ import pytest
 
 from delivery_platform.definitions import build_defs
 from delivery_platform.manifest import MANIFEST, ManifestMissing, read_manifest
+from delivery_platform.vendors.idomoo.assets import STORYBOARDS, settings_from_env
 
 DELIVERY_ASSETS = ["ispot/conversions_delivery", "lotame/segmentmembership_delivery",
                    "optimove/customers_delivery", "optimove/transactions_delivery",
@@ -77,3 +78,63 @@ def test_a_refused_redelivery_is_not_retried(tmp_path):
     assert isinstance(raised.value, AlreadyDeliveredDifferently)  # what callers and tests already catch
     assert isinstance(raised.value, dg.Failure) and raised.value.allow_retries is False
     assert "redeliver=True" in str(raised.value) and "Not retried" in str(raised.value)
+
+
+def _chain_keys(defs, delivery: str) -> tuple[dg.AssetKey, dg.AssetKey]:
+    """The files and rows assets a delivery asset is built from (its vendor's own parents)."""
+    graph = defs.resolve_asset_graph()
+    key = dg.AssetKey.from_user_string(delivery)
+    (files,) = [k for k in graph.get(key).parent_keys if k.path[0] == key.path[0]]
+    (rows,) = [k for k in graph.get(files).parent_keys if k.path[0] == key.path[0]]
+    return files, rows
+
+
+@pytest.mark.parametrize("delivery", DELIVERY_ASSETS)
+def test_files_are_built_only_from_rows_whose_last_spec_check_passed(delivery, data_dir):
+    """The UI lets a user materialize a files asset alone, which runs no check of its rows: rows staged
+    with their check left out are refused, for every vendor, and nothing is written; once the rows pass
+    their check, the same files asset builds."""
+    defs = build_defs("local")
+    files, rows = _chain_keys(defs, delivery)
+    partition = "2026-11-20" if delivery.startswith("idomoo/") else "2026-11-19"
+
+    def run(selection):
+        return dg.materialize([*defs.assets, *defs.asset_checks], selection=selection, resources=defs.resources,
+                              partition_key=partition,
+                              instance=instance, raise_on_error=False)
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run(dg.AssetSelection.assets(rows).without_checks()).success
+        alone = run(dg.AssetSelection.assets(files))
+        assert not alone.success
+        failures = [e for e in alone.all_events if e.event_type_value == "STEP_FAILURE"]
+        assert len(failures) == 1
+        message = failures[0].step_failure_data.error.message
+        assert "have not passed their spec check since they were staged" in message and partition in message
+        built = [p for p in (data_dir / "staging").rglob("*") if p.is_file() and "files" in p.relative_to(data_dir).parts]
+        assert not built, built
+        checked = run(dg.AssetSelection.assets(rows))  # with its blocking spec check
+        assert checked.success and {e.check_name: e.passed for e in checked.get_asset_check_evaluations()}["spec"]
+        assert run(dg.AssetSelection.assets(files)).success
+
+
+def test_rows_judged_outside_their_limits_do_not_build_files(data_dir):
+    """The verdict the files step reads is the check's as judged: Idomoo rows that meet the model but
+    number more than the storyboard allows fail the check, and the files alone are refused."""
+    defs = build_defs("local")
+    files, rows = _chain_keys(defs, "idomoo/data_file_delivery")
+    board = next(b for b in STORYBOARDS if b.settings_key == "idomoo_settings")
+    settings = settings_from_env(**{**board.overrides, "max_rows": 1})
+    with dg.DagsterInstance.ephemeral() as instance:
+        checked = dg.materialize([*defs.assets, *defs.asset_checks], selection=dg.AssetSelection.assets(rows),
+                                 resources={**defs.resources, "idomoo_settings": settings}, partition_key="2026-11-20",
+                                 instance=instance, raise_on_error=False)
+        spec = {e.check_name: e for e in checked.get_asset_check_evaluations()}["spec"]
+        assert not spec.passed and "outside the allowed 1..1" in spec.description
+        assert spec.metadata["failure_count"].value == 0  # every row meets the model: the judge failed it
+        alone = dg.materialize([*defs.assets, *defs.asset_checks], selection=dg.AssetSelection.assets(files),
+                               resources=defs.resources, partition_key="2026-11-20", instance=instance,
+                               raise_on_error=False)
+        assert not alone.success
+        errors = " ".join(str(e.event_specific_data.error.message) for e in alone.all_events if e.is_step_failure)
+        assert "have not passed their spec check since they were staged" in errors
