@@ -4,8 +4,9 @@ The pipeline never writes the DuckDB warehouse file: every step opens it read-on
 number of steps and backfill runs read it at once without DuckDB's single-writer lock.
 What a step produces is staged as Parquet under `data/staging/` (written to a temporary name
 and renamed; iSpot stages a selection of warehouse rows instead, `staged_plan`), and what
-vendors send back is kept under `data/returns/` as Parquet, one file per received file; `connect()` exposes those as views (`returns_<table>`), so the warehouse
-and the returns are queried together.
+vendors send back is kept under `data/returns/` as Parquet, one file per received file;
+`connect()` exposes those as views (`returns_<table>`), so the warehouse and the returns are
+queried together.
 """
 
 from __future__ import annotations
